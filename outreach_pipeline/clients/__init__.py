@@ -1,0 +1,1 @@
+"""HTTP clients for Outreach and Workbooks, usable against the real services or the local sandbox."""
