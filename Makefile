@@ -29,7 +29,7 @@ sandbox: $(STAMP)
 	$(BIN)/outreach-pipeline sandbox up --simulate
 
 bench: $(STAMP)
-	$(BIN)/python -m outreach_pipeline_tests.bench.bench_sandbox
+	$(BIN)/python benchmarks/bench_sandbox.py
 
 clean:
 	rm -rf $(VENV) .sandbox .dagster_home .pytest_cache

@@ -559,7 +559,13 @@ class WorkbooksClient:
         found: list[dict[str, Any]] = []
         for offset in range(0, len(unique), LOOKUP_BATCH_SIZE):
             batch = unique[offset : offset + LOOKUP_BATCH_SIZE]
-            found.extend(self.iter_records(controller, [Filter(field=field, op="eq", value=batch)], columns))
+            # One row more than the values asked for: a page that is not full proves the answer complete
+            # without a second, empty request (a lookup by a unique key returns at most len(batch) rows).
+            found.extend(
+                self.iter_records(
+                    controller, [Filter(field=field, op="eq", value=batch)], columns, page_size=len(batch) + 1
+                )
+            )
         return found
 
     # ----------------------------------------------------------------- writes
