@@ -1,0 +1,22 @@
+"""Sync engine: the pure planner (plan.py), the SQLAlchemy sync ledger (ledger.py) and the applier."""
+
+from outreach_pipeline.engine.ledger import (
+    PendingRelation,
+    RecordOutcome,
+    RecordState,
+    SyncLedger,
+    SyncWindow,
+)
+from outreach_pipeline.engine.plan import Decision, FlagWrite, SyncPlan, plan_sync
+
+__all__ = [
+    "Decision",
+    "FlagWrite",
+    "PendingRelation",
+    "RecordOutcome",
+    "RecordState",
+    "SyncLedger",
+    "SyncPlan",
+    "SyncWindow",
+    "plan_sync",
+]

@@ -1,0 +1,627 @@
+"""The sync ledger: per-record state, append-only history, pending relationships and run counts.
+
+SQLAlchemy Core on SQLite (a file under DAGSTER_HOME) or PostgreSQL. Every write method is one transaction
+with one statement per table per batch. Writers are serialised so that two processes recording outcomes
+for the same entity cannot interleave their read-merge-write: SQLite takes the write lock up front
+(``BEGIN IMMEDIATE``, WAL, busy timeout), PostgreSQL takes a transaction-scoped advisory lock per entity.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import zlib
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import sqlalchemy as sa
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection, Engine
+
+Outcome = Literal["created", "updated", "unchanged", "skipped", "failed"]
+OUTCOMES: tuple[Outcome, ...] = ("created", "updated", "unchanged", "skipped", "failed")
+_APPLIED: frozenset[str] = frozenset({"created", "updated", "unchanged"})
+_IN_CLAUSE_CHUNK = 500
+
+metadata = sa.MetaData()
+
+record_state = sa.Table(
+    "sync_record_state",
+    metadata,
+    sa.Column("entity", sa.String(64), primary_key=True),
+    sa.Column("outreach_id", sa.BigInteger, primary_key=True),
+    sa.Column("workbooks_id", sa.BigInteger),
+    sa.Column("outreach_updated_at", sa.DateTime(timezone=True)),
+    sa.Column("values_hash", sa.String(64)),
+    sa.Column("values_json", sa.Text),
+    sa.Column("last_outcome", sa.String(16), nullable=False),
+    sa.Column("last_reason", sa.String(64)),
+    sa.Column("last_error", sa.Text),
+    sa.Column("window_start", sa.DateTime(timezone=True)),
+    sa.Column("window_end", sa.DateTime(timezone=True)),
+    sa.Column("last_run_id", sa.String(128), nullable=False),
+    sa.Column("needs_retry", sa.Boolean, nullable=False, default=False),
+    sa.Column("recorded_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+history = sa.Table(
+    "sync_history",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("run_id", sa.String(128), nullable=False),
+    sa.Column("entity", sa.String(64), nullable=False),
+    sa.Column("outreach_id", sa.BigInteger, nullable=False),
+    sa.Column("workbooks_id", sa.BigInteger),
+    sa.Column("outcome", sa.String(16), nullable=False),
+    sa.Column("reason", sa.String(64)),
+    sa.Column("error", sa.Text),
+    sa.Column("outreach_updated_at", sa.DateTime(timezone=True)),
+    sa.Column("window_start", sa.DateTime(timezone=True)),
+    sa.Column("window_end", sa.DateTime(timezone=True)),
+    sa.Column("values_hash", sa.String(64)),
+    sa.Column("diff_json", sa.Text),
+    sa.Column("recorded_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Index("ix_sync_history_record", "entity", "outreach_id"),
+    sa.Index("ix_sync_history_run", "run_id"),
+)
+
+pending_relation = sa.Table(
+    "sync_pending_relation",
+    metadata,
+    sa.Column("entity", sa.String(64), primary_key=True),
+    sa.Column("outreach_id", sa.BigInteger, primary_key=True),
+    sa.Column("field", sa.String(128), primary_key=True),
+    sa.Column("target_entity", sa.String(64), primary_key=True),
+    sa.Column("target_outreach_id", sa.BigInteger, primary_key=True),
+    sa.Column("first_run_id", sa.String(128), nullable=False),
+    sa.Column("last_run_id", sa.String(128), nullable=False),
+    sa.Column("recorded_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Index("ix_sync_pending_target", "target_entity", "target_outreach_id"),
+)
+
+runs = sa.Table(
+    "sync_run",
+    metadata,
+    sa.Column("run_id", sa.String(128), primary_key=True),
+    sa.Column("entity", sa.String(64), primary_key=True),
+    sa.Column("window_start", sa.DateTime(timezone=True)),
+    sa.Column("window_end", sa.DateTime(timezone=True)),
+    *(sa.Column(outcome, sa.Integer, nullable=False, default=0) for outcome in OUTCOMES),
+    sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("finished_at", sa.DateTime(timezone=True)),
+)
+
+
+class LedgerModel(BaseModel):
+    """Base of ledger records: immutable, unknown keys rejected, datetimes stored as UTC."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _datetimes_in_utc(cls, value: Any) -> Any:
+        # SQLite stores datetimes without an offset, so everything is converted to UTC before it gets there.
+        if isinstance(value, datetime):
+            if value.tzinfo is None:
+                raise ValueError("datetimes must be timezone-aware")
+            return _utc(value)
+        return value
+
+
+class SyncWindow(LedgerModel):
+    """A half-open sync window ``[start, end)`` in UTC."""
+
+    start: datetime
+    end: datetime
+
+
+class PendingRelation(LedgerModel):
+    """A link from ``entity``/``outreach_id`` that could not be resolved because its target is not synced yet."""
+
+    entity: str
+    outreach_id: int
+    field: str
+    target_entity: str
+    target_outreach_id: int
+
+
+class RecordOutcome(LedgerModel):
+    """What happened to one record in one run (input to :meth:`SyncLedger.record_outcomes`).
+
+    Attributes:
+        values: the full set of normalised values now in Workbooks (applied outcomes only); hashed.
+        diff: what was written (fields -> new values), kept in the history.
+        pending_relations: the record's complete set of unresolved links after this run (replaces the old set).
+    """
+
+    entity: str
+    outreach_id: int
+    outcome: Outcome
+    workbooks_id: int | None = None
+    outreach_updated_at: datetime | None = None
+    values: dict[str, Any] | None = None
+    diff: dict[str, Any] | None = None
+    reason: str | None = None
+    error: str | None = None
+    pending_relations: list[PendingRelation] = Field(default_factory=list)
+
+
+class RecordState(LedgerModel):
+    """The ledger's latest knowledge of one record."""
+
+    entity: str
+    outreach_id: int
+    workbooks_id: int | None
+    outreach_updated_at: datetime | None
+    values_hash: str | None
+    values: dict[str, Any] | None
+    last_outcome: Outcome
+    last_reason: str | None
+    last_error: str | None
+    window_start: datetime | None
+    window_end: datetime | None
+    last_run_id: str
+    needs_retry: bool
+    recorded_at: datetime
+
+
+class HistoryEntry(LedgerModel):
+    """One row of the append-only history."""
+
+    run_id: str
+    entity: str
+    outreach_id: int
+    workbooks_id: int | None
+    outcome: Outcome
+    reason: str | None
+    error: str | None
+    outreach_updated_at: datetime | None
+    window_start: datetime | None
+    window_end: datetime | None
+    values_hash: str | None
+    diff: dict[str, Any] | None
+    recorded_at: datetime
+
+
+class RunSummary(LedgerModel):
+    """Counts per outcome of one run of one entity."""
+
+    run_id: str
+    entity: str
+    window_start: datetime | None
+    window_end: datetime | None
+    counts: dict[str, int]
+    started_at: datetime
+    finished_at: datetime | None
+
+
+def values_hash(values: dict[str, Any] | None) -> str | None:
+    """Stable SHA-256 of a values dict (sorted keys, JSON)."""
+    if values is None:
+        return None
+    return hashlib.sha256(_dumps(values).encode()).hexdigest()
+
+
+class SyncLedger:
+    """Sync ledger on SQLite or PostgreSQL; tables are created on first use.
+
+    Args:
+        url: SQLAlchemy URL, e.g. ``sqlite:///<DAGSTER_HOME>/sync_ledger.db`` or
+            ``postgresql+psycopg2://user@host/db``. Never logged: ``repr`` hides the password.
+    """
+
+    def __init__(self, url: str) -> None:
+        self._engine = _make_engine(url)
+        metadata.create_all(self._engine)
+
+    def __repr__(self) -> str:
+        return f"SyncLedger({self._engine.url.render_as_string(hide_password=True)!r})"
+
+    @property
+    def engine(self) -> Engine:
+        """The SQLAlchemy engine (for disposal and inspection)."""
+        return self._engine
+
+    def dispose(self) -> None:
+        """Close pooled connections."""
+        self._engine.dispose()
+
+    # --- runs --------------------------------------------------------------------------------------------
+
+    def start_run(self, run_id: str, entity: str, window: SyncWindow) -> None:
+        """Register a run of one entity (idempotent: a retried run keeps its counts)."""
+        with self._write(entity) as connection:
+            exists = connection.execute(
+                sa.select(runs.c.run_id).where(runs.c.run_id == run_id, runs.c.entity == entity)
+            ).first()
+            if exists is None:
+                connection.execute(
+                    runs.insert().values(
+                        run_id=run_id,
+                        entity=entity,
+                        window_start=window.start,
+                        window_end=window.end,
+                        started_at=_now(),
+                        **dict.fromkeys(OUTCOMES, 0),
+                    )
+                )
+
+    def finish_run(self, run_id: str, entity: str) -> RunSummary:
+        """Stamp the run finished and return its counts."""
+        with self._write(entity) as connection:
+            connection.execute(
+                runs.update()
+                .where(runs.c.run_id == run_id, runs.c.entity == entity)
+                .values(finished_at=_now())
+            )
+        summary = self.run_summary(run_id, entity)
+        if summary is None:
+            raise KeyError(f"run {run_id!r} of entity {entity!r} was never started")
+        return summary
+
+    def run_summary(self, run_id: str, entity: str) -> RunSummary | None:
+        """Counts of one run, or None when unknown."""
+        with self._engine.connect() as connection:
+            row = (
+                connection.execute(sa.select(runs).where(runs.c.run_id == run_id, runs.c.entity == entity))
+                .mappings()
+                .first()
+            )
+        if row is None:
+            return None
+        return RunSummary(
+            run_id=row["run_id"],
+            entity=row["entity"],
+            window_start=_utc(row["window_start"]),
+            window_end=_utc(row["window_end"]),
+            counts={outcome: row[outcome] for outcome in OUTCOMES},
+            started_at=_utc(row["started_at"]),
+            finished_at=_utc(row["finished_at"]),
+        )
+
+    # --- records -----------------------------------------------------------------------------------------
+
+    def get_states(self, entity: str, outreach_ids: Iterable[int]) -> dict[int, RecordState]:
+        """States of the given records of ``entity`` (absent ids are left out)."""
+        with self._engine.connect() as connection:
+            return self._read_states(connection, entity, outreach_ids)
+
+    def record_outcomes(self, run_id: str, window: SyncWindow, outcomes: Sequence[RecordOutcome]) -> None:
+        """Upsert record states, append history, replace pending relations and add run counts, atomically.
+
+        Failed and skipped outcomes keep the last applied version and values, so a later stale-version check
+        and the unchanged-comparison still refer to what Workbooks really holds.
+
+        Args:
+            run_id: the Dagster run id.
+            window: the window the outcomes belong to.
+            outcomes: one per record, all of one entity.
+
+        Raises:
+            ValueError: outcomes of several entities, or one record twice in the batch.
+        """
+        if not outcomes:
+            return
+        entity = _single_entity(outcomes)
+        now = _now()
+        with self._write(entity) as connection:
+            previous = self._read_states(connection, entity, [outcome.outreach_id for outcome in outcomes])
+            state_rows = [_state_row(o, previous.get(o.outreach_id), run_id, window, now) for o in outcomes]
+            connection.execute(_upsert(connection, record_state, ["entity", "outreach_id"]), state_rows)
+            connection.execute(history.insert(), [_history_row(o, run_id, window, now) for o in outcomes])
+            self._replace_pending(connection, entity, outcomes, run_id, now)
+            self._add_run_counts(connection, run_id, entity, window, outcomes, now)
+
+    def failed_ids(self, entity: str) -> list[int]:
+        """Outreach ids of ``entity`` whose last outcome failed and that later runs must retry."""
+        query = (
+            sa.select(record_state.c.outreach_id)
+            .where(record_state.c.entity == entity, record_state.c.needs_retry.is_(True))
+            .order_by(record_state.c.outreach_id)
+        )
+        with self._engine.connect() as connection:
+            return [row[0] for row in connection.execute(query)]
+
+    def pending_relations(
+        self, entity: str | None = None, *, target_entity: str | None = None
+    ) -> list[PendingRelation]:
+        """Unresolved links, optionally of one source entity and/or towards one target entity."""
+        query = sa.select(
+            pending_relation.c.entity,
+            pending_relation.c.outreach_id,
+            pending_relation.c.field,
+            pending_relation.c.target_entity,
+            pending_relation.c.target_outreach_id,
+        ).order_by(*pending_relation.primary_key.columns)
+        if entity is not None:
+            query = query.where(pending_relation.c.entity == entity)
+        if target_entity is not None:
+            query = query.where(pending_relation.c.target_entity == target_entity)
+        with self._engine.connect() as connection:
+            return [PendingRelation(**row) for row in connection.execute(query).mappings()]
+
+    def history(self, entity: str, outreach_id: int) -> list[HistoryEntry]:
+        """Every recorded outcome of one record, oldest first."""
+        query = (
+            sa.select(history)
+            .where(history.c.entity == entity, history.c.outreach_id == outreach_id)
+            .order_by(history.c.id)
+        )
+        with self._engine.connect() as connection:
+            return [_history_entry(row) for row in connection.execute(query).mappings()]
+
+    # --- internals ---------------------------------------------------------------------------------------
+
+    def _write(self, entity: str) -> _WriteTransaction:
+        return _WriteTransaction(self._engine, entity)
+
+    def _read_states(
+        self, connection: Connection, entity: str, outreach_ids: Iterable[int]
+    ) -> dict[int, RecordState]:
+        ids = sorted({int(outreach_id) for outreach_id in outreach_ids})
+        states: dict[int, RecordState] = {}
+        for start in range(0, len(ids), _IN_CLAUSE_CHUNK):
+            chunk = ids[start : start + _IN_CLAUSE_CHUNK]
+            query = sa.select(record_state).where(
+                record_state.c.entity == entity, record_state.c.outreach_id.in_(chunk)
+            )
+            for row in connection.execute(query).mappings():
+                states[row["outreach_id"]] = _record_state(row)
+        return states
+
+    def _replace_pending(
+        self,
+        connection: Connection,
+        entity: str,
+        outcomes: Sequence[RecordOutcome],
+        run_id: str,
+        now: datetime,
+    ) -> None:
+        # A failed or skipped record was not written, so its old pending links are still pending.
+        rewritten = [o for o in outcomes if o.outcome in _APPLIED]
+        if not rewritten:
+            return
+        ids = [o.outreach_id for o in rewritten]
+        first_seen = self._first_pending_runs(connection, entity, ids)
+        for start in range(0, len(ids), _IN_CLAUSE_CHUNK):
+            connection.execute(
+                pending_relation.delete().where(
+                    pending_relation.c.entity == entity,
+                    pending_relation.c.outreach_id.in_(ids[start : start + _IN_CLAUSE_CHUNK]),
+                )
+            )
+        rows = [
+            {
+                **relation.model_dump(),
+                "first_run_id": first_seen.get(_pending_key(relation), run_id),
+                "last_run_id": run_id,
+                "recorded_at": now,
+            }
+            for outcome in rewritten
+            for relation in outcome.pending_relations
+        ]
+        if rows:
+            connection.execute(pending_relation.insert(), rows)
+
+    @staticmethod
+    def _first_pending_runs(connection: Connection, entity: str, ids: list[int]) -> dict[tuple, str]:
+        first: dict[tuple, str] = {}
+        for start in range(0, len(ids), _IN_CLAUSE_CHUNK):
+            query = sa.select(pending_relation).where(
+                pending_relation.c.entity == entity,
+                pending_relation.c.outreach_id.in_(ids[start : start + _IN_CLAUSE_CHUNK]),
+            )
+            for row in connection.execute(query).mappings():
+                first[(row["outreach_id"], row["field"], row["target_entity"], row["target_outreach_id"])] = (
+                    row["first_run_id"]
+                )
+        return first
+
+    @staticmethod
+    def _add_run_counts(
+        connection: Connection,
+        run_id: str,
+        entity: str,
+        window: SyncWindow,
+        outcomes: Sequence[RecordOutcome],
+        now: datetime,
+    ) -> None:
+        counts = {name: sum(1 for o in outcomes if o.outcome == name) for name in OUTCOMES}
+        updated = connection.execute(
+            runs.update()
+            .where(runs.c.run_id == run_id, runs.c.entity == entity)
+            .values({runs.c[name]: runs.c[name] + count for name, count in counts.items()})
+        )
+        if updated.rowcount == 0:
+            connection.execute(
+                runs.insert().values(
+                    run_id=run_id,
+                    entity=entity,
+                    window_start=window.start,
+                    window_end=window.end,
+                    started_at=now,
+                    **counts,
+                )
+            )
+
+
+class _WriteTransaction:
+    """A write transaction holding the per-entity writer lock (see module docstring)."""
+
+    def __init__(self, engine: Engine, entity: str) -> None:
+        self._engine = engine
+        self._entity = entity
+        self._context: Any = None
+
+    def __enter__(self) -> Connection:
+        self._context = self._engine.begin()
+        connection = self._context.__enter__()
+        if connection.dialect.name == "postgresql":
+            lock_key = zlib.crc32(f"sync_ledger:{self._entity}".encode())
+            connection.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": lock_key})
+        return connection
+
+    def __exit__(self, *exc: Any) -> None:
+        self._context.__exit__(*exc)
+
+
+def _make_engine(url: str) -> Engine:
+    parsed = sa.make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return sa.create_engine(parsed, pool_pre_ping=True)
+    if parsed.database and parsed.database != ":memory:":
+        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    engine = sa.create_engine(parsed, connect_args={"timeout": 30})
+
+    @sa.event.listens_for(engine, "connect")
+    def _configure_sqlite(dbapi_connection: Any, _: Any) -> None:
+        # Autocommit at the driver level so SQLAlchemy's "begin" event decides how transactions start.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    @sa.event.listens_for(engine, "begin")
+    def _begin_immediate(connection: Connection) -> None:
+        # Taking the write lock at BEGIN makes a second writer wait (busy timeout) instead of failing with
+        # SQLITE_BUSY when it upgrades a read lock after another writer committed.
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
+
+
+def _upsert(connection: Connection, table: sa.Table, keys: list[str]) -> Any:
+    dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
+    statement = dialect.insert(table)
+    updates = {
+        column.name: statement.excluded[column.name] for column in table.columns if column.name not in keys
+    }
+    return statement.on_conflict_do_update(index_elements=keys, set_=updates)
+
+
+def _single_entity(outcomes: Sequence[RecordOutcome]) -> str:
+    entities = {outcome.entity for outcome in outcomes}
+    if len(entities) != 1:
+        raise ValueError(f"record_outcomes takes one entity per batch, got {sorted(entities)}")
+    ids = [outcome.outreach_id for outcome in outcomes]
+    duplicates = sorted({outreach_id for outreach_id in ids if ids.count(outreach_id) > 1})
+    if duplicates:
+        raise ValueError(f"{entities.pop()}: outreach ids {duplicates} appear more than once in one batch")
+    return entities.pop()
+
+
+def _state_row(
+    outcome: RecordOutcome, previous: RecordState | None, run_id: str, window: SyncWindow, now: datetime
+) -> dict[str, Any]:
+    applied = outcome.outcome in _APPLIED
+    keep_values = not applied and previous is not None
+    return {
+        "entity": outcome.entity,
+        "outreach_id": outcome.outreach_id,
+        "workbooks_id": outcome.workbooks_id
+        if outcome.workbooks_id is not None
+        else _get(previous, "workbooks_id"),
+        "outreach_updated_at": outcome.outreach_updated_at
+        if applied
+        else _get(previous, "outreach_updated_at"),
+        "values_hash": previous.values_hash if keep_values else values_hash(outcome.values),
+        "values_json": _dumps(previous.values if keep_values else outcome.values),
+        "last_outcome": outcome.outcome,
+        "last_reason": outcome.reason,
+        "last_error": outcome.error,
+        "window_start": window.start,
+        "window_end": window.end,
+        "last_run_id": run_id,
+        # A stale-version or flag skip is terminal for this version; only failures are retried.
+        "needs_retry": outcome.outcome == "failed",
+        "recorded_at": now,
+    }
+
+
+def _history_row(outcome: RecordOutcome, run_id: str, window: SyncWindow, now: datetime) -> dict[str, Any]:
+    return {
+        "run_id": run_id,
+        "entity": outcome.entity,
+        "outreach_id": outcome.outreach_id,
+        "workbooks_id": outcome.workbooks_id,
+        "outcome": outcome.outcome,
+        "reason": outcome.reason,
+        "error": outcome.error,
+        "outreach_updated_at": outcome.outreach_updated_at,
+        "window_start": window.start,
+        "window_end": window.end,
+        "values_hash": values_hash(outcome.values),
+        "diff_json": _dumps(outcome.diff),
+        "recorded_at": now,
+    }
+
+
+def _record_state(row: Any) -> RecordState:
+    return RecordState(
+        entity=row["entity"],
+        outreach_id=row["outreach_id"],
+        workbooks_id=row["workbooks_id"],
+        outreach_updated_at=_utc(row["outreach_updated_at"]),
+        values_hash=row["values_hash"],
+        values=_loads(row["values_json"]),
+        last_outcome=row["last_outcome"],
+        last_reason=row["last_reason"],
+        last_error=row["last_error"],
+        window_start=_utc(row["window_start"]),
+        window_end=_utc(row["window_end"]),
+        last_run_id=row["last_run_id"],
+        needs_retry=bool(row["needs_retry"]),
+        recorded_at=_utc(row["recorded_at"]),
+    )
+
+
+def _history_entry(row: Any) -> HistoryEntry:
+    return HistoryEntry(
+        run_id=row["run_id"],
+        entity=row["entity"],
+        outreach_id=row["outreach_id"],
+        workbooks_id=row["workbooks_id"],
+        outcome=row["outcome"],
+        reason=row["reason"],
+        error=row["error"],
+        outreach_updated_at=_utc(row["outreach_updated_at"]),
+        window_start=_utc(row["window_start"]),
+        window_end=_utc(row["window_end"]),
+        values_hash=row["values_hash"],
+        diff=_loads(row["diff_json"]),
+        recorded_at=_utc(row["recorded_at"]),
+    )
+
+
+def _pending_key(relation: PendingRelation) -> tuple:
+    return (relation.outreach_id, relation.field, relation.target_entity, relation.target_outreach_id)
+
+
+def _get(state: RecordState | None, attribute: str) -> Any:
+    return getattr(state, attribute) if state is not None else None
+
+
+def _dumps(value: Any) -> str | None:
+    return None if value is None else json.dumps(value, sort_keys=True, default=str, separators=(",", ":"))
+
+
+def _loads(text: str | None) -> Any:
+    return None if text is None else json.loads(text)
+
+
+def _utc(moment: datetime | None) -> datetime | None:
+    # SQLite hands back naive datetimes; every value the ledger stores is UTC.
+    if moment is None:
+        return None
+    if hasattr(moment, "to_pydatetime"):
+        moment = moment.to_pydatetime()
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)

@@ -1,0 +1,477 @@
+"""Pure sync planner, Outreach -> Workbooks: one decision per staged record, no I/O.
+
+Inputs are what the caller fetched: the staged frame of a window, the Workbooks records matched to it (by link
+key, and by natural key for unlinked rows), the ledger states of those records and id maps for resolving links.
+The same inputs give the same plan whatever their order.
+
+Rules, in order, for each staged record:
+
+1. ``stale_version``: the ledger already applied a newer ``updatedAt``; a backfill of an old window changes nothing.
+2. ``superseded``: an update-only entity (sequence states) has several staged rows for one Workbooks record;
+   the latest ``updatedAt`` wins.
+3. ``duplicate_match``: several Workbooks records carry the link key or share the natural key, or several staged
+   records share one natural key. Those Workbooks records get Outreach Duplicate = TRUE (when the record type has
+   the flag) and a human resolves them; nothing else is written.
+4. Flags of the matched record: Sync to Outreach = FALSE -> ``sync_disabled``; Outreach Duplicate -> ``duplicate_flag``;
+   Outreach Sync Error -> ``sync_error_flag``, *unless this integration set it* (the ledger's last outcome was a
+   failure with the very message the record shows): then the error is ours to clear once the record is valid,
+   so a fixed record heals itself while an error flagged by a person or another process stays until they clear it.
+5. ``failed``: validation errors. An existing record gets Outreach Sync Error = TRUE and the message.
+6. ``create`` (no match; Sync to Outreach = TRUE, link key set), else ``update`` with only the changed fields
+   (plus the link key when matched by natural key, plus clearing our own error flag), else ``unchanged``.
+
+Links whose target is not synced yet are withheld from the write (the existing Workbooks value is kept) and
+reported as pending relations, which the ledger stores and later runs retry; the record itself is still written,
+because holding back a person until their organisation syncs would delay every other field for no benefit.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Hashable, Iterable, Mapping
+from datetime import datetime
+from typing import Any, Literal
+
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field
+
+from outreach_pipeline.engine.ledger import Outcome, PendingRelation, RecordState
+from outreach_pipeline.mapping.models import (
+    BooleanTransform,
+    EntityMapping,
+    FieldMapping,
+    LinkTransform,
+    StringTransform,
+)
+from outreach_pipeline.mapping.normalise import (
+    is_blank,
+    normalise_link_key,
+    normalise_natural_key,
+    normalise_value,
+)
+
+Action = Literal["create", "update", "unchanged", "skip", "failed"]
+SkipReason = Literal[
+    "stale_version",
+    "superseded",
+    "duplicate_match",
+    "sync_disabled",
+    "duplicate_flag",
+    "sync_error_flag",
+    "no_match",
+]
+IdMaps = Mapping[str, Mapping[int, int]]
+ERROR_MESSAGE_LIMIT = 4000
+
+_OUTCOME_OF_ACTION: dict[str, Outcome] = {
+    "create": "created",
+    "update": "updated",
+    "unchanged": "unchanged",
+    "skip": "skipped",
+    "failed": "failed",
+}
+
+
+class PlanModel(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
+
+
+class Decision(PlanModel):
+    """What to do with one staged record.
+
+    Attributes:
+        fields: what to write: every non-blank field for a create, only the changed ones for an update,
+            the error flag and message for a failure on an existing record; empty otherwise.
+        values: the canonical values Workbooks holds after the write (for the ledger's hash), or None when
+            nothing is applied.
+        error: the message written to Outreach Sync Error Message (failed decisions).
+    """
+
+    outreach_id: int
+    action: Action
+    reason: SkipReason | None = None
+    workbooks_id: int | None = None
+    lock_version: int | None = None
+    fields: dict[str, Any] = Field(default_factory=dict)
+    values: dict[str, Any] | None = None
+    errors: list[str] = Field(default_factory=list)
+    error: str | None = None
+    pending_relations: list[PendingRelation] = Field(default_factory=list)
+    outreach_updated_at: datetime | None = None
+
+    @property
+    def ledger_outcome(self) -> Outcome:
+        """The ledger outcome this decision records once applied."""
+        return _OUTCOME_OF_ACTION[self.action]
+
+
+class FlagWrite(PlanModel):
+    """An update of one Workbooks record's flags outside any decision (Outreach Duplicate = TRUE)."""
+
+    workbooks_id: int
+    lock_version: int | None
+    fields: dict[str, Any]
+
+
+class SyncPlan(PlanModel):
+    """The plan of one entity for one window: decisions in outreach-id order, flag writes in id order."""
+
+    entity: str
+    decisions: list[Decision]
+    duplicate_flags: list[FlagWrite] = Field(default_factory=list)
+
+    def counts(self) -> dict[str, int]:
+        """Number of decisions per action."""
+        return dict(Counter(decision.action for decision in self.decisions))
+
+    @property
+    def pending_relations(self) -> list[PendingRelation]:
+        """Every unresolved link of the plan."""
+        return [relation for decision in self.decisions for relation in decision.pending_relations]
+
+
+def plan_sync(
+    staged: pd.DataFrame,
+    entity: EntityMapping,
+    workbooks_records: Iterable[Mapping[str, Any]] | pd.DataFrame,
+    states: Mapping[int, RecordState] | None = None,
+    id_maps: IdMaps | None = None,
+) -> SyncPlan:
+    """Plan the Outreach -> Workbooks writes of one window.
+
+    Args:
+        staged: output of ``stage_records`` for this entity.
+        entity: the entity mapping.
+        workbooks_records: Workbooks records matched to the staged rows (by link key, and by natural key for
+            unlinked rows), each with ``id``, ``lock_version``, the mapped fields and the flag fields.
+        states: ledger states by outreach id (``SyncLedger.get_states``).
+        id_maps: per target entity, Outreach id -> Workbooks id, for link fields.
+
+    Returns:
+        The SyncPlan.
+    """
+    records = _as_dicts(workbooks_records)
+    planner = _Planner(entity, records, states or {}, id_maps or {})
+    rows = sorted(_as_dicts(staged), key=lambda row: int(row["outreach_id"]))
+    return planner.plan(rows)
+
+
+class _Planner:
+    def __init__(
+        self,
+        entity: EntityMapping,
+        records: list[dict[str, Any]],
+        states: Mapping[int, RecordState],
+        id_maps: IdMaps,
+    ) -> None:
+        self.entity = entity
+        self.states = states
+        self.id_maps = id_maps
+        self.by_link: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        self.by_natural: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
+        for record in sorted(records, key=lambda record: int(record["id"])):
+            link = normalise_link_key(read_field(record, entity.match.link_key))
+            if link is not None:
+                self.by_link[link].append(record)
+            elif (natural := self._natural_key(record)) is not None:
+                self.by_natural[natural].append(record)
+        self.duplicate_flags: dict[int, FlagWrite] = {}
+
+    def plan(self, rows: list[dict[str, Any]]) -> SyncPlan:
+        superseded = self._superseded_ids(rows)
+        natural_counts = Counter(
+            key for row in rows if not self._link_matches(row) and (key := self._natural_key(row)) is not None
+        )
+        decisions = [self._decide(row, superseded, natural_counts) for row in rows]
+        flags = [self.duplicate_flags[workbooks_id] for workbooks_id in sorted(self.duplicate_flags)]
+        return SyncPlan(entity=self.entity.name, decisions=decisions, duplicate_flags=flags)
+
+    # --- matching ----------------------------------------------------------------------------------------
+
+    def _natural_key(self, values: Mapping[str, Any]) -> tuple | None:
+        if not self.entity.match.natural_keys:
+            return None
+        parts = tuple(
+            normalise_natural_key(read_field(values, name)) for name in self.entity.match.natural_keys
+        )
+        # A blank component never matches: two records without a website are not the same organisation.
+        return None if any(part is None for part in parts) else parts
+
+    def _link_matches(self, row: Mapping[str, Any]) -> list[dict[str, Any]]:
+        link = normalise_link_key(row.get(self.entity.match.link_key))
+        return self.by_link.get(link, []) if link is not None else []
+
+    def _superseded_ids(self, rows: list[dict[str, Any]]) -> set[int]:
+        if self.entity.match.outreach_key == "id":
+            return set()
+        groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for row in rows:
+            if (link := normalise_link_key(row.get(self.entity.match.link_key))) is not None:
+                groups[link].append(row)
+        superseded: set[int] = set()
+        for group in groups.values():
+            latest = max(
+                group, key=lambda row: (_timestamp_key(row.get("outreach_updated_at")), row["outreach_id"])
+            )
+            superseded.update(int(row["outreach_id"]) for row in group if row is not latest)
+        return superseded
+
+    # --- decisions ---------------------------------------------------------------------------------------
+
+    def _decide(self, row: dict[str, Any], superseded: set[int], natural_counts: Counter) -> Decision:
+        outreach_id = int(row["outreach_id"])
+        base = {
+            "outreach_id": outreach_id,
+            "outreach_updated_at": _as_datetime(row.get("outreach_updated_at")),
+        }
+        state = self.states.get(outreach_id)
+        if _is_stale(row, state):
+            return Decision(action="skip", reason="stale_version", **base)
+        if outreach_id in superseded:
+            return Decision(action="skip", reason="superseded", **base)
+
+        candidates = self._link_matches(row)
+        natural = None if candidates else self._natural_key(row)
+        if natural is not None:
+            candidates = self.by_natural.get(natural, [])
+        if len(candidates) > 1 or (natural is not None and natural_counts[natural] > 1):
+            self._flag_duplicates(candidates)
+            return Decision(action="skip", reason="duplicate_match", **base)
+
+        target = candidates[0] if candidates else None
+        errors = list(row.get("validation_errors") or [])
+        if target is not None:
+            base |= {
+                "workbooks_id": int(target["id"]),
+                "lock_version": _optional_int(target.get("lock_version")),
+            }
+            if (reason := self._flag_skip_reason(target, state)) is not None:
+                return Decision(action="skip", reason=reason, **base)
+        if errors:
+            return self._failed(target, errors, base)
+        if target is None:
+            if not self.entity.create:
+                return Decision(action="skip", reason="no_match", **base)
+            return self._create(row, base)
+        return self._update(row, target, state, matched_by_natural=natural is not None, base=base)
+
+    def _flag_skip_reason(self, target: Mapping[str, Any], state: RecordState | None) -> SkipReason | None:
+        flags = self.entity.flags
+        if flags is None:
+            return None
+        if not _truthy(read_field(target, flags.sync_to_outreach)):
+            return "sync_disabled"
+        if flags.duplicate and _truthy(read_field(target, flags.duplicate)):
+            return "duplicate_flag"
+        if _truthy(read_field(target, flags.sync_error)) and not _error_set_by_us(
+            read_field(target, flags.sync_error_message), state
+        ):
+            return "sync_error_flag"
+        return None
+
+    def _flag_duplicates(self, candidates: list[dict[str, Any]]) -> None:
+        field = self.entity.flags.duplicate if self.entity.flags else None
+        if field is None:
+            return
+        for record in candidates:
+            if not _truthy(read_field(record, field)):
+                workbooks_id = int(record["id"])
+                self.duplicate_flags[workbooks_id] = FlagWrite(
+                    workbooks_id=workbooks_id,
+                    lock_version=_optional_int(record.get("lock_version")),
+                    fields={field: True},
+                )
+
+    def _failed(self, target: Mapping[str, Any] | None, errors: list[str], base: dict[str, Any]) -> Decision:
+        message = "; ".join(errors)[:ERROR_MESSAGE_LIMIT]
+        fields: dict[str, Any] = {}
+        flags = self.entity.flags
+        if target is not None and flags is not None:
+            wanted = {flags.sync_error: True, flags.sync_error_message: message}
+            fields = {
+                name: value
+                for name, value in wanted.items()
+                if normalise_value(read_field(target, name), _flag_transform(name, flags.sync_error))
+                != normalise_value(value, _flag_transform(name, flags.sync_error))
+            }
+        return Decision(action="failed", errors=errors, error=message, fields=fields, **base)
+
+    def _create(self, row: dict[str, Any], base: dict[str, Any]) -> Decision:
+        desired, pending = self._desired_values(row)
+        fields = {name: value for name, value in desired.items() if not _blank_value(value)}
+        for name, value in self.entity.create_defaults.items():
+            fields.setdefault(name, value)
+        fields[self.entity.match.link_key] = row[self.entity.match.link_key]
+        if self.entity.flags is not None:
+            fields[self.entity.flags.sync_to_outreach] = True
+        return Decision(
+            action="create",
+            fields=fields,
+            values=self._canonical(desired, row),
+            pending_relations=pending,
+            **base,
+        )
+
+    def _update(
+        self,
+        row: dict[str, Any],
+        target: Mapping[str, Any],
+        state: RecordState | None,
+        *,
+        matched_by_natural: bool,
+        base: dict[str, Any],
+    ) -> Decision:
+        desired, pending = self._desired_values(row)
+        changed = {
+            name: value
+            for name, value in desired.items()
+            if self._canonical_value(name, value) != self._canonical_value(name, read_field(target, name))
+        }
+        if matched_by_natural:
+            changed[self.entity.match.link_key] = row[self.entity.match.link_key]
+        flags = self.entity.flags
+        if flags is not None and _truthy(read_field(target, flags.sync_error)):
+            # Reaching here with the flag set means we set it (rule 4); the record is valid now.
+            changed |= {flags.sync_error: False, flags.sync_error_message: None}
+        action: Action = "update" if changed else "unchanged"
+        values = self._canonical(desired, row)
+        return Decision(action=action, fields=changed, values=values, pending_relations=pending, **base)
+
+    # --- values ------------------------------------------------------------------------------------------
+
+    def _desired_values(self, row: Mapping[str, Any]) -> tuple[dict[str, Any], list[PendingRelation]]:
+        """Staged values to hold in Workbooks, with links resolved; unresolvable links are withheld."""
+        desired: dict[str, Any] = {}
+        pending: list[PendingRelation] = []
+        withheld_relations: set[str] = set()
+        for field in self.entity.to_workbooks_fields():
+            value = row.get(field.workbooks)
+            if isinstance(field.transform, LinkTransform):
+                value, missing = self._resolve_link(field, value)
+                if missing:
+                    pending.extend(self._pending(row, field, missing))
+                    if field.source.kind == "collection":
+                        withheld_relations.add(field.source.relation or "")
+                    continue
+            if field.skip_blank and _blank_value(value):
+                continue
+            desired[field.workbooks] = value
+        # Aligned lists (contact roles) must not be written without the ids they describe.
+        for field in self.entity.to_workbooks_fields():
+            if field.source.kind == "collection" and field.source.relation in withheld_relations:
+                desired.pop(field.workbooks, None)
+        return desired, pending
+
+    def _resolve_link(self, field: FieldMapping, value: Any) -> tuple[Any, list[int]]:
+        transform = field.transform
+        assert isinstance(transform, LinkTransform)
+        id_map = self.id_maps.get(transform.entity, {})
+        if transform.many:
+            outreach_ids = [int(item) for item in (value or [])]
+            missing = sorted({item for item in outreach_ids if item not in id_map})
+            return [id_map.get(item) for item in outreach_ids], missing
+        if _blank_value(value):
+            return None, []
+        outreach_id = int(value)
+        return (id_map[outreach_id], []) if outreach_id in id_map else (None, [outreach_id])
+
+    def _pending(
+        self, row: Mapping[str, Any], field: FieldMapping, missing: list[int]
+    ) -> list[PendingRelation]:
+        assert isinstance(field.transform, LinkTransform)
+        return [
+            PendingRelation(
+                entity=self.entity.name,
+                outreach_id=int(row["outreach_id"]),
+                field=field.workbooks,
+                target_entity=field.transform.entity,
+                target_outreach_id=target,
+            )
+            for target in missing
+        ]
+
+    def _canonical_value(self, name: str, value: Any) -> Hashable:
+        return normalise_value(value, self.entity.field(name).transform)
+
+    def _canonical(self, desired: Mapping[str, Any], row: Mapping[str, Any]) -> dict[str, Any]:
+        canonical: dict[str, Any] = {
+            name: _jsonable(self._canonical_value(name, value)) for name, value in desired.items()
+        }
+        canonical[self.entity.match.link_key] = normalise_link_key(row.get(self.entity.match.link_key))
+        return canonical
+
+
+def read_field(record: Mapping[str, Any], name: str) -> Any:
+    """A field of a Workbooks record, flat (``main_location[email]``) or nested (``{"main_location": {...}}``)."""
+    if name in record:
+        return record[name]
+    if "[" in name and name.endswith("]"):
+        parent, child = name[:-1].split("[", 1)
+        nested = record.get(parent)
+        if isinstance(nested, Mapping):
+            return read_field(nested, child)
+    return None
+
+
+def _as_dicts(data: Iterable[Mapping[str, Any]] | pd.DataFrame) -> list[dict[str, Any]]:
+    rows = data.to_dict("records") if isinstance(data, pd.DataFrame) else [dict(row) for row in data]
+    return [{key: _python_value(value) for key, value in row.items()} for row in rows]
+
+
+def _python_value(value: Any) -> Any:
+    if isinstance(value, list | tuple | dict):
+        return value
+    if hasattr(value, "tolist") and not isinstance(value, pd.Timestamp):
+        return value.tolist()
+    return None if is_blank(value) and not isinstance(value, str) else value
+
+
+def _blank_value(value: Any) -> bool:
+    return value is None or (isinstance(value, str) and not value.strip())
+
+
+def _truthy(value: Any) -> bool:
+    return normalise_value(value, _BOOLEAN) is True
+
+
+def _error_set_by_us(message: Any, state: RecordState | None) -> bool:
+    if state is None or state.last_outcome != "failed" or state.last_error is None:
+        return False
+    return normalise_value(message, _STRING) == normalise_value(
+        state.last_error[:ERROR_MESSAGE_LIMIT], _STRING
+    )
+
+
+def _is_stale(row: Mapping[str, Any], state: RecordState | None) -> bool:
+    if state is None or state.outreach_updated_at is None:
+        return False
+    incoming = _as_datetime(row.get("outreach_updated_at"))
+    return incoming is not None and incoming < state.outreach_updated_at
+
+
+def _as_datetime(value: Any) -> datetime | None:
+    if is_blank(value):
+        return None
+    moment = pd.Timestamp(value)
+    return (moment.tz_localize("UTC") if moment.tzinfo is None else moment.tz_convert("UTC")).to_pydatetime()
+
+
+def _timestamp_key(value: Any) -> float:
+    moment = _as_datetime(value)
+    return moment.timestamp() if moment is not None else float("-inf")
+
+
+def _optional_int(value: Any) -> int | None:
+    return None if is_blank(value) else int(value)
+
+
+def _jsonable(value: Hashable) -> Any:
+    return list(value) if isinstance(value, tuple) else value
+
+
+def _flag_transform(name: str, error_field: str) -> Any:
+    return _BOOLEAN if name == error_field else _STRING
+
+
+_BOOLEAN = BooleanTransform()
+_STRING = StringTransform()
