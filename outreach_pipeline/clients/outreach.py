@@ -368,6 +368,7 @@ class OutreachClient:
         self.redirect_uri = redirect_uri
         self.token_store: TokenStore = token_store or MemoryTokenStore()
         configured = SecretStr(refresh_token) if isinstance(refresh_token, str) else refresh_token
+        self._configured_refresh_token = configured
         self._refresh_token: SecretStr | None = self.token_store.load() or configured
         if self._refresh_token is None:
             raise ValueError("OutreachClient needs a refresh token (configured or in the token store)")
@@ -414,6 +415,17 @@ class OutreachClient:
                 "POST", "/oauth/token", data=form, idempotent=True, validate=_require_token
             )
         except ApiError as exc:
+            configured = self._configured_refresh_token
+            if (
+                exc.status in (400, 401)
+                and configured is not None
+                and configured.get_secret_value() != self._refresh_token.get_secret_value()
+            ):
+                # The stored token may belong to an authorisation that was since replaced (a new
+                # grant configured by the user, or a reset sandbox): fall back to the configured one.
+                self._refresh_token = configured
+                self._refresh_access_token()
+                return
             if exc.status in (400, 401, 403):
                 raise AuthenticationError(
                     "token refresh rejected; the app must be re-authorised",
