@@ -1,0 +1,45 @@
+"""Run-time settings of the Outreach sandbox and its documented, sandbox-only default credentials."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+# Sandbox-only credentials, published on purpose so the pipeline finds a local sandbox with no
+# configuration. They mean nothing to the real Outreach service.
+SANDBOX_CLIENT_ID = "sandbox-client-id"
+SANDBOX_CLIENT_SECRET = "sandbox-client-secret"
+SANDBOX_REDIRECT_URI = "http://127.0.0.1/oauth/callback"
+# Bootstrap refresh token: always accepted (never rotated away) and bound to the default user with every scope.
+SANDBOX_REFRESH_TOKEN = "sandbox-refresh-token"
+DEFAULT_USER_ID = 1
+
+ACCESS_TOKEN_TTL_SECONDS = 7200
+REFRESH_TOKEN_TTL_SECONDS = 14 * 24 * 3600
+REFRESH_TOKEN_HISTORY = 100
+DEFAULT_PAGE_SIZE = 50
+MAX_PAGE_SIZE = 1000
+
+
+class OutreachSettings(BaseModel):
+    """Behaviour switches of the sandbox; changeable at run time via `POST /_sandbox/outreach/settings`."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    client_id: str = SANDBOX_CLIENT_ID
+    client_secret: SecretStr = SecretStr(SANDBOX_CLIENT_SECRET)
+    redirect_uri: str = SANDBOX_REDIRECT_URI
+    access_token_ttl_seconds: int = Field(default=ACCESS_TOKEN_TTL_SECONDS, ge=1)
+    refresh_token_ttl_seconds: int = Field(default=REFRESH_TOKEN_TTL_SECONDS, ge=1)
+    refresh_token_history: int = Field(default=REFRESH_TOKEN_HISTORY, ge=0)
+    strict_refresh_rotation: bool = False
+    rate_limit_per_hour: int = Field(default=10_000, ge=1)
+    rate_limit_remaining_two_values: bool = False
+    max_page_size: int = Field(default=MAX_PAGE_SIZE, ge=1)
+    public_base_url: str | None = None
+
+    def with_changes(self, changes: dict[str, Any]) -> OutreachSettings:
+        """A validated copy with `changes` applied (unknown keys are rejected)."""
+        merged = {name: getattr(self, name) for name in type(self).model_fields} | changes
+        return OutreachSettings.model_validate(merged)
