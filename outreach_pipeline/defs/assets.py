@@ -1,0 +1,294 @@
+"""Outreach -> Workbooks assets: extract (`outreach/...`) -> stage (`staged/...`) -> load (`workbooks/...`).
+
+One `EntityFlow` per entity builds its three assets, so every entity reads the same way in the asset graph:
+Accounts become Organisations first, then Prospects become People (their employer is the organisation synced
+from the prospect's account), then Opportunities (organisation and contacts from prospect roles).
+"""
+
+
+from dataclasses import dataclass
+
+import dagster as dg
+import pandas as pd
+
+from outreach_pipeline.defs.partitions import SYNC_WINDOWS, WINDOW_COLUMN
+from outreach_pipeline.defs.resources import LedgerResource, OutreachResource, SyncSettings, WorkbooksResource
+from outreach_pipeline.engine.extract import extract_opportunities, extract_records, opportunity_lookups
+from outreach_pipeline.engine.ledger import SyncWindow
+from outreach_pipeline.engine.load import EntityLoader
+from outreach_pipeline.engine.preflight import run_preflight
+from outreach_pipeline.mapping.transform import column_lineage, stage_records
+
+OWNERS = ["team:data-engineering"]
+BACKFILL_IN_ONE_RUN = dg.BackfillPolicy.single_run()
+#: An isinstance check: Dagster's default `Any` check compares values with `!=`, which pandas 3 string
+#: columns refuse.
+DATAFRAME = dg.PythonObjectDagsterType(pd.DataFrame, name="DataFrame")
+
+
+class ExtractConfig(dg.Config):
+    """`from_beginning` opens the lower bound of the read: the full-sync job's way to cover older records."""
+
+    from_beginning: bool = False
+
+
+@dataclass(frozen=True)
+class EntityFlow:
+    """How one Outreach entity flows into Workbooks."""
+
+    entity: str  # the mapping's entity name
+    outreach_name: str  # asset name under outreach/, and the API collection
+    workbooks_name: str  # asset name under staged/ and workbooks/
+    loads_after: tuple[str, ...] = ()  # workbooks assets this load must follow (link targets)
+
+    @property
+    def extract_key(self) -> dg.AssetKey:
+        return dg.AssetKey(["outreach", self.outreach_name])
+
+    @property
+    def staged_key(self) -> dg.AssetKey:
+        return dg.AssetKey(["staged", self.workbooks_name])
+
+    @property
+    def load_key(self) -> dg.AssetKey:
+        return dg.AssetKey(["workbooks", self.workbooks_name])
+
+
+FLOWS = (
+    EntityFlow("accounts", "accounts", "organisations"),
+    EntityFlow("prospects", "prospects", "people", loads_after=("organisations",)),
+    EntityFlow("opportunities", "opportunities", "opportunities", loads_after=("organisations", "people")),
+)
+PREFLIGHT_KEY = dg.AssetKey(["workbooks", "field_preflight"])
+
+
+def _window(context: dg.AssetExecutionContext) -> SyncWindow:
+    window = context.partition_time_window
+    return SyncWindow(start=window.start, end=window.end)
+
+
+@dg.asset(
+    key=PREFLIGHT_KEY,
+    partitions_def=SYNC_WINDOWS,
+    backfill_policy=BACKFILL_IN_ONE_RUN,
+    group_name="workbooks_load",
+    kinds={"workbooks", "outreach"},
+    owners=OWNERS,
+    pool="workbooks_api",
+)
+def field_preflight(
+    context: dg.AssetExecutionContext,
+    outreach: OutreachResource,
+    workbooks: WorkbooksResource,
+    sync_settings: SyncSettings,
+) -> dg.MaterializeResult:
+    """Checks every mapped field against Workbooks metadata/types and Outreach custom-field types before any write.
+
+    Fails the run, naming each unknown or mistyped field, so a renamed field in a real Workbooks database stops
+    the sync instead of failing every record.
+    """
+    mappings = sync_settings.mappings()
+    with outreach.open() as outreach_client, workbooks.open() as workbooks_client:
+        problems = run_preflight(workbooks_client, outreach_client, mappings, [flow.entity for flow in FLOWS])
+    if problems:
+        raise dg.Failure(
+            description=f"{len(problems)} mapping problem(s): " + "; ".join(problems[:20]),
+            metadata={"problems": dg.MetadataValue.md("\n".join(f"- {p}" for p in problems))},
+        )
+    return dg.MaterializeResult(metadata={"fields_checked": sum(len(mappings.entity(f.entity).fields) for f in FLOWS)})
+
+
+def build_extract(flow: EntityFlow) -> dg.AssetsDefinition:
+    @dg.asset(
+        key=flow.extract_key,
+        partitions_def=SYNC_WINDOWS,
+        backfill_policy=BACKFILL_IN_ONE_RUN,
+        group_name="outreach_extract",
+        kinds={"outreach", "pandas"},
+        owners=OWNERS,
+        pool="outreach_api",
+        io_manager_key="window_io_manager",
+        dagster_type=DATAFRAME,
+        description=(
+            f"Outreach {flow.outreach_name} changed in the sync window [start, end), read in one paged pass per run "
+            "(a backfill range is one read), plus the records the ledger says must be retried (failed rows, links "
+            "whose target was not synced yet)."
+        ),
+    )
+    def extract(
+        context: dg.AssetExecutionContext,
+        config: ExtractConfig,
+        outreach: OutreachResource,
+        ledger: LedgerResource,
+    ) -> dg.MaterializeResult:
+        window = _window(context)
+        sync_ledger = ledger.open()
+        retry_ids = set(sync_ledger.failed_ids(flow.entity))
+        retry_ids |= {r.outreach_id for r in sync_ledger.pending_relations(flow.entity)}
+        with outreach.open() as client:
+            read = extract_opportunities if flow.entity == "opportunities" else _reader(flow.outreach_name)
+            result = read(client, window.start, window.end, retry_ids=retry_ids, from_beginning=config.from_beginning)
+            requests_used = client.stats.total_requests
+        context.log.info("extracted %d %s (%d retried) for %s..%s", len(result.frame), flow.outreach_name,
+                         len(result.retried_ids), window.start, window.end)
+        return dg.MaterializeResult(
+            value=result.frame,
+            metadata={
+                "dagster/row_count": len(result.frame),
+                "retried_records": len(result.retried_ids),
+                "api_requests": requests_used,
+                "window": f"[{window.start.isoformat()}, {window.end.isoformat()})",
+            },
+        )
+
+    return extract
+
+
+def _reader(resource: str):
+    def read(client, start, end, *, retry_ids, from_beginning):
+        return extract_records(client, resource, start, end, retry_ids=retry_ids, from_beginning=from_beginning)
+
+    return read
+
+
+def build_staged(flow: EntityFlow) -> dg.AssetsDefinition:
+    @dg.asset(
+        key=flow.staged_key,
+        ins={"extracted": dg.AssetIn(flow.extract_key)},
+        partitions_def=SYNC_WINDOWS,
+        backfill_policy=BACKFILL_IN_ONE_RUN,
+        group_name="mapping",
+        kinds={"pandas"},
+        owners=OWNERS,
+        io_manager_key="window_io_manager",
+        dagster_type=DATAFRAME,
+        check_specs=[
+            dg.AssetCheckSpec("no_duplicate_outreach_ids", asset=flow.staged_key, blocking=True,
+                              description="Each Outreach record appears once per window; a repeat would be written twice."),
+            dg.AssetCheckSpec("required_fields_present", asset=flow.staged_key, blocking=True,
+                              description="Rows missing a required field (they fail per record; the rest still load)."),
+        ],
+        description=(
+            f"Outreach {flow.outreach_name} mapped to Workbooks {flow.workbooks_name} fields through the mapping "
+            "file (vectorised pandas, no I/O). Each row carries its validation errors; invalid rows are not dropped "
+            "but end as per-record failures at load."
+        ),
+    )
+    def staged(
+        context: dg.AssetExecutionContext, extracted: pd.DataFrame, sync_settings: SyncSettings
+    ) -> dg.MaterializeResult:
+        entity = sync_settings.mappings().entity(flow.entity)
+        lookups = opportunity_lookups(extracted) if flow.entity == "opportunities" else None
+        frame = stage_records(extracted, entity, lookups=lookups)
+        frame[WINDOW_COLUMN] = extracted[WINDOW_COLUMN].to_numpy()
+        invalid = int(frame["validation_errors"].map(bool).sum())
+        duplicates = frame.loc[frame["outreach_id"].duplicated(keep=False), "outreach_id"].drop_duplicates().tolist()
+        missing_required = frame["validation_errors"].map(lambda errors: any("(required)" in e for e in errors))
+        lineage = {
+            column: [dg.TableColumnDep(asset_key=flow.extract_key, column_name=source.split("[")[0].split(".")[0])
+                     for source in sources]
+            for column, sources in column_lineage(entity).items()
+        }
+        return dg.MaterializeResult(
+            value=frame,
+            metadata={
+                "dagster/row_count": len(frame),
+                "invalid_rows": invalid,
+                "dagster/column_schema": dg.TableSchema(
+                    columns=[dg.TableColumn(str(name), str(dtype)) for name, dtype in frame.dtypes.items()]
+                ),
+                "dagster/column_lineage": dg.TableColumnLineage(deps_by_column=lineage),
+            },
+            check_results=[
+                dg.AssetCheckResult(
+                    check_name="no_duplicate_outreach_ids", passed=not duplicates,
+                    severity=dg.AssetCheckSeverity.ERROR,
+                    metadata={"duplicate_ids": dg.MetadataValue.json([int(i) for i in duplicates[:50]])},
+                ),
+                dg.AssetCheckResult(
+                    check_name="required_fields_present", passed=not missing_required.any(),
+                    # WARN, not ERROR: such rows end as per-record failures and must not hold back the window.
+                    severity=dg.AssetCheckSeverity.WARN,
+                    metadata={"rows_missing_required": int(missing_required.sum()),
+                              "examples": dg.MetadataValue.json(
+                                  [e for errors in frame.loc[missing_required, "validation_errors"].head(5) for e in errors])},
+                ),
+            ],
+        )
+
+    return staged
+
+
+def build_load(flow: EntityFlow) -> dg.AssetsDefinition:
+    @dg.asset(
+        key=flow.load_key,
+        ins={"staged": dg.AssetIn(flow.staged_key)},
+        deps=[PREFLIGHT_KEY, *(dg.AssetKey(["workbooks", name]) for name in flow.loads_after)],
+        partitions_def=SYNC_WINDOWS,
+        backfill_policy=BACKFILL_IN_ONE_RUN,
+        group_name="workbooks_load",
+        kinds={"workbooks", "pandas"},
+        owners=OWNERS,
+        pool="workbooks_api",
+        io_manager_key="window_io_manager",
+        dagster_type=DATAFRAME,
+        check_specs=[
+            dg.AssetCheckSpec("failure_rate", asset=flow.load_key,
+                              description="Failed records / extracted records, against the WARN and ERROR thresholds."),
+        ],
+        description=(
+            f"Loads staged {flow.workbooks_name} into Workbooks: matched on Outreach Id (then email, or name and "
+            "website), compared before writing, written in batches of 100 with per-object transactions. Every "
+            "record ends created, updated, unchanged, skipped (with reason) or failed (with error), in the output "
+            "and in the sync ledger."
+        ),
+    )
+    def load(
+        context: dg.AssetExecutionContext,
+        staged: pd.DataFrame,
+        workbooks: WorkbooksResource,
+        ledger: LedgerResource,
+        sync_settings: SyncSettings,
+    ) -> dg.MaterializeResult:
+        mappings = sync_settings.mappings()
+        with workbooks.open() as client:
+            loader = EntityLoader(
+                client=client, ledger=ledger.open(), mappings=mappings, entity=mappings.entity(flow.entity),
+                run_id=context.run_id, window=_window(context),
+            )
+            result = loader.load(staged)
+            requests_used = client.stats.total_requests
+        windows = staged.drop_duplicates("outreach_id", keep="last").set_index("outreach_id")[WINDOW_COLUMN]
+        outcomes = result.outcomes.assign(**{WINDOW_COLUMN: result.outcomes["outreach_id"].map(windows)})
+        counts = {name: result.counts.get(name, 0) for name in ("created", "updated", "unchanged", "skipped", "failed")}
+        context.log.info("%s: %s", flow.workbooks_name, counts)
+        return dg.MaterializeResult(
+            value=outcomes,
+            metadata={
+                "dagster/row_count": len(outcomes),
+                **{f"records_{name}": count for name, count in counts.items()},
+                "records_extracted": len(staged),
+                "reconciles": sum(counts.values()) == len(staged),
+                "pending_relations": result.pending_relations,
+                "api_requests": requests_used,
+                "preview": dg.MetadataValue.json(result.preview),
+            },
+            check_results=[_failure_rate_check(counts["failed"], len(staged), sync_settings)],
+        )
+
+    return load
+
+
+def _failure_rate_check(failed: int, extracted: int, settings: SyncSettings) -> dg.AssetCheckResult:
+    rate = failed / extracted if extracted else 0.0
+    severity = dg.AssetCheckSeverity.ERROR if rate > settings.failure_rate_error else dg.AssetCheckSeverity.WARN
+    return dg.AssetCheckResult(
+        check_name="failure_rate",
+        passed=rate <= settings.failure_rate_warn,
+        severity=severity,
+        metadata={"failure_rate": rate, "failed": failed, "extracted": extracted,
+                  "warn_above": settings.failure_rate_warn, "error_above": settings.failure_rate_error},
+    )
+
+
+ASSETS = [field_preflight, *(build(flow) for flow in FLOWS for build in (build_extract, build_staged, build_load))]

@@ -1,0 +1,158 @@
+"""Extract Outreach records for a range of sync windows into DataFrames.
+
+One paged read per range (a 48-hour backfill is one windowed read, not 48), plus reads by id for the
+records the ledger says must be retried (failed rows, pending relationships). Every row carries the
+sync window it belongs to, so the window-aware IO manager can store and reload any sub-range.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+import pandas as pd
+
+from outreach_pipeline.clients.outreach import API_PREFIX, OutreachClient, OutreachRecord, records_to_frame
+
+#: Ids per `filter[id]=` request: keeps URLs well under common 8 KB limits.
+IDS_PER_REQUEST = 500
+WINDOW_COLUMN = "sync_window"
+WINDOW_LENGTH = timedelta(hours=1)
+
+
+@dataclass
+class Extract:
+    """Records of one range, plus related records the mapping needs (by lookup name)."""
+
+    frame: pd.DataFrame
+    retried_ids: list[int] = field(default_factory=list)
+
+
+def window_of(timestamps: pd.Series, start: datetime, end: datetime) -> pd.Series:
+    """Each timestamp's hourly window start, clamped into [start, end - 1h] (retried rows land last)."""
+    last = pd.Timestamp(end - WINDOW_LENGTH)
+    floored = pd.to_datetime(timestamps, utc=True).dt.floor("h")
+    return floored.clip(lower=pd.Timestamp(start), upper=last).fillna(last)
+
+
+def _frame(records: Iterable[OutreachRecord], start: datetime, end: datetime) -> pd.DataFrame:
+    frame = records_to_frame(records)
+    frame[WINDOW_COLUMN] = window_of(frame["updatedAt"], start, end)
+    return frame
+
+
+def _by_ids(client: OutreachClient, resource: str, ids: Iterable[int], params: dict[str, str] | None = None) -> Iterator[OutreachRecord]:
+    unique = sorted(set(int(i) for i in ids))
+    for offset in range(0, len(unique), IDS_PER_REQUEST):
+        chunk = unique[offset : offset + IDS_PER_REQUEST]
+        query = {"filter[id]": ",".join(map(str, chunk)), "page[size]": "1000", "count": "false", **(params or {})}
+        yield from client.iter_records(f"{API_PREFIX}/{resource}", query)
+
+
+def _windowed(client: OutreachClient, resource: str, start: datetime, end: datetime, *, lower_open: bool,
+              include: Iterable[str] = ()) -> tuple[list[OutreachRecord], list[OutreachRecord]]:
+    """All records of `resource` changed in [start, end) (or before `end` when `lower_open`), and `included`."""
+    records: list[OutreachRecord] = []
+    included: list[OutreachRecord] = []
+    read_from = datetime(1970, 1, 1, tzinfo=start.tzinfo) if lower_open else start
+    for page in client.iter_window(resource, read_from, end, include=include):
+        records.extend(page.records)
+        included.extend(page.included)
+    return records, included
+
+
+def extract_records(
+    client: OutreachClient,
+    resource: str,
+    start: datetime,
+    end: datetime,
+    *,
+    retry_ids: Iterable[int] = (),
+    from_beginning: bool = False,
+) -> Extract:
+    """Records of `resource` (plural, e.g. `prospects`) changed in [start, end), plus `retry_ids`.
+
+    `from_beginning` opens the lower bound: the full-sync job uses it for the first window so records last
+    changed before it are covered.
+    """
+    records, _ = _windowed(client, resource, start, end, lower_open=from_beginning)
+    seen = {record.id for record in records}
+    retry = [i for i in set(retry_ids) if i not in seen]
+    records.extend(_by_ids(client, resource, retry))
+    return Extract(frame=_dedupe(_frame(records, start, end)), retried_ids=sorted(retry))
+
+
+STAGE_NAME_COLUMN = "_opportunity_stage_name"
+ROLES_COLUMN = "_prospect_roles"
+
+
+def extract_opportunities(
+    client: OutreachClient,
+    start: datetime,
+    end: datetime,
+    *,
+    retry_ids: Iterable[int] = (),
+    from_beginning: bool = False,
+) -> Extract:
+    """Opportunities changed in the range, and those whose prospect roles changed in it.
+
+    Adding a prospect to an opportunity creates an opportunityProspectRole without bumping the
+    opportunity's updatedAt, so role changes are read too. Each opportunity row carries its stage's name
+    and every one of its prospect roles (the contact list is replaced as a whole), so one stored frame
+    per window holds all the mapping needs; `opportunity_lookups` turns them into lookup frames.
+    """
+    opportunities, included = _windowed(
+        client, "opportunities", start, end, lower_open=from_beginning, include=("opportunityStage",)
+    )
+    changed_roles, _ = _windowed(client, "opportunityProspectRoles", start, end, lower_open=from_beginning)
+    seen = {record.id for record in opportunities}
+    extra = {role.relationships.get("opportunity") for role in changed_roles} | set(retry_ids)
+    extra_ids = sorted(i for i in extra if isinstance(i, int) and i not in seen)
+    opportunities.extend(_by_ids(client, "opportunities", extra_ids, {"include": "opportunityStage"}))
+    frame = _dedupe(_frame(opportunities, start, end))
+
+    stages = {r.id: r.attributes.get("name") for r in included if r.type == "opportunityStage"}
+    stage_ids = frame["opportunityStageId"].dropna().astype(int) if "opportunityStageId" in frame else pd.Series(dtype=int)
+    if missing := set(stage_ids) - stages.keys():
+        stages |= {r.id: r.attributes.get("name") for r in _by_ids(client, "opportunityStages", missing)}
+    frame[STAGE_NAME_COLUMN] = stage_ids.map(stages).reindex(frame.index)
+
+    roles: dict[int, list[dict[str, object]]] = {}
+    for role in _by_ids_filtered(client, "opportunityProspectRoles", "opportunity", frame["id"].tolist()):
+        opportunity_id = role.relationships.get("opportunity")
+        if isinstance(opportunity_id, int):
+            roles.setdefault(opportunity_id, []).append(
+                {"id": role.id, "prospectId": role.relationships.get("prospect"), "role": role.attributes.get("role"),
+                 "primary": role.attributes.get("primary")}
+            )
+    frame[ROLES_COLUMN] = frame["id"].map(lambda i: sorted(roles.get(i, []), key=lambda r: r["id"]))
+    return Extract(frame=frame, retried_ids=sorted(set(retry_ids) - seen))
+
+
+def opportunity_lookups(frame: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """The lookup frames the opportunity mapping reads, rebuilt from the extracted columns."""
+    stages = frame[["opportunityStageId", STAGE_NAME_COLUMN]].dropna() if "opportunityStageId" in frame else frame.iloc[:0]
+    stage_frame = pd.DataFrame({"id": stages.get("opportunityStageId", []), "name": stages.get(STAGE_NAME_COLUMN, [])})
+    role_rows = [
+        {"opportunityId": int(opportunity_id), **role}
+        for opportunity_id, roles in zip(frame["id"], frame[ROLES_COLUMN], strict=True)
+        for role in (roles if isinstance(roles, list) else [])
+    ]
+    role_frame = pd.DataFrame(role_rows, columns=["opportunityId", "id", "prospectId", "role", "primary"])
+    role_frame["prospectId"] = role_frame["prospectId"].astype("Int64")
+    role_frame["opportunityId"] = role_frame["opportunityId"].astype("Int64")
+    return {"opportunityStage": stage_frame, "opportunityProspectRole": role_frame}
+
+
+def _dedupe(frame: pd.DataFrame) -> pd.DataFrame:
+    """A record edited during a paged read can appear twice; keep its latest version."""
+    return frame.sort_values(["updatedAt", "id"]).drop_duplicates("id", keep="last").reset_index(drop=True)
+
+
+def _by_ids_filtered(client: OutreachClient, resource: str, relationship: str, ids: Iterable[int]) -> Iterator[OutreachRecord]:
+    unique = sorted(set(int(i) for i in ids))
+    for offset in range(0, len(unique), IDS_PER_REQUEST):
+        chunk = unique[offset : offset + IDS_PER_REQUEST]
+        query = {f"filter[{relationship}][id]": ",".join(map(str, chunk)), "page[size]": "1000", "count": "false"}
+        yield from client.iter_records(f"{API_PREFIX}/{resource}", query)

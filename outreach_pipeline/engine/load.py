@@ -1,0 +1,295 @@
+"""Apply staged records to Workbooks: look up, plan, write, reconcile, and record every outcome.
+
+The loop per entity and range of windows:
+
+1. Look up the Workbooks twins of up to 100 staged records in one request: link key IN (...) OR natural
+   key IN (...) (`_fm=1 OR 2`). A lookup that fails raises: a failed lookup never leads to a create.
+2. Plan with the pure planner (`engine.plan`), resolving links through the ledger (the targets were synced
+   earlier in the same run) and, for ids the ledger does not know, through Workbooks.
+3. Write in batches of at most 100 with per-object transactions.
+4. Reconcile what is uncertain: a batch whose reply was lost (the server may have committed it) and
+   objects refused for a stale lock_version are looked up afresh and re-planned, so a create that did
+   land is found by its link key instead of being created twice. Bounded rounds; what is still uncertain
+   after them fails with that reason and is retried by a later run.
+5. Record one outcome per staged record in the ledger (state + history) and return them as a frame.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from outreach_pipeline.clients.http import WriteOutcomeUnknown
+from outreach_pipeline.clients.workbooks import (
+    MAX_OBJECTS_PER_WRITE,
+    Filter,
+    ObjectOutcome,
+    WorkbooksClient,
+    WriteOp,
+)
+from outreach_pipeline.engine.ledger import PendingRelation, RecordOutcome, SyncLedger, SyncWindow
+from outreach_pipeline.engine.plan import Decision, FlagWrite, SyncPlan, plan_sync
+from outreach_pipeline.mapping.models import EntityMapping, LinkTransform, MappingSet
+
+LOOKUP_BATCH = 100
+RECONCILE_ROUNDS = 3
+OUTCOME_COLUMNS = ["outreach_id", "workbooks_id", "outcome", "reason", "error", "fields_written"]
+
+
+@dataclass
+class LoadResult:
+    """Outcome of one entity over one range of windows."""
+
+    outcomes: pd.DataFrame
+    counts: dict[str, int]
+    preview: list[dict[str, Any]] = field(default_factory=list)
+    pending_relations: int = 0
+
+
+def select_columns(entity: EntityMapping) -> list[str]:
+    """What a lookup must return for the planner: ids, keys, flags and every mapped field."""
+    columns = ["id", "lock_version", entity.match.link_key, *entity.match.natural_keys, *entity.flag_fields()]
+    columns += [f.workbooks for f in entity.to_workbooks_fields()]
+    return list(dict.fromkeys(columns))
+
+
+def lookup_twins(client: WorkbooksClient, entity: EntityMapping, staged: pd.DataFrame) -> list[dict[str, Any]]:
+    """Workbooks records matching the staged rows by link key, or by the first natural key."""
+    columns = select_columns(entity)
+    link_key = entity.match.link_key
+    natural = entity.match.natural_keys[0] if entity.match.natural_keys else None
+    found: dict[int, dict[str, Any]] = {}
+    for offset in range(0, len(staged), LOOKUP_BATCH):
+        chunk = staged.iloc[offset : offset + LOOKUP_BATCH]
+        links = _distinct(chunk[link_key])
+        filters = [Filter(field=link_key, op="eq", value=links)]
+        if natural is not None and natural in chunk.columns and (keys := _distinct(chunk[natural])):
+            filters.append(Filter(field=natural, op="eq", value=keys))
+        expected = sum(len(f.value) for f in filters)  # one row more than this proves the page complete
+        rows = client.iter_records(
+            entity.workbooks_controller, filters, columns, page_size=expected + 1, match="or" if len(filters) > 1 else "and"
+        )
+        for row in rows:
+            found[int(row["id"])] = row
+    return list(found.values())
+
+
+def _distinct(values: pd.Series) -> list[Any]:
+    """Distinct non-blank values as plain Python objects (the wire encoder knows no numpy types)."""
+    return list(dict.fromkeys(v for v in values.astype(object).tolist() if v is not None and not pd.isna(v) and str(v).strip()))
+
+
+def resolve_id_maps(
+    client: WorkbooksClient,
+    ledger: SyncLedger,
+    mappings: MappingSet,
+    entity: EntityMapping,
+    staged: pd.DataFrame,
+) -> dict[str, dict[int, int]]:
+    """Outreach id -> Workbooks id for every link target the staged rows mention.
+
+    The ledger knows the targets synced by this integration (accounts are loaded before prospects in the
+    same run); the rest are looked up in Workbooks by the target's link key, 100 per request.
+    """
+    wanted: dict[str, set[int]] = {}
+    for mapping in entity.to_workbooks_fields():
+        if not isinstance(mapping.transform, LinkTransform):
+            continue
+        ids = wanted.setdefault(mapping.transform.entity, set())
+        for value in staged[mapping.workbooks]:
+            items = value if isinstance(value, list | tuple) else [value]
+            ids.update(int(item) for item in items if item is not None and not pd.isna(item))
+    id_maps: dict[str, dict[int, int]] = {}
+    for target_name, ids in wanted.items():
+        states = ledger.get_states(target_name, ids)
+        id_map = {i: s.workbooks_id for i, s in states.items() if s.workbooks_id is not None}
+        missing = sorted(ids - id_map.keys())
+        if missing:
+            target = mappings.entity(target_name)
+            prefix = target.match.link_prefix or ""
+            for row in client.lookup(
+                target.workbooks_controller, target.match.link_key, [f"{prefix}{i}" for i in missing],
+                ["id", target.match.link_key],
+            ):
+                key = str(row.get(target.match.link_key) or "").removeprefix(prefix)
+                if key.isdigit():
+                    id_map.setdefault(int(key), int(row["id"]))
+        id_maps[target_name] = id_map
+    return id_maps
+
+
+def _op_for(decision: Decision) -> WriteOp | None:
+    if not decision.fields:
+        return None
+    if decision.action == "create":
+        return WriteOp(action="create", fields=decision.fields)
+    return WriteOp(action="update", id=decision.workbooks_id, lock_version=decision.lock_version, fields=decision.fields)
+
+
+def _flag_op(flag: FlagWrite) -> WriteOp:
+    return WriteOp(action="update", id=flag.workbooks_id, lock_version=flag.lock_version, fields=flag.fields)
+
+
+def _describe(outcome: ObjectOutcome) -> str:
+    parts = [f"{name}: {'; '.join(messages)}" for name, messages in outcome.errors.items()]
+    return "Workbooks refused the write: " + ("; ".join(parts) or "no reason given")
+
+
+class EntityLoader:
+    """Loads one entity's staged rows for one run and range of windows."""
+
+    def __init__(
+        self,
+        *,
+        client: WorkbooksClient,
+        ledger: SyncLedger,
+        mappings: MappingSet,
+        entity: EntityMapping,
+        run_id: str,
+        window: SyncWindow,
+    ) -> None:
+        self.client = client
+        self.ledger = ledger
+        self.mappings = mappings
+        self.entity = entity
+        self.run_id = run_id
+        self.window = window
+
+    def load(self, staged: pd.DataFrame) -> LoadResult:
+        staged = staged.reset_index(drop=True)
+        ids = [int(i) for i in staged["outreach_id"]]
+        states = self.ledger.get_states(self.entity.name, ids)
+        id_maps = resolve_id_maps(self.client, self.ledger, self.mappings, self.entity, staged)
+        final: dict[int, RecordOutcome] = {}
+        intended: dict[int, str] = {}  # the first write planned per record, for reporting after a reconcile
+        todo = staged
+        uncertain: dict[int, str] = {}
+        for _round in range(RECONCILE_ROUNDS):
+            twins = lookup_twins(self.client, self.entity, todo)
+            plan = plan_sync(todo, self.entity, twins, states, id_maps)
+            uncertain = self._apply(plan, final, intended)
+            if not uncertain:
+                break
+            todo = staged[staged["outreach_id"].astype(int).isin(uncertain)]
+        for outreach_id, reason in uncertain.items():
+            final[outreach_id] = RecordOutcome(
+                entity=self.entity.name, outreach_id=outreach_id, outcome="failed",
+                error=f"{self.entity.outreach_type} {outreach_id}: write not confirmed after {RECONCILE_ROUNDS} attempts ({reason}); retried next run",
+            )
+        outcomes = [final[i] for i in sorted(final)]
+        if outcomes:
+            self.ledger.record_outcomes(self.run_id, self.window, outcomes)
+        frame = pd.DataFrame(
+            [
+                {
+                    "outreach_id": o.outreach_id,
+                    "workbooks_id": o.workbooks_id,
+                    "outcome": o.outcome,
+                    "reason": o.reason,
+                    "error": o.error,
+                    "fields_written": sorted(o.diff) if o.diff else [],
+                }
+                for o in outcomes
+            ],
+            columns=OUTCOME_COLUMNS,
+        )
+        counts = frame["outcome"].value_counts().to_dict() if len(frame) else {}
+        preview = [
+            {"outreach_id": o.outreach_id, "outcome": o.outcome, "changes": o.diff}
+            for o in outcomes
+            if o.outcome in ("created", "updated") and o.diff
+        ][:10]
+        pending = sum(len(o.pending_relations) for o in outcomes)
+        return LoadResult(outcomes=frame, counts={str(k): int(v) for k, v in counts.items()}, preview=preview, pending_relations=pending)
+
+    def _apply(self, plan: SyncPlan, final: dict[int, RecordOutcome], intended: dict[int, str]) -> dict[int, str]:
+        """Write the plan; fill `final`; return the records whose result is uncertain (id -> why)."""
+        writes: list[tuple[Decision, WriteOp]] = []
+        for decision in plan.decisions:
+            intended.setdefault(decision.outreach_id, decision.action)
+            op = _op_for(decision)
+            if op is None or decision.action == "skip":
+                final[decision.outreach_id] = self._outcome(decision, applied=None)
+            else:
+                writes.append((decision, op))
+        uncertain: dict[int, str] = {}
+        for offset in range(0, len(writes), MAX_OBJECTS_PER_WRITE):
+            chunk = writes[offset : offset + MAX_OBJECTS_PER_WRITE]
+            try:
+                results = self.client.write_batch(self.entity.workbooks_controller, [op for _, op in chunk])
+            except WriteOutcomeUnknown as exc:
+                for decision, _ in chunk:
+                    uncertain[decision.outreach_id] = f"reply lost: {exc}"
+                continue
+            refused: list[Decision] = []
+            for (decision, _), result in zip(chunk, results, strict=True):
+                if result.ok:
+                    final[decision.outreach_id] = self._outcome(decision, applied=result, intended=intended)
+                elif result.stale_lock_version:
+                    uncertain[decision.outreach_id] = "record changed in Workbooks during the run (stale lock_version)"
+                else:
+                    final[decision.outreach_id] = self._outcome(decision, applied=result, error=_describe(result))
+                    if decision.workbooks_id is not None and decision.action != "failed":
+                        refused.append(decision.model_copy(update={"error": _describe(result)}))
+            self._flag_refused(refused)
+        if plan.duplicate_flags:
+            # A lost reply is harmless: the flag is re-planned from the same duplicates on the next run.
+            with contextlib.suppress(WriteOutcomeUnknown):
+                self.client.write_batch(self.entity.workbooks_controller, [_flag_op(f) for f in plan.duplicate_flags])
+        return uncertain
+
+    def _flag_refused(self, refused: list[Decision]) -> None:
+        """Set Outreach Sync Error and its message on existing records Workbooks refused to update."""
+        flags = self.entity.flags
+        if not refused or flags is None:
+            return
+        ops = [
+            WriteOp(
+                action="update", id=d.workbooks_id, lock_version=None,
+                fields={flags.sync_error: True, flags.sync_error_message: (d.error or "")[:4000]},
+            )
+            for d in refused
+        ]
+        # A lost reply is harmless: the record stays failed in the ledger and its retry sets the flag again.
+        with contextlib.suppress(WriteOutcomeUnknown):
+            self.client.write_batch(self.entity.workbooks_controller, ops)
+
+    def _outcome(
+        self,
+        decision: Decision,
+        *,
+        applied: ObjectOutcome | None,
+        error: str | None = None,
+        intended: Mapping[int, str] | None = None,
+    ) -> RecordOutcome:
+        action = decision.action
+        if intended is not None and action == "unchanged" and intended.get(decision.outreach_id) in ("create", "update"):
+            action = intended[decision.outreach_id]  # an earlier round's write landed though its reply was lost
+        outcome = {"create": "created", "update": "updated", "unchanged": "unchanged", "skip": "skipped", "failed": "failed"}[action]
+        workbooks_id = decision.workbooks_id
+        if applied is not None and applied.ok and applied.id is not None:
+            workbooks_id = applied.id
+        if error is not None:
+            return RecordOutcome(
+                entity=self.entity.name, outreach_id=decision.outreach_id, outcome="failed",
+                workbooks_id=workbooks_id, outreach_updated_at=decision.outreach_updated_at,
+                error=f"{self.entity.outreach_type} {decision.outreach_id}: {error}",
+            )
+        pending: list[PendingRelation] = list(decision.pending_relations)
+        return RecordOutcome(
+            entity=self.entity.name,
+            outreach_id=decision.outreach_id,
+            outcome=outcome,
+            workbooks_id=workbooks_id,
+            outreach_updated_at=decision.outreach_updated_at,
+            values=decision.values if outcome in ("created", "updated", "unchanged") else None,
+            diff=decision.fields or None,
+            reason=decision.reason,
+            error=decision.error,
+            pending_relations=pending,
+        )
