@@ -6,10 +6,14 @@ import json
 import signal
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from outreach_pipeline.sandbox.faults import FaultSpecError, parse_fault_spec
+
+if TYPE_CHECKING:  # the resources import Dagster, which only the commands that use it should pay for
+    from outreach_pipeline.defs.resources import OutreachResource, WorkbooksResource
 
 
 @click.group()
@@ -100,6 +104,53 @@ def sandbox_reset(data_dir: Path) -> None:
     click.echo(f"removed {data_dir}" if removed else f"nothing to remove at {data_dir}")
 
 
+@main.command("sync")
+@click.option("--windows", type=click.IntRange(1, 24 * 90), help="The N most recent complete hourly windows.")
+@click.option("--from", "from_", help="First window: a key like 2026-11-27-05:00 or an ISO datetime.")
+@click.option("--to", help="Last window (inclusive); default: the last complete one.")
+def sync(windows: int | None, from_: str | None, to: str | None) -> None:
+    """Materialise complete sync windows through Dagster (one run) and print a summary table.
+
+    Uses the instance in $DAGSTER_HOME (default ./.dagster_home), so the run shows in the UI, and the
+    systems configured in the environment (the sandbox when none are).
+    """
+    import os
+
+    import dagster as dg
+    from tabulate import tabulate
+
+    from outreach_pipeline.defs.headless import last_complete_windows, parse_window, run_sync
+    from outreach_pipeline.defs.resources import dagster_home
+
+    if windows is None and from_ is None:
+        raise click.UsageError("give --windows N, or --from (and optionally --to)")
+    if windows is not None and from_ is not None:
+        raise click.UsageError("--windows and --from are alternatives")
+    try:
+        if windows is not None:
+            first, last = last_complete_windows(windows)
+        else:
+            first = parse_window(from_ or "")
+            last = parse_window(to) if to else last_complete_windows(1)[1]
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from exc
+    home = dagster_home()
+    home.mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault("DAGSTER_HOME", str(home))
+    from outreach_pipeline.definitions import defs
+
+    with dg.DagsterInstance.get() as instance:
+        try:
+            summary = run_sync(defs, instance, first, last)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc)) from exc
+    click.echo(f"windows {summary.first_window} .. {summary.last_window}  run {summary.run_id}")
+    click.echo(tabulate(summary.rows, headers="keys", tablefmt="github"))
+    if not summary.success:
+        click.echo("the run failed: see the Dagster UI or `dagster run list` for the failing step", err=True)
+        raise SystemExit(1)
+
+
 @main.command("dev")
 @click.option("--port", default=3000, show_default=True, help="Dagster UI port (on 127.0.0.1).")
 @click.option("--dagster-home", default=".dagster_home", show_default=True,
@@ -123,6 +174,17 @@ def dev(port: int, dagster_home: Path, data_dir: Path, prospects: int, simulate:
     config = SandboxConfig(data_dir=data_dir, prospects=prospects, simulate=simulate)
     with start_sandbox(config) as running:
         click.echo(f"sandbox: Outreach {running.outreach_url}, Workbooks {running.workbooks_url}; simulator {'on' if simulate else 'off'}")
+        # The sandbox starts as a fresh Workbooks database would: install the integration's fields first.
+        from outreach_pipeline.clients.workbooks import WorkbooksClient
+        from outreach_pipeline.engine.install import install
+        from outreach_pipeline.mapping.models import load_mapping_set
+
+        workbooks_client = WorkbooksClient(running.workbooks_url)
+        try:
+            report = install(workbooks_client, load_mapping_set())
+        finally:
+            workbooks_client.close()
+        click.echo(f"install: {len(report.created)} created, {len(report.present)} already present")
         env = {**os.environ, "DAGSTER_HOME": str(dagster_home)}
         command = [
             str(Path(sys.executable).with_name("dagster")), "dev",
@@ -135,6 +197,104 @@ def dev(port: int, dagster_home: Path, data_dir: Path, prospects: int, simulate:
             process.terminate()
             process.wait(30)
 
+
+def _required_env(name: str, needed_by: str) -> str:
+    import os
+
+    if not os.environ.get(name):
+        raise click.ClickException(f"environment variable {name} is required with {needed_by}")
+    return os.environ[name]
+
+
+def _workbooks_resource_from_env(base_url: str | None) -> WorkbooksResource:
+    """The Workbooks resource the Dagster definitions would build, with an optional URL override."""
+    import os
+
+    from outreach_pipeline.defs.resources import WorkbooksResource
+
+    base_url = base_url or os.environ.get("WORKBOOKS_BASE_URL")
+    if os.environ.get("WORKBOOKS_API_KEY"):
+        return WorkbooksResource(
+            base_url=base_url or "https://secure.workbooks.com", api_key=os.environ["WORKBOOKS_API_KEY"]
+        )
+    if os.environ.get("WORKBOOKS_USERNAME"):
+        return WorkbooksResource(
+            base_url=base_url or "https://secure.workbooks.com",
+            api_key=None,
+            username=os.environ["WORKBOOKS_USERNAME"],
+            password=_required_env("WORKBOOKS_PASSWORD", "WORKBOOKS_USERNAME"),
+        )
+    return WorkbooksResource(base_url=base_url or "http://127.0.0.1:8702")
+
+
+def _outreach_resource_from_env(base_url: str | None) -> OutreachResource:
+    """The Outreach resource the Dagster definitions would build (sharing its stored refresh token)."""
+    import os
+
+    from outreach_pipeline.defs.resources import OutreachResource
+
+    base_url = base_url or os.environ.get("OUTREACH_BASE_URL")
+    if not os.environ.get("OUTREACH_CLIENT_ID"):
+        return OutreachResource(base_url=base_url or "http://127.0.0.1:8701")
+    return OutreachResource(
+        base_url=base_url or "https://api.outreach.io",
+        client_id=os.environ["OUTREACH_CLIENT_ID"],
+        client_secret=_required_env("OUTREACH_CLIENT_SECRET", "OUTREACH_CLIENT_ID"),
+        redirect_uri=_required_env("OUTREACH_REDIRECT_URI", "OUTREACH_CLIENT_ID"),
+        refresh_token=_required_env("OUTREACH_REFRESH_TOKEN", "OUTREACH_CLIENT_ID"),
+    )
+
+
+@main.command("install")
+@click.option("--workbooks-url", default=None,
+              help="Workbooks base URL [default: $WORKBOOKS_BASE_URL, else the real service when Workbooks "
+                   "credentials are set, else the sandbox at http://127.0.0.1:8702].")
+@click.option("--outreach-url", default=None,
+              help="Outreach base URL for the preflight [default: $OUTREACH_BASE_URL, else the real service when "
+                   "OUTREACH_CLIENT_ID is set, else the sandbox at http://127.0.0.1:8701].")
+@click.option("--mapping", "mapping_path", default=None, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Mapping YAML [default: the packaged default.yaml].")
+@click.option("--skip-preflight", is_flag=True, help="Only create the Workbooks fields; do not check the mapping.")
+def install_command(
+    workbooks_url: str | None, outreach_url: str | None, mapping_path: Path | None, skip_preflight: bool
+) -> None:
+    """Create the Workbooks custom fields and record types the mapping needs, then preflight the mapping.
+
+    Credentials come from the environment as for the Dagster resources: WORKBOOKS_API_KEY, or
+    WORKBOOKS_USERNAME and WORKBOOKS_PASSWORD; OUTREACH_CLIENT_ID, OUTREACH_CLIENT_SECRET,
+    OUTREACH_REDIRECT_URI and OUTREACH_REFRESH_TOKEN. Without them the sandbox defaults are used.
+    Exits 1 when an item conflicts or the preflight of accounts, prospects and opportunities finds problems.
+    """
+    from outreach_pipeline.clients.http import ApiError
+    from outreach_pipeline.engine.install import format_install_report, install
+    from outreach_pipeline.engine.preflight import OUTREACH_TO_WORKBOOKS_CORE_ENTITIES, run_preflight
+    from outreach_pipeline.mapping.models import MappingError, load_mapping_set
+
+    workbooks = _workbooks_resource_from_env(workbooks_url)
+    outreach = _outreach_resource_from_env(outreach_url)
+    try:
+        mapping_set = load_mapping_set(mapping_path)
+    except MappingError as exc:
+        raise click.ClickException(str(exc)) from exc
+    problems: list[str] = []
+    try:
+        with workbooks.open() as workbooks_client:
+            click.echo(f"Installing into Workbooks at {workbooks_client.base_url}")
+            report = install(workbooks_client, mapping_set)
+            click.echo(format_install_report(report))
+            if not skip_preflight:
+                entities = [name for name in OUTREACH_TO_WORKBOOKS_CORE_ENTITIES if name in mapping_set.entities]
+                with outreach.open() as outreach_client:
+                    problems = run_preflight(workbooks_client, outreach_client, mapping_set, entities)
+                verdict = "OK" if not problems else f"{len(problems)} problem(s)"
+                click.echo(f"Preflight of {', '.join(entities)}: {verdict}")
+                for problem in problems:
+                    click.echo(f"  - {problem}")
+    except ApiError as exc:
+        # ApiError messages name the request and the server's reason, never credentials.
+        raise click.ClickException(str(exc)) from exc
+    if report.conflicts or problems:
+        raise SystemExit(1)
 
 if __name__ == "__main__":
     main()
