@@ -595,9 +595,14 @@ class OutreachClient:
             raise ValueError(f"cannot filter prospects by email {email!r}: empty or contains ',' or '..'")
         return list(self.iter_records(f"{API_PREFIX}/prospects", {"filter[emails]": email, "count": "false"}))
 
-    def get_custom_field_types(self) -> list[OutreachRecord]:
-        """The org's types and custom-field definitions (``GET /api/v2/types``), for preflight checks."""
-        return list(self.iter_records(f"{API_PREFIX}/types"))
+    def get_custom_field_types(self) -> list[dict[str, Any]]:
+        """The org's custom-field definitions (``GET /api/v2/types``), for preflight checks.
+
+        Its entries carry ``type`` and ``meta.validations`` but no ``id`` (the spec's introduction), so
+        they are returned as the raw objects, not parsed as JSON:API resources.
+        """
+        body = self._call("GET", f"{API_PREFIX}/types", idempotent=True, validate=_require_data_array)
+        return [entry for entry in body["data"] if isinstance(entry, dict)]
 
     # ----------------------------------------------------------------- writes
 
@@ -712,3 +717,8 @@ def _with_query(url: str, updates: Mapping[str, str]) -> str:
     pairs = [(key, value) for key, value in parse_qsl(parts.query, keep_blank_values=True) if key not in updates]
     pairs.extend(updates.items())
     return urlunsplit(parts._replace(query=urlencode(pairs)))
+
+
+def _require_data_array(body: Any) -> None:
+    if not isinstance(body, dict) or not isinstance(body.get("data"), list):
+        raise ValueError("body has no top-level 'data' array")

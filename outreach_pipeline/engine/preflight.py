@@ -1,0 +1,103 @@
+"""Preflight runner: fetch both live schemas and check a mapping set against them before any write.
+
+The checks themselves are the pure ``outreach_pipeline.mapping.preflight.preflight``; this module only
+decides which entities are checked and fetches what they need over HTTP.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from outreach_pipeline.clients.outreach import OutreachClient
+from outreach_pipeline.clients.workbooks import WorkbooksClient
+from outreach_pipeline.engine.install import normalise_data_type
+from outreach_pipeline.mapping.models import EntityMapping, MappingSet
+from outreach_pipeline.mapping.preflight import preflight
+
+OUTREACH_TO_WORKBOOKS_CORE_ENTITIES = ("accounts", "prospects", "opportunities")
+"""The entities whose Outreach -> Workbooks sync the install command checks by default."""
+
+
+def select_entities(mapping_set: MappingSet, entities: Iterable[str] | None) -> MappingSet:
+    """The mapping set restricted to ``entities`` (all of them when None).
+
+    Raises:
+        KeyError: An entity name the mapping set does not define; the message lists the known names.
+    """
+    if entities is None:
+        return mapping_set
+    chosen = {name: mapping_set.entity(name) for name in entities}
+    # model_copy skips validation on purpose: a subset may link to entities left out (prospects link to
+    # accounts), which the whole set has already proven to exist.
+    return mapping_set.model_copy(update={"entities": chosen})
+
+
+def fetch_workbooks_types(workbooks: WorkbooksClient, mapping_set: MappingSet) -> list[dict[str, Any]]:
+    """Workbooks ``metadata/types`` entries of the record types the mapping set's entities use."""
+    record_types = sorted({entity.workbooks_record_type for entity in mapping_set.entities.values()})
+    return workbooks.metadata_types(record_types)
+
+
+def fetch_outreach_types(outreach: OutreachClient) -> list[dict[str, Any]]:
+    """The ``data`` of Outreach ``GET /api/v2/types`` (custom-field validations per object type)."""
+    return outreach.get_custom_field_types()
+
+
+def run_preflight(
+    workbooks: WorkbooksClient,
+    outreach: OutreachClient,
+    mapping_set: MappingSet,
+    entities: Iterable[str] | None = None,
+) -> list[str]:
+    """Check the mapping of ``entities`` against the live Workbooks and Outreach schemas.
+
+    Args:
+        workbooks: Client for the Workbooks database the sync writes to.
+        outreach: Client for the Outreach org the sync reads from.
+        mapping_set: The mappings to check.
+        entities: Entity names to check; every entity of the mapping set when None.
+
+    Returns:
+        One message per problem, naming the entity and each unknown, missing or mistyped field; an
+        empty list means the mapping can be used.
+
+    Raises:
+        KeyError: An entity name the mapping set does not define.
+        ApiError: Either schema could not be fetched.
+    """
+    selected = select_entities(mapping_set, entities)
+    workbooks_types = fetch_workbooks_types(workbooks, selected)
+    outreach_types = fetch_outreach_types(outreach)
+    return [*preflight(selected, workbooks_types, outreach_types), *owned_field_problems(selected, workbooks_types)]
+
+
+def owned_field_problems(mapping_set: MappingSet, workbooks_types: list[dict[str, Any]]) -> list[str]:
+    """Integration-owned custom fields whose Workbooks datatype differs from ``custom_fields``.
+
+    The pure preflight only checks that the link key and flags exist; a link key created by hand as text
+    where the mapping declares an integer would pass it and then break matching, so the declared type is
+    compared here as well. Missing fields are left to the pure preflight, which already names them.
+    """
+    described = {
+        entry.get("class_name"): {field.get("name"): field for field in entry.get("fields") or []}
+        for entry in workbooks_types
+    }
+    problems: list[str] = []
+    for entity in mapping_set.entities.values():
+        fields = described.get(entity.workbooks_record_type) or {}
+        for spec in mapping_set.custom_fields.get(entity.workbooks_record_type, []):
+            field = fields.get(spec.api_name)
+            if field is None or spec.api_name not in _names_used(entity):
+                continue
+            actual = normalise_data_type(field.get("datatype"))
+            if actual != spec.data_type:
+                problems.append(
+                    f"{entity.name}: Workbooks field {spec.api_name} has datatype {actual or '(none)'!r}, but "
+                    f"the mapping's custom_fields declares {spec.data_type!r} for it"
+                )
+    return problems
+
+
+def _names_used(entity: EntityMapping) -> set[str]:
+    return {entity.match.link_key, *entity.flag_fields(), *(field.workbooks for field in entity.fields)}
