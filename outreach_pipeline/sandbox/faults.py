@@ -12,7 +12,8 @@ through the admin API under `/_sandbox/` (served by the same port as the API it 
     POST   /_sandbox/faults         add rules (JSON list or {"spec": "..."})
     DELETE /_sandbox/faults         remove every rule
 
-Other `/_sandbox/...` paths go through to the wrapped app (each sandbox adds its own admin actions).
+Other `/_sandbox/...` paths go through to the wrapped app (each sandbox adds its own admin actions),
+uncounted and never faulted.
 """
 
 from __future__ import annotations
@@ -61,9 +62,7 @@ class FaultRule(BaseModel):
             return False
         if self.methods and method not in {m.upper() for m in self.methods}:
             return False
-        if self.kind == "drop_after_write" and method not in WRITE_METHODS:
-            return False
-        return True
+        return self.kind != "drop_after_write" or method in WRITE_METHODS
 
 
 class FaultSpecError(ValueError):
@@ -76,26 +75,51 @@ def parse_fault_spec(spec: str) -> list[FaultRule]:
     Either JSON (a list of rule objects) or comma-separated rules of colon-separated parts, the first being
     the kind: ``rate_limit:count=20:retry_after=2,status:status=502:rate=0.05,slow:delay_ms=300,
     drop_after_write:rate=0.02,malformed_json:rate=0.01:path=/api/v2/prospects``.
+
+    Raises:
+        FaultSpecError: the spec is malformed; the message names the rule (by position) and the option.
     """
     spec = spec.strip()
     if not spec:
         return []
+    if spec.startswith("["):
+        try:
+            items = json.loads(spec)
+        except json.JSONDecodeError as exc:
+            raise FaultSpecError(f"invalid fault spec {spec!r}: not valid JSON ({exc})") from exc
+        return fault_rules_from_json(items)
+    return [_rule_from_text(position, text.strip()) for position, text in enumerate(spec.split(","), start=1)]
+
+
+def fault_rules_from_json(items: Any) -> list[FaultRule]:
+    """Validate decoded JSON rule objects (one object or a list of them) into rules.
+
+    Raises:
+        FaultSpecError: naming the rule (by position) and each offending option.
+    """
+    items = items if isinstance(items, list) else [items]
+    return [_validated_rule(position, json.dumps(item), item) for position, item in enumerate(items, start=1)]
+
+
+def _rule_from_text(position: int, text: str) -> FaultRule:
+    kind, *options = text.split(":")
+    values: dict[str, Any] = {"kind": kind}
+    for option in options:
+        key, sep, value = option.partition("=")
+        if not sep:
+            raise FaultSpecError(f"fault rule {position} ({text!r}): option {option!r} is not key=value")
+        values[key] = value.split("|") if key == "methods" else value
+    return _validated_rule(position, repr(text), values)
+
+
+def _validated_rule(position: int, shown: str, values: Any) -> FaultRule:
     try:
-        if spec.startswith("["):
-            return [FaultRule.model_validate(item) for item in json.loads(spec)]
-        rules = []
-        for text in spec.split(","):
-            kind, *options = text.strip().split(":")
-            values: dict[str, Any] = {"kind": kind}
-            for option in options:
-                key, sep, value = option.partition("=")
-                if not sep:
-                    raise FaultSpecError(f"fault option {option!r} in {text!r} is not key=value")
-                values[key] = value.split("|") if key == "methods" else value
-            rules.append(FaultRule.model_validate(values))
-        return rules
-    except (ValidationError, json.JSONDecodeError) as exc:
-        raise FaultSpecError(f"invalid fault spec {spec!r}: {exc}") from exc
+        return FaultRule.model_validate(values)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(map(str, error['loc'])) or 'rule'}: {error['msg']}" for error in exc.errors()
+        )
+        raise FaultSpecError(f"fault rule {position} ({shown}): {problems}") from exc
 
 
 ErrorBody = Callable[[int, str], tuple[bytes, str]]
@@ -220,7 +244,11 @@ class SandboxMiddleware:
             await self.app(scope, receive, send)
             return
         path: str = scope["path"]
-        if path.startswith(ADMIN_PREFIX) and await self._admin(scope, receive, send):
+        if path.startswith(ADMIN_PREFIX):
+            # Admin actions (token expiry, settings) are the operator's, not the client's: a fault rule
+            # must not block them and they must not skew the request counts.
+            if not await self._admin(scope, receive, send):
+                await self.app(scope, receive, send)
             return
         receive, method = await self._effective_method(scope, receive)
         self.stats.enter(method, endpoint_of(path))
@@ -307,8 +335,8 @@ class SandboxMiddleware:
                 if isinstance(payload, dict) and "spec" in payload:
                     rules = parse_fault_spec(str(payload["spec"]))
                 else:
-                    rules = [FaultRule.model_validate(r) for r in (payload if isinstance(payload, list) else [payload])]
-            except (ValueError, ValidationError) as exc:
+                    rules = fault_rules_from_json(payload)
+            except ValueError as exc:
                 await _send_json(send, 400, {"error": f"invalid fault rules: {exc}"})
                 return True
             self.injector.add(rules)
