@@ -151,6 +151,35 @@ def sync(windows: int | None, from_: str | None, to: str | None) -> None:
         raise SystemExit(1)
 
 
+@main.command("history")
+@click.argument("entity", type=click.Choice(["accounts", "prospects", "opportunities", "tasks", "calls", "sequences", "sequence_states"]))
+@click.argument("outreach_id", type=int)
+@click.option("--ledger-url", envvar="OUTREACH_PIPELINE_LEDGER_URL", help="default: sqlite under $DAGSTER_HOME")
+def history(entity: str, outreach_id: int, ledger_url: str | None) -> None:
+    """Print the sync ledger's history of one Outreach record: every run, window, outcome and change."""
+    from tabulate import tabulate
+
+    from outreach_pipeline.defs.resources import LedgerResource
+
+    ledger = LedgerResource(url=ledger_url).open()
+    entries = ledger.history(entity, outreach_id)
+    if not entries:
+        raise click.ClickException(f"the ledger has no history for {entity} {outreach_id}")
+    rows = [
+        {
+            "recorded_at": e.recorded_at.isoformat(timespec="seconds"),
+            "run": e.run_id[:8],
+            "window": f"{e.window_start:%Y-%m-%d %H:%M}..{e.window_end:%Y-%m-%d %H:%M}" if e.window_start and e.window_end else "",
+            "workbooks_id": e.workbooks_id,
+            "outcome": e.outcome,
+            "reason / error": e.reason or e.error or "",
+            "changed": ", ".join(sorted(e.diff)) if e.diff else "",
+        }
+        for e in entries
+    ]
+    click.echo(tabulate(rows, headers="keys", tablefmt="github"))
+
+
 @main.command("dev")
 @click.option("--port", default=3000, show_default=True, help="Dagster UI port (on 127.0.0.1).")
 @click.option("--dagster-home", default=".dagster_home", show_default=True,
