@@ -69,20 +69,22 @@ class WindowedParquetIOManager(dg.ConfigurableIOManager):
 
 
 def _write(path: Path, frame: pd.DataFrame) -> None:
-    """Write atomically; nested values (lists of dicts, dicts) that Arrow can't type go as JSON text."""
+    """Write atomically. Lists of scalars stay Arrow lists; anything more nested goes as JSON text.
+
+    Arrow would store dicts as structs and hand them back with numpy arrays inside, so a value would not
+    survive the round trip unchanged.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     frame = frame.reset_index(drop=True)
-    json_columns: list[str] = []
     try:
         table = pa.Table.from_pandas(frame, preserve_index=False)
+        json_columns = [f.name for f in table.schema if _is_nested(f.type)]
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
-        frame = frame.copy()
-        for column in frame.columns:
-            try:
-                pa.array(frame[column], from_pandas=True)
-            except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
-                frame[column] = frame[column].map(lambda v: None if v is None else json.dumps(v, default=str))
-                json_columns.append(str(column))
+        json_columns = [str(c) for c in frame.columns if not _arrow_can_store(frame[c])]
+    if json_columns:
+        frame = frame.assign(
+            **{c: frame[c].map(lambda v: None if v is None else json.dumps(v, default=str)) for c in json_columns}
+        )
         table = pa.Table.from_pandas(frame, preserve_index=False)
     metadata = dict(table.schema.metadata or {})
     metadata[_JSON_COLUMNS_KEY] = json.dumps(json_columns).encode()
@@ -90,6 +92,21 @@ def _write(path: Path, frame: pd.DataFrame) -> None:
     tmp = path.with_suffix(".tmp")
     pq.write_table(table, tmp)
     tmp.replace(path)
+
+
+def _is_nested(arrow_type: pa.DataType) -> bool:
+    if pa.types.is_struct(arrow_type) or pa.types.is_map(arrow_type):
+        return True
+    if pa.types.is_list(arrow_type) or pa.types.is_large_list(arrow_type):
+        return pa.types.is_nested(arrow_type.value_type)
+    return False
+
+
+def _arrow_can_store(column: pd.Series) -> bool:
+    try:
+        return not _is_nested(pa.array(column, from_pandas=True).type)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+        return False
 
 
 def _read(path: Path) -> pd.DataFrame:
@@ -101,5 +118,5 @@ def _read(path: Path) -> pd.DataFrame:
         if pa.types.is_list(arrow_field.type) or pa.types.is_large_list(arrow_field.type):
             frame[arrow_field.name] = pd.Series(table.column(arrow_field.name).to_pylist(), dtype=object)
     for column in json_columns:
-        frame[column] = frame[column].map(lambda v: None if v is None else json.loads(v))
+        frame[column] = frame[column].map(lambda v: json.loads(v) if isinstance(v, str) else None).astype(object)
     return frame

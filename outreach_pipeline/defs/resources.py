@@ -115,7 +115,8 @@ class SyncSettings(dg.ConfigurableResource):
 
 def build_resources() -> dict[str, dg.ConfigurableResource]:
     """Real services when their credentials are in the environment, else the sandbox defaults."""
-    outreach = OutreachResource()
+    # Without credentials the base URLs may still move (a sandbox on other ports or another host).
+    outreach = OutreachResource(base_url=os.environ.get("OUTREACH_BASE_URL", SANDBOX_OUTREACH_URL))
     if os.environ.get("OUTREACH_CLIENT_ID"):
         outreach = OutreachResource(
             base_url=os.environ.get("OUTREACH_BASE_URL", "https://api.outreach.io"),
@@ -124,7 +125,7 @@ def build_resources() -> dict[str, dg.ConfigurableResource]:
             redirect_uri=dg.EnvVar("OUTREACH_REDIRECT_URI"),
             refresh_token=dg.EnvVar("OUTREACH_REFRESH_TOKEN"),
         )
-    workbooks = WorkbooksResource()
+    workbooks = WorkbooksResource(base_url=os.environ.get("WORKBOOKS_BASE_URL", SANDBOX_WORKBOOKS_URL))
     if os.environ.get("WORKBOOKS_API_KEY"):
         workbooks = WorkbooksResource(
             base_url=os.environ.get("WORKBOOKS_BASE_URL", "https://secure.workbooks.com"),

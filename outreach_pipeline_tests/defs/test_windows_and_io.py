@@ -1,0 +1,101 @@
+"""The window hand-off between assets (one Parquet file per window) and the window helpers of the sync CLI.
+
+Runs real Dagster materialisations on a real (temporary) instance: the IO manager is exercised by Dagster
+itself, through a ranged run and then single-window reads.
+"""
+
+from datetime import UTC, datetime
+
+import dagster as dg
+import pandas as pd
+import pytest
+
+from outreach_pipeline.defs.headless import last_complete_windows, parse_window
+from outreach_pipeline.defs.io_manager import WindowedParquetIOManager
+from outreach_pipeline.defs.partitions import SYNC_WINDOWS, WINDOW_COLUMN
+from outreach_pipeline.engine.extract import window_of
+
+FIRST, LAST = "2026-11-20-00:00", "2026-11-20-02:00"
+
+
+@dg.asset(partitions_def=SYNC_WINDOWS, backfill_policy=dg.BackfillPolicy.single_run(), io_manager_key="windows")
+def produced(context: dg.AssetExecutionContext) -> pd.DataFrame:
+    window = context.partition_time_window
+    hours = pd.date_range(window.start, window.end, freq="h", inclusive="left", tz="UTC")
+    # Two rows in the first window, none in the second, one per remaining window; nested values too.
+    rows = [{"id": 1, WINDOW_COLUMN: hours[0], "emails": ["a@x.example"], "extra": {"k": [1, 2]}},
+            {"id": 2, WINDOW_COLUMN: hours[0], "emails": [], "extra": None}]
+    rows += [{"id": 10 + i, WINDOW_COLUMN: hour, "emails": ["b@x.example"], "extra": None} for i, hour in enumerate(hours[2:])]
+    return pd.DataFrame(rows)
+
+
+@dg.asset(partitions_def=SYNC_WINDOWS, backfill_policy=dg.BackfillPolicy.single_run(), io_manager_key="windows")
+def consumed(produced: pd.DataFrame) -> pd.DataFrame:
+    return produced.assign(seen=True)
+
+
+def _run(instance: dg.DagsterInstance, tmp_path, first: str, last: str) -> dg.ExecuteInProcessResult:
+    job = dg.define_asset_job("windows_job", selection=[produced, consumed], executor_def=dg.in_process_executor)
+    defs = dg.Definitions(
+        assets=[produced, consumed], jobs=[job],
+        resources={"windows": WindowedParquetIOManager(base_dir=str(tmp_path))},
+    )
+    return defs.resolve_job_def("windows_job").execute_in_process(
+        instance=instance,
+        tags={"dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": last},
+    )
+
+
+def test_a_ranged_run_writes_one_file_per_window_and_reloads_any_subrange(tmp_path):
+    with dg.instance_for_test() as instance:
+        result = _run(instance, tmp_path, FIRST, LAST)
+        assert result.success
+        files = sorted(p.name for p in (tmp_path / "produced").iterdir())
+        assert files == ["2026-11-20-0000.parquet", "2026-11-20-0100.parquet", "2026-11-20-0200.parquet"]
+        combined = result.output_for_node("consumed")
+        assert sorted(combined["id"]) == [1, 2, 10]
+        assert combined.loc[combined["id"] == 1, "emails"].iloc[0] == ["a@x.example"]  # a list again, not numpy
+        assert combined.loc[combined["id"] == 1, "extra"].iloc[0] == {"k": [1, 2]}
+
+        io = WindowedParquetIOManager(base_dir=str(tmp_path))
+        empty = dg.build_input_context(
+            asset_key=dg.AssetKey("produced"), partition_key="2026-11-20-01:00",
+            asset_partitions_def=SYNC_WINDOWS, instance=instance,
+        )
+        assert io.load_input(empty).empty
+
+
+def test_rows_outside_the_run_windows_are_refused(tmp_path):
+    io = WindowedParquetIOManager(base_dir=str(tmp_path))
+    frame = pd.DataFrame({"id": [1], WINDOW_COLUMN: [pd.Timestamp("2026-11-21 05:00", tz="UTC")]})
+    with dg.instance_for_test() as instance:
+        context = dg.build_output_context(
+            asset_key=dg.AssetKey("x"), partition_key="2026-11-20-00:00",
+            asset_partitions_def=SYNC_WINDOWS, instance=instance,
+        )
+        with pytest.raises(ValueError, match="outside this run"):
+            io.handle_output(context, frame)
+
+
+def test_window_of_floors_to_the_hour_and_clamps_retried_rows_into_the_range():
+    start, end = datetime(2026, 11, 20, 0, tzinfo=UTC), datetime(2026, 11, 20, 3, tzinfo=UTC)
+    stamps = pd.Series(pd.to_datetime(
+        ["2026-11-20T00:00:00Z", "2026-11-20T00:59:59.999Z", "2026-11-20T01:00:00Z", "2026-11-25T00:00:00Z", None],
+        utc=True, format="ISO8601",
+    ))
+    windows = window_of(stamps, start, end).dt.strftime("%H:%M").tolist()
+    # A record changed exactly at 01:00 belongs to the 01:00 window; later or unknown ones to the last window.
+    assert windows == ["00:00", "00:00", "01:00", "02:00", "02:00"]
+
+
+def test_last_complete_windows_and_window_parsing():
+    now = datetime(2026, 11, 27, 5, 42, tzinfo=UTC)
+    assert last_complete_windows(1, now=now) == ("2026-11-27-04:00", "2026-11-27-04:00")
+    assert last_complete_windows(24, now=now) == ("2026-11-26-05:00", "2026-11-27-04:00")
+    assert parse_window("2026-11-27-05:00") == "2026-11-27-05:00"
+    assert parse_window("2026-11-27T05:30:00Z") == "2026-11-27-05:00"
+    assert parse_window("2026-11-27T07:30:00+02:00") == "2026-11-27-05:00"
+    with pytest.raises(ValueError, match="neither a window key"):
+        parse_window("yesterday")
+    with pytest.raises(ValueError, match="at least 1"):
+        last_complete_windows(0, now=now)
