@@ -47,6 +47,8 @@ class SyncSummary:
 def run_sync(defs: dg.Definitions, instance: dg.DagsterInstance, first: str, last: str) -> SyncSummary:
     """Materialise `outreach_to_workbooks_job` over [first, last] in one run and collect per-entity counts."""
     keys = SYNC_WINDOWS.get_partition_keys()
+    if not keys:
+        raise ValueError(f"no complete window yet: the partitions start at {SYNC_WINDOWS.start:%Y-%m-%d-%H:%M}")
     for key in (first, last):
         if key not in keys:
             raise ValueError(f"window {key} is outside the partitions ({keys[0]} .. {keys[-1]})")
