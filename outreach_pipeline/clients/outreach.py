@@ -135,6 +135,20 @@ class OutreachRecord(BaseModel):
         )
 
 
+class RejectedResource(BaseModel):
+    """A resource object of a page that could not be read; the rest of the page still is.
+
+    Attributes:
+        type: Its JSON:API type.
+        id: Its id: only objects that carry one can be rejected alone (others fail the page).
+        error: What is wrong, naming the record and the field.
+    """
+
+    type: str
+    id: int
+    error: str
+
+
 class OutreachPage(BaseModel):
     """One page of a collection read.
 
@@ -142,11 +156,13 @@ class OutreachPage(BaseModel):
         records: The page's primary ``data``.
         included: Related objects requested with ``include=``.
         next_url: Absolute ``links.next``, None on the last page.
+        rejected: Primary objects that could not be read (bad timestamps, unreadable relationships, ...).
     """
 
     records: list[OutreachRecord]
     included: list[OutreachRecord] = Field(default_factory=list)
     next_url: str | None = None
+    rejected: list[RejectedResource] = Field(default_factory=list)
 
 
 def _parse_timestamp(value: Any, label: str, field: str) -> datetime | None:
@@ -560,16 +576,20 @@ class OutreachClient:
         last_key: tuple[datetime, int] | None = None
         for page in self.iter_documents(f"{API_PREFIX}/{resource}", params):
             kept: list[OutreachRecord] = []
+            rejected = list(page.rejected)
             for record in page.records:
                 if record.updated_at is None:
-                    raise ValueError(f"{record.type} {record.id}: field 'updatedAt' is missing")
+                    rejected.append(RejectedResource(
+                        type=record.type, id=record.id, error=f"{record.type} {record.id}: field 'updatedAt' is missing"
+                    ))
+                    continue
                 key = (record.updated_at, record.id)
                 if last_key is not None and key < last_key:
                     raise _out_of_order(resource, record, last_key)
                 last_key = key
                 if record.updated_at < end:
                     kept.append(record)
-            yield page.model_copy(update={"records": kept})
+            yield page.model_copy(update={"records": kept, "rejected": rejected})
 
     def get(self, resource: str, record_id: int, *, include: Iterable[str] = ()) -> OutreachRecord:
         """Fetch one record.
@@ -688,13 +708,35 @@ def _parse_resource(resource: Any, request: str) -> OutreachRecord:
 
 
 def _parse_page(body: dict[str, Any], url: str) -> OutreachPage:
+    """Parse a page; one unreadable record with an id is rejected alone, the rest of the page is kept."""
     request = f"GET {urlsplit(url).path}"
     links = body.get("links") or {}
+    records: list[OutreachRecord] = []
+    rejected: list[RejectedResource] = []
+    for item in body["data"]:
+        try:
+            records.append(OutreachRecord.from_resource(item))
+        except (ValueError, TypeError, KeyError) as exc:
+            identity = _identity(item)
+            if identity is None:  # nothing to report it by: the page itself is broken
+                raise MalformedResponse("unreadable resource object", method="GET", path=request.split()[1],
+                                        detail=str(exc)) from exc
+            rejected.append(RejectedResource(type=identity[0], id=identity[1], error=str(exc)))
     return OutreachPage(
-        records=[_parse_resource(item, request) for item in body["data"]],
+        records=records,
         included=[_parse_resource(item, request) for item in body.get("included") or []],
         next_url=links.get("next") if isinstance(links, dict) else None,
+        rejected=rejected,
     )
+
+
+def _identity(item: Any) -> tuple[str, int] | None:
+    if not isinstance(item, Mapping):
+        return None
+    try:
+        return str(item["type"]), int(item["id"])
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 def _out_of_order(resource: str, record: OutreachRecord, previous: tuple[datetime, int]) -> ApiError:

@@ -14,7 +14,12 @@ import pandas as pd
 
 from outreach_pipeline.defs.partitions import SYNC_WINDOWS, WINDOW_COLUMN
 from outreach_pipeline.defs.resources import LedgerResource, OutreachResource, SyncSettings, WorkbooksResource
-from outreach_pipeline.engine.extract import extract_opportunities, extract_records, opportunity_lookups
+from outreach_pipeline.engine.extract import (
+    EXTRACT_ERROR_COLUMN,
+    extract_opportunities,
+    extract_records,
+    opportunity_lookups,
+)
 from outreach_pipeline.engine.ledger import SyncWindow
 from outreach_pipeline.engine.load import EntityLoader
 from outreach_pipeline.engine.preflight import run_preflight
@@ -184,6 +189,12 @@ def build_staged(flow: EntityFlow) -> dg.AssetsDefinition:
         lookups = opportunity_lookups(extracted) if flow.entity == "opportunities" else None
         frame = stage_records(extracted, entity, lookups=lookups)
         frame[WINDOW_COLUMN] = extracted[WINDOW_COLUMN].to_numpy()
+        if EXTRACT_ERROR_COLUMN in extracted:
+            # An unreadable API record fails alone, with the reader's message rather than its empty fields'.
+            frame["validation_errors"] = [
+                [error] if isinstance(error, str) else list(errors)
+                for errors, error in zip(frame["validation_errors"], extracted[EXTRACT_ERROR_COLUMN], strict=True)
+            ]
         invalid = int(frame["validation_errors"].map(bool).sum())
         duplicates = frame.loc[frame["outreach_id"].duplicated(keep=False), "outreach_id"].drop_duplicates().tolist()
         missing_required = frame["validation_errors"].map(lambda errors: any("(required)" in e for e in errors))

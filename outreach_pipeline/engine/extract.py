@@ -7,17 +7,26 @@ sync window it belongs to, so the window-aware IO manager can store and reload a
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import pandas as pd
 
-from outreach_pipeline.clients.outreach import API_PREFIX, OutreachClient, OutreachRecord, records_to_frame
+from outreach_pipeline.clients.outreach import (
+    API_PREFIX,
+    OutreachClient,
+    OutreachPage,
+    OutreachRecord,
+    RejectedResource,
+    records_to_frame,
+)
 
 #: Ids per `filter[id]=` request: keeps URLs well under common 8 KB limits.
 IDS_PER_REQUEST = 500
 WINDOW_COLUMN = "sync_window"
+#: Why a record could not be read from the API (None for readable ones); it fails alone at load.
+EXTRACT_ERROR_COLUMN = "_extract_error"
 WINDOW_LENGTH = timedelta(hours=1)
 
 
@@ -36,30 +45,50 @@ def window_of(timestamps: pd.Series, start: datetime, end: datetime) -> pd.Serie
     return floored.clip(lower=pd.Timestamp(start), upper=last).fillna(last)
 
 
-def _frame(records: Iterable[OutreachRecord], start: datetime, end: datetime) -> pd.DataFrame:
-    frame = records_to_frame(records)
+@dataclass
+class _Read:
+    records: list[OutreachRecord] = field(default_factory=list)
+    included: list[OutreachRecord] = field(default_factory=list)
+    rejected: list[RejectedResource] = field(default_factory=list)
+
+    def add(self, page: OutreachPage) -> None:
+        self.records.extend(page.records)
+        self.included.extend(page.included)
+        self.rejected.extend(page.rejected)
+
+
+def _frame(read: _Read, start: datetime, end: datetime) -> pd.DataFrame:
+    frame = records_to_frame(read.records)
+    frame[EXTRACT_ERROR_COLUMN] = None
+    readable = {record.id for record in read.records}
+    unreadable = [r for r in {r.id: r for r in read.rejected}.values() if r.id not in readable]
+    if unreadable:
+        rows = pd.DataFrame({"id": [r.id for r in unreadable], EXTRACT_ERROR_COLUMN: [r.error for r in unreadable]})
+        frame = pd.concat([frame, rows], ignore_index=True)
     frame[WINDOW_COLUMN] = window_of(frame["updatedAt"], start, end)
     return frame
 
 
-def _by_ids(client: OutreachClient, resource: str, ids: Iterable[int], params: dict[str, str] | None = None) -> Iterator[OutreachRecord]:
-    unique = sorted(set(int(i) for i in ids))
+def _read_by_ids(
+    client: OutreachClient, read: _Read, resource: str, ids: Iterable[int], params: dict[str, str] | None = None,
+    *, relationship: str = "id",
+) -> None:
+    """Records whose id (or `relationship` id) is in `ids`, a few hundred ids per request."""
+    unique = sorted({int(i) for i in ids})
+    key = "filter[id]" if relationship == "id" else f"filter[{relationship}][id]"
     for offset in range(0, len(unique), IDS_PER_REQUEST):
         chunk = unique[offset : offset + IDS_PER_REQUEST]
-        query = {"filter[id]": ",".join(map(str, chunk)), "page[size]": "1000", "count": "false", **(params or {})}
-        yield from client.iter_records(f"{API_PREFIX}/{resource}", query)
+        query = {key: ",".join(map(str, chunk)), "page[size]": "1000", "count": "false", **(params or {})}
+        for page in client.iter_documents(f"{API_PREFIX}/{resource}", query):
+            read.add(page)
 
 
-def _windowed(client: OutreachClient, resource: str, start: datetime, end: datetime, *, lower_open: bool,
-              include: Iterable[str] = ()) -> tuple[list[OutreachRecord], list[OutreachRecord]]:
-    """All records of `resource` changed in [start, end) (or before `end` when `lower_open`), and `included`."""
-    records: list[OutreachRecord] = []
-    included: list[OutreachRecord] = []
+def _read_window(client: OutreachClient, read: _Read, resource: str, start: datetime, end: datetime, *,
+                 lower_open: bool, include: Iterable[str] = ()) -> None:
+    """Records of `resource` changed in [start, end) (or before `end` when `lower_open`)."""
     read_from = datetime(1970, 1, 1, tzinfo=start.tzinfo) if lower_open else start
     for page in client.iter_window(resource, read_from, end, include=include):
-        records.extend(page.records)
-        included.extend(page.included)
-    return records, included
+        read.add(page)
 
 
 def extract_records(
@@ -74,13 +103,15 @@ def extract_records(
     """Records of `resource` (plural, e.g. `prospects`) changed in [start, end), plus `retry_ids`.
 
     `from_beginning` opens the lower bound: the full-sync job uses it for the first window so records last
-    changed before it are covered.
+    changed before it are covered. A record the API returns unreadable is kept as a row with only its id
+    and `_extract_error`, so it fails alone instead of failing the window.
     """
-    records, _ = _windowed(client, resource, start, end, lower_open=from_beginning)
-    seen = {record.id for record in records}
-    retry = [i for i in set(retry_ids) if i not in seen]
-    records.extend(_by_ids(client, resource, retry))
-    return Extract(frame=_dedupe(_frame(records, start, end)), retried_ids=sorted(retry))
+    read = _Read()
+    _read_window(client, read, resource, start, end, lower_open=from_beginning)
+    seen = {record.id for record in read.records} | {r.id for r in read.rejected}
+    retry = sorted(i for i in set(retry_ids) if i not in seen)
+    _read_by_ids(client, read, resource, retry)
+    return Extract(frame=_dedupe(_frame(read, start, end)), retried_ids=retry)
 
 
 STAGE_NAME_COLUMN = "_opportunity_stage_name"
@@ -102,24 +133,28 @@ def extract_opportunities(
     and every one of its prospect roles (the contact list is replaced as a whole), so one stored frame
     per window holds all the mapping needs; `opportunity_lookups` turns them into lookup frames.
     """
-    opportunities, included = _windowed(
-        client, "opportunities", start, end, lower_open=from_beginning, include=("opportunityStage",)
-    )
-    changed_roles, _ = _windowed(client, "opportunityProspectRoles", start, end, lower_open=from_beginning)
-    seen = {record.id for record in opportunities}
-    extra = {role.relationships.get("opportunity") for role in changed_roles} | set(retry_ids)
+    read = _Read()
+    _read_window(client, read, "opportunities", start, end, lower_open=from_beginning, include=("opportunityStage",))
+    roles_changed = _Read()
+    _read_window(client, roles_changed, "opportunityProspectRoles", start, end, lower_open=from_beginning)
+    seen = {record.id for record in read.records} | {r.id for r in read.rejected}
+    extra = {role.relationships.get("opportunity") for role in roles_changed.records} | set(retry_ids)
     extra_ids = sorted(i for i in extra if isinstance(i, int) and i not in seen)
-    opportunities.extend(_by_ids(client, "opportunities", extra_ids, {"include": "opportunityStage"}))
-    frame = _dedupe(_frame(opportunities, start, end))
+    _read_by_ids(client, read, "opportunities", extra_ids, {"include": "opportunityStage"})
+    frame = _dedupe(_frame(read, start, end))
 
-    stages = {r.id: r.attributes.get("name") for r in included if r.type == "opportunityStage"}
+    stages = {r.id: r.attributes.get("name") for r in read.included if r.type == "opportunityStage"}
     stage_ids = frame["opportunityStageId"].dropna().astype(int) if "opportunityStageId" in frame else pd.Series(dtype=int)
     if missing := set(stage_ids) - stages.keys():
-        stages |= {r.id: r.attributes.get("name") for r in _by_ids(client, "opportunityStages", missing)}
+        stage_read = _Read()
+        _read_by_ids(client, stage_read, "opportunityStages", missing)
+        stages |= {r.id: r.attributes.get("name") for r in stage_read.records}
     frame[STAGE_NAME_COLUMN] = stage_ids.map(stages).reindex(frame.index)
 
+    role_read = _Read()
+    _read_by_ids(client, role_read, "opportunityProspectRoles", frame["id"].tolist(), relationship="opportunity")
     roles: dict[int, list[dict[str, object]]] = {}
-    for role in _by_ids_filtered(client, "opportunityProspectRoles", "opportunity", frame["id"].tolist()):
+    for role in role_read.records:
         opportunity_id = role.relationships.get("opportunity")
         if isinstance(opportunity_id, int):
             roles.setdefault(opportunity_id, []).append(
@@ -148,11 +183,3 @@ def opportunity_lookups(frame: pd.DataFrame) -> dict[str, pd.DataFrame]:
 def _dedupe(frame: pd.DataFrame) -> pd.DataFrame:
     """A record edited during a paged read can appear twice; keep its latest version."""
     return frame.sort_values(["updatedAt", "id"]).drop_duplicates("id", keep="last").reset_index(drop=True)
-
-
-def _by_ids_filtered(client: OutreachClient, resource: str, relationship: str, ids: Iterable[int]) -> Iterator[OutreachRecord]:
-    unique = sorted(set(int(i) for i in ids))
-    for offset in range(0, len(unique), IDS_PER_REQUEST):
-        chunk = unique[offset : offset + IDS_PER_REQUEST]
-        query = {f"filter[{relationship}][id]": ",".join(map(str, chunk)), "page[size]": "1000", "count": "false"}
-        yield from client.iter_records(f"{API_PREFIX}/{resource}", query)
