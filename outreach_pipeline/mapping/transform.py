@@ -133,12 +133,20 @@ def _require_column(context: _Context, frame: pd.DataFrame, column: str, what: s
     return frame[column]
 
 
+def _extracted_column(context: _Context, column: str) -> pd.Series:
+    # A window with no changes extracts a frame with no attribute columns at all; its rows (none) simply
+    # have no value. A non-empty frame without the column still names the mapping's mistake.
+    if context.frame.empty and column not in context.frame.columns:
+        return pd.Series([None] * len(context.frame), index=context.frame.index, dtype=object)
+    return _require_column(context, context.frame, column, "the extracted frame")
+
+
 def _read_column(context: _Context, source: SourceRef, _: dict[str, pd.DataFrame]) -> pd.Series:
-    return _require_column(context, context.frame, source.column, "the extracted frame")
+    return _extracted_column(context, source.column)
 
 
 def _read_element(context: _Context, source: SourceRef, _: dict[str, pd.DataFrame]) -> pd.Series:
-    arrays = _require_column(context, context.frame, source.column, "the extracted frame")
+    arrays = _extracted_column(context, source.column)
     index = source.index or 0
     # Elementwise on one column: arrays are Python lists by contract, and a non-list cell is treated as absent.
     return arrays.map(
