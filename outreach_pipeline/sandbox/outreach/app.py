@@ -32,7 +32,7 @@ from outreach_pipeline.sandbox.outreach.lifecycle import (
 from outreach_pipeline.sandbox.outreach.oauth import AccessGrant, OAuthError, OAuthServer, required_scope
 from outreach_pipeline.sandbox.outreach.query import encode_cursor, parse_list_request, sort_position
 from outreach_pipeline.sandbox.outreach.ratelimit import RateLimiter, rate_limit_error
-from outreach_pipeline.sandbox.outreach.render import ResourceRenderer
+from outreach_pipeline.sandbox.outreach.render import ResourceRenderer, json_array, json_document, to_json
 from outreach_pipeline.sandbox.outreach.settings import (
     DEFAULT_USER_ID,
     SANDBOX_CLIENT_ID,
@@ -78,6 +78,13 @@ ACTION_PARAM_PREFIX = "actionParams["
 def _api_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     content = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
     return Response(content, status_code=status, headers=headers, media_type=JSON_API)
+
+
+def _document_response(
+    members: dict[str, bytes], status: int = 200, headers: dict[str, str] | None = None
+) -> Response:
+    """A JSON:API document from top-level members already encoded (resources are rendered straight to JSON)."""
+    return Response(json_document(members), status_code=status, headers=headers, media_type=JSON_API)
 
 
 class OutreachSandbox:
@@ -171,17 +178,18 @@ class OutreachSandbox:
         has_more = len(records) > parsed.query.limit
         records = records[: parsed.query.limit]
         renderer = self._renderer(request)
-        body: dict[str, Any] = {"data": renderer.render(spec, records, parsed.fields)}
+        members = {"data": json_array(renderer.render_json(spec, records, parsed.fields))}
         if parsed.include:
-            body["included"] = renderer.included(spec, records, parsed.include, parsed.fields)
+            members["included"] = json_array(
+                renderer.included_json(spec, records, parsed.include, parsed.fields)
+            )
         if records:
-            body["links"] = self._page_links(request, spec, parsed, records[-1] if has_more else None)
+            links = self._page_links(request, spec, parsed, records[-1] if has_more else None)
+            members["links"] = to_json(links).encode()
         if parsed.count:
-            body["meta"] = {
-                "count": self.store.count(spec.type, parsed.query.conditions),
-                "count_truncated": False,
-            }
-        return _api_response(body)
+            meta = {"count": self.store.count(spec.type, parsed.query.conditions), "count_truncated": False}
+            members["meta"] = to_json(meta).encode()
+        return _document_response(members)
 
     def _page_links(self, request: Request, spec: ResourceSpec, parsed: Any, last: Any) -> dict[str, str]:
         base = f"{self._renderer(request).api_root}/{spec.plural}"
@@ -200,10 +208,12 @@ class OutreachSandbox:
         record = self.store.get(spec.type, self._record_id(request, spec))
         parsed = parse_list_request(spec, self._non_filter_params(request), self.settings.max_page_size)
         renderer = self._renderer(request)
-        body: dict[str, Any] = {"data": renderer.render(spec, [record], parsed.fields)[0]}
+        members = {"data": renderer.render_json(spec, [record], parsed.fields)[0]}
         if parsed.include:
-            body["included"] = renderer.included(spec, [record], parsed.include, parsed.fields)
-        return _api_response(body)
+            members["included"] = json_array(
+                renderer.included_json(spec, [record], parsed.include, parsed.fields)
+            )
+        return _document_response(members)
 
     @staticmethod
     def _non_filter_params(request: Request) -> list[tuple[str, str]]:
@@ -218,8 +228,11 @@ class OutreachSandbox:
         attributes = create_attributes(spec.type, body.attributes, now_text)
         relationships = self._stamp_people(spec, body.relationships, grant, creating=True)
         record = self.store.create(spec.type, attributes, relationships)
-        resource = self._renderer(request).render(spec, [record])[0]
-        return _api_response({"data": resource}, 201, {"Location": resource["links"]["self"]})
+        renderer = self._renderer(request)
+        location = renderer.self_link(spec, record.id)
+        return _document_response(
+            {"data": renderer.render_json(spec, [record])[0]}, 201, {"Location": location}
+        )
 
     async def update_resource(self, request: Request, grant: AccessGrant) -> Response:
         spec = self._spec(request)
@@ -230,7 +243,7 @@ class OutreachSandbox:
         attributes = update_attributes(spec.type, current, body.attributes)
         relationships = self._stamp_people(spec, body.relationships, grant, creating=False)
         record = self.store.update(spec.type, record_id, attributes, relationships)
-        return _api_response({"data": self._renderer(request).render(spec, [record])[0]})
+        return _document_response({"data": self._renderer(request).render_json(spec, [record])[0]})
 
     async def delete_resource(self, request: Request, _grant: AccessGrant) -> Response:
         spec = self._spec(request)
@@ -251,7 +264,7 @@ class OutreachSandbox:
         changes = run_action(spec, request.path_params["action"], current, params, now_text)
         relationships = self._stamp_people(spec, {}, grant, creating=False)
         record = self.store.update(spec.type, record_id, changes, relationships)
-        return _api_response({"data": self._renderer(request).render(spec, [record])[0]})
+        return _document_response({"data": self._renderer(request).render_json(spec, [record])[0]})
 
     @staticmethod
     def _stamp_people(
