@@ -261,17 +261,19 @@ def build_load(flow: EntityFlow) -> dg.AssetsDefinition:
         context: dg.AssetExecutionContext,
         staged: pd.DataFrame,
         workbooks: WorkbooksResource,
+        outreach: OutreachResource,
         ledger: LedgerResource,
         sync_settings: SyncSettings,
     ) -> dg.MaterializeResult:
         mappings = sync_settings.mappings()
-        with workbooks.open() as client:
+        with workbooks.open() as client, outreach.open() as outreach_client:
             loader = EntityLoader(
                 client=client, ledger=ledger.open(), mappings=mappings, entity=mappings.entity(flow.entity),
-                run_id=context.run_id, window=_window(context),
+                run_id=context.run.run_id, window=_window(context),
+                outreach=outreach_client, outreach_resource=flow.outreach_name,
             )
             result = loader.load(staged)
-            requests_used = client.stats.total_requests
+            requests_used = client.stats.total_requests + outreach_client.stats.total_requests
         windows = staged.drop_duplicates("outreach_id", keep="last").set_index("outreach_id")[WINDOW_COLUMN]
         outcomes = result.outcomes.assign(**{WINDOW_COLUMN: result.outcomes["outreach_id"].map(windows)})
         counts = {name: result.counts.get(name, 0) for name in ("created", "updated", "unchanged", "skipped", "failed")}

@@ -17,14 +17,14 @@ The loop per entity and range of windows:
 from __future__ import annotations
 
 import contextlib
-
-from collections.abc import Mapping
+from collections.abc import Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
 
 from outreach_pipeline.clients.http import WriteOutcomeUnknown
+from outreach_pipeline.clients.outreach import API_PREFIX, OutreachClient
 from outreach_pipeline.clients.workbooks import (
     MAX_OBJECTS_PER_WRITE,
     Filter,
@@ -33,10 +33,13 @@ from outreach_pipeline.clients.workbooks import (
     WriteOp,
 )
 from outreach_pipeline.engine.ledger import PendingRelation, RecordOutcome, SyncLedger, SyncWindow
-from outreach_pipeline.engine.plan import Decision, FlagWrite, SyncPlan, plan_sync
+from outreach_pipeline.engine.plan import SHARERS_COLUMN, Decision, FlagWrite, SyncPlan, plan_sync
 from outreach_pipeline.mapping.models import EntityMapping, LinkTransform, MappingSet
+from outreach_pipeline.mapping.normalise import normalise_natural_key
 
 LOOKUP_BATCH = 100
+#: Values per Outreach `filter[emails]=a,b,...` request: about 5 KB of URL, under common 8 KB limits.
+SHARER_BATCH = 150
 RECONCILE_ROUNDS = 3
 OUTCOME_COLUMNS = ["outreach_id", "workbooks_id", "outcome", "reason", "error", "fields_written"]
 
@@ -82,6 +85,33 @@ def lookup_twins(client: WorkbooksClient, entity: EntityMapping, staged: pd.Data
 def _distinct(values: pd.Series) -> list[Any]:
     """Distinct non-blank values as plain Python objects (the wire encoder knows no numpy types)."""
     return list(dict.fromkeys(v for v in values.astype(object).tolist() if v is not None and not pd.isna(v) and str(v).strip()))
+
+
+def outreach_holders(
+    client: OutreachClient, resource: str, entity: EntityMapping, values: Iterable[str]
+) -> dict[Hashable, set[int]]:
+    """Outreach ids holding each natural-key value (normalised), asked of Outreach in batches.
+
+    A value held by two Outreach records must not be matched or created from either, whichever window each
+    is synced in; the run alone cannot know that, only Outreach can.
+    """
+    filter_name = entity.match.outreach_duplicate_filter
+    assert filter_name is not None
+    source = entity.field(entity.match.natural_keys[0]).source
+    # Filter syntax reserves `,` and `..`; such a value cannot be asked for (nor is it a valid email).
+    queryable = sorted({v for v in values if "," not in v and ".." not in v})
+    holders: dict[Hashable, set[int]] = {}
+    for offset in range(0, len(queryable), SHARER_BATCH):
+        batch = queryable[offset : offset + SHARER_BATCH]
+        params = {f"filter[{filter_name}]": ",".join(batch), "page[size]": "1000", "count": "false",
+                  f"fields[{entity.outreach_type}]": source.column}
+        for record in client.iter_records(f"{API_PREFIX}/{resource}", params):
+            value = record.attributes.get(source.column)
+            if source.index is not None:
+                value = value[source.index] if isinstance(value, list) and len(value) > source.index else None
+            if (key := normalise_natural_key(value)) is not None:
+                holders.setdefault(key, set()).add(record.id)
+    return holders
 
 
 def resolve_id_maps(
@@ -152,7 +182,12 @@ class EntityLoader:
         entity: EntityMapping,
         run_id: str,
         window: SyncWindow,
+        outreach: OutreachClient | None = None,
+        outreach_resource: str | None = None,
     ) -> None:
+        """`outreach` and `outreach_resource` (e.g. `prospects`) enable the Outreach-side duplicate check."""
+        self.outreach = outreach
+        self.outreach_resource = outreach_resource
         self.client = client
         self.ledger = ledger
         self.mappings = mappings
@@ -165,6 +200,7 @@ class EntityLoader:
         ids = [int(i) for i in staged["outreach_id"]]
         states = self.ledger.get_states(self.entity.name, ids)
         id_maps = resolve_id_maps(self.client, self.ledger, self.mappings, self.entity, staged)
+        staged = self._with_outreach_holders(staged, states)
         final: dict[int, RecordOutcome] = {}
         intended: dict[int, str] = {}  # the first write planned per record, for reporting after a reconcile
         todo = staged
@@ -206,6 +242,22 @@ class EntityLoader:
         ][:10]
         pending = sum(len(o.pending_relations) for o in outcomes)
         return LoadResult(outcomes=frame, counts={str(k): int(v) for k, v in counts.items()}, preview=preview, pending_relations=pending)
+
+    def _with_outreach_holders(self, staged: pd.DataFrame, states: Mapping[int, Any]) -> pd.DataFrame:
+        """Add, for each record never linked before, the other Outreach ids holding its natural key."""
+        if self.outreach is None or self.outreach_resource is None or not self.entity.match.outreach_duplicate_filter:
+            return staged
+        key_field = self.entity.match.natural_keys[0]
+        unlinked = [
+            (state := states.get(int(i))) is None or state.workbooks_id is None for i in staged["outreach_id"]
+        ]
+        values = staged.loc[unlinked, key_field] if len(staged) else staged[key_field]
+        holders = outreach_holders(self.outreach, self.outreach_resource, self.entity, _distinct(values))
+        sharers = [
+            sorted(holders.get(normalise_natural_key(value), set()) - {int(outreach_id)}) if is_unlinked else []
+            for outreach_id, value, is_unlinked in zip(staged["outreach_id"], staged[key_field], unlinked, strict=True)
+        ]
+        return staged.assign(**{SHARERS_COLUMN: sharers})
 
     def _apply(self, plan: SyncPlan, final: dict[int, RecordOutcome], intended: dict[int, str]) -> dict[int, str]:
         """Write the plan; fill `final`; return the records whose result is uncertain (id -> why)."""

@@ -9,9 +9,11 @@ Rules, in order, for each staged record:
 1. ``stale_version``: the ledger already applied a newer ``updatedAt``; a backfill of an old window changes nothing.
 2. ``superseded``: an update-only entity (sequence states) has several staged rows for one Workbooks record;
    the latest ``updatedAt`` wins.
-3. ``duplicate_match``: several Workbooks records carry the link key or share the natural key, or several staged
-   records share one natural key. Those Workbooks records get Outreach Duplicate = TRUE (when the record type has
-   the flag) and a human resolves them; nothing else is written.
+3. ``duplicate_match``: several Workbooks records carry the link key or share the natural key. Those Workbooks
+   records get Outreach Duplicate = TRUE (when the record type has the flag) and a human resolves them; nothing
+   else is written. An unlinked record whose natural key another Outreach record also has (in this run, or as the
+   link of an existing Workbooks twin) fails with a message naming the field: every record sharing it fails, so
+   the result does not depend on the order in which windows run.
 4. Flags of the matched record: Sync to Outreach = FALSE -> ``sync_disabled``; Outreach Duplicate -> ``duplicate_flag``;
    Outreach Sync Error -> ``sync_error_flag``, *unless this integration set it* (the ledger's last outcome was a
    failure with the very message the record shows): then the error is ours to clear once the record is valid,
@@ -61,6 +63,8 @@ SkipReason = Literal[
     "no_match",
 ]
 IdMaps = Mapping[str, Mapping[int, int]]
+#: Optional staged column: other Outreach ids holding the row's natural key, as found in Outreach by the caller.
+SHARERS_COLUMN = "natural_key_sharers"
 ERROR_MESSAGE_LIMIT = 4000
 
 _OUTCOME_OF_ACTION: dict[str, Outcome] = {
@@ -169,20 +173,26 @@ class _Planner:
         self.id_maps = id_maps
         self.by_link: dict[str, list[dict[str, Any]]] = defaultdict(list)
         self.by_natural: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
+        # Records already linked to some Outreach record, by natural key: an unlinked Outreach record with the
+        # same key must not get a twin of its own (that would be a second Person with one email).
+        self.linked_by_natural: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
         for record in sorted(records, key=lambda record: int(record["id"])):
             link = normalise_link_key(read_field(record, entity.match.link_key))
             if link is not None:
                 self.by_link[link].append(record)
             elif (natural := self._natural_key(record)) is not None:
                 self.by_natural[natural].append(record)
+            if link is not None and (natural := self._natural_key(record)) is not None:
+                self.linked_by_natural[natural].append(record)
         self.duplicate_flags: dict[int, FlagWrite] = {}
 
     def plan(self, rows: list[dict[str, Any]]) -> SyncPlan:
         superseded = self._superseded_ids(rows)
-        natural_counts = Counter(
-            key for row in rows if not self._link_matches(row) and (key := self._natural_key(row)) is not None
-        )
-        decisions = [self._decide(row, superseded, natural_counts) for row in rows]
+        natural_holders: dict[tuple, set[int]] = defaultdict(set)
+        for row in rows:
+            if not self._link_matches(row) and (key := self._natural_key(row)) is not None:
+                natural_holders[key].add(int(row["outreach_id"]))
+        decisions = [self._decide(row, superseded, natural_holders) for row in rows]
         flags = [self.duplicate_flags[workbooks_id] for workbooks_id in sorted(self.duplicate_flags)]
         return SyncPlan(entity=self.entity.name, decisions=decisions, duplicate_flags=flags)
 
@@ -218,7 +228,7 @@ class _Planner:
 
     # --- decisions ---------------------------------------------------------------------------------------
 
-    def _decide(self, row: dict[str, Any], superseded: set[int], natural_counts: Counter) -> Decision:
+    def _decide(self, row: dict[str, Any], superseded: set[int], natural_holders: Mapping[tuple, set[int]]) -> Decision:
         outreach_id = int(row["outreach_id"])
         base = {
             "outreach_id": outreach_id,
@@ -234,12 +244,14 @@ class _Planner:
         natural = None if candidates else self._natural_key(row)
         if natural is not None:
             candidates = self.by_natural.get(natural, [])
-        if len(candidates) > 1 or (natural is not None and natural_counts[natural] > 1):
+        if len(candidates) > 1:
             self._flag_duplicates(candidates)
             return Decision(action="skip", reason="duplicate_match", **base)
 
         target = candidates[0] if candidates else None
         errors = list(row.get("validation_errors") or [])
+        if natural is not None:
+            errors += self._natural_key_conflicts(row, natural, natural_holders)
         if target is not None:
             base |= {
                 "workbooks_id": int(target["id"]),
@@ -254,6 +266,37 @@ class _Planner:
                 return Decision(action="skip", reason="no_match", **base)
             return self._create(row, base)
         return self._update(row, target, state, matched_by_natural=natural is not None, base=base)
+
+    def _natural_key_conflicts(
+        self, row: Mapping[str, Any], natural: tuple, natural_holders: Mapping[tuple, set[int]]
+    ) -> list[str]:
+        """Why an unlinked record may not take its natural key: another Outreach record holds it too.
+
+        Holders are the other staged rows of this run and those the caller found in Outreach itself
+        (``SHARERS_COLUMN``). Every holder fails, rather than the first one processed winning, so the outcome
+        does not depend on the order in which windows run; a person resolves the duplicate in Outreach.
+        """
+        outreach_id = int(row["outreach_id"])
+        label = f"{self.entity.outreach_type} {outreach_id}"
+        fields = " + ".join(self.entity.match.natural_keys)
+        value = " / ".join(str(read_field(row, name)) for name in self.entity.match.natural_keys)
+        holders = set(natural_holders.get(natural, set())) | {int(i) for i in (row.get(SHARERS_COLUMN) or [])}
+        holders.discard(outreach_id)
+        problems = []
+        if holders:
+            others = ", ".join(str(i) for i in sorted(holders))
+            problems.append(f"{label}: {fields} {value!r} is also held by Outreach {self.entity.outreach_type} {others} "
+                            "(Outreach duplicate)")
+        owners = sorted(
+            {str(read_field(r, self.entity.match.link_key)) for r in self.linked_by_natural.get(natural, [])}
+        )
+        if owners:
+            ids = ", ".join(f"#{r['id']}" for r in self.linked_by_natural[natural])
+            problems.append(
+                f"{label}: {fields} {value!r} already belongs to Workbooks record {ids} linked to "
+                f"{self.entity.outreach_type} {', '.join(owners)} (Outreach duplicate)"
+            )
+        return problems
 
     def _flag_skip_reason(self, target: Mapping[str, Any], state: RecordState | None) -> SkipReason | None:
         flags = self.entity.flags
@@ -340,26 +383,40 @@ class _Planner:
     # --- values ------------------------------------------------------------------------------------------
 
     def _desired_values(self, row: Mapping[str, Any]) -> tuple[dict[str, Any], list[PendingRelation]]:
-        """Staged values to hold in Workbooks, with links resolved; unresolvable links are withheld."""
+        """Staged values to hold in Workbooks, with links resolved.
+
+        An unresolvable to-one link is withheld (the Workbooks value is kept). For a to-many link the resolvable
+        part is written, and the unresolved targets are pending relations, so a contact list is never held back
+        as a whole by one prospect that fails; lists aligned with it (contact roles) keep the same positions.
+        """
         desired: dict[str, Any] = {}
         pending: list[PendingRelation] = []
-        withheld_relations: set[str] = set()
+        kept_positions: dict[str, list[bool]] = {}
         for field in self.entity.to_workbooks_fields():
             value = row.get(field.workbooks)
             if isinstance(field.transform, LinkTransform):
                 value, missing = self._resolve_link(field, value)
                 if missing:
                     pending.extend(self._pending(row, field, missing))
-                    if field.source.kind == "collection":
-                        withheld_relations.add(field.source.relation or "")
-                    continue
+                    if not field.transform.many:
+                        continue
+                if field.transform.many:
+                    kept = [item is not None for item in value]
+                    kept_positions[field.source.relation or ""] = kept
+                    value = [item for item in value if item is not None]
             if field.skip_blank and _blank_value(value):
                 continue
             desired[field.workbooks] = value
-        # Aligned lists (contact roles) must not be written without the ids they describe.
         for field in self.entity.to_workbooks_fields():
-            if field.source.kind == "collection" and field.source.relation in withheld_relations:
-                desired.pop(field.workbooks, None)
+            relation = field.source.relation or ""
+            if (
+                field.source.kind == "collection"
+                and relation in kept_positions
+                and not isinstance(field.transform, LinkTransform)
+                and isinstance(desired.get(field.workbooks), list)
+            ):
+                aligned = desired[field.workbooks]
+                desired[field.workbooks] = [v for v, keep in zip(aligned, kept_positions[relation], strict=False) if keep]
         return desired, pending
 
     def _resolve_link(self, field: FieldMapping, value: Any) -> tuple[Any, list[int]]:

@@ -207,12 +207,16 @@ class MatchKeys(StrictModel):
         link_prefix: prefix of the stored link value, for record types that share one link field
             (Outreach calls and tasks both become Workbooks tasks).
         natural_keys: Workbooks fields compared, all non-blank, when no record carries the link key.
+        outreach_duplicate_filter: Outreach filter that finds every Outreach record holding the first natural
+            key's value (``emails`` for prospects). Before an unlinked record is matched or created, Outreach is
+            asked who else has its value, so records sharing it fail whichever window each is synced in.
     """
 
     link_key: str
     outreach_key: str = "id"
     link_prefix: str = ""
     natural_keys: list[str] = Field(default_factory=list)
+    outreach_duplicate_filter: str | None = None
 
 
 class SelectionFlags(StrictModel):

@@ -208,12 +208,29 @@ def test_two_records_linked_to_one_outreach_id_are_duplicates() -> None:
     assert [flag.workbooks_id for flag in plan.duplicate_flags] == [900, 905]
 
 
-def test_staged_records_sharing_a_natural_key_are_not_created() -> None:
+def test_staged_records_sharing_a_natural_key_both_fail_naming_the_field() -> None:
     staged = staged_prospects(
         {"id": 1, "emails": ["same@example.com"]}, {"id": 2, "emails": ["same@example.com"]}
     )
     plan = plan_sync(staged, PROSPECTS, [])
-    assert [(d.action, d.reason) for d in plan.decisions] == [("skip", "duplicate_match")] * 2
+    assert [d.action for d in plan.decisions] == ["failed", "failed"]
+    assert "prospect 1: main_location[email] 'same@example.com' is also held by Outreach prospect 2" in plan.decisions[0].error
+    assert not any(d.fields for d in plan.decisions)  # nothing created, nothing to flag
+
+
+def test_sharers_found_in_outreach_fail_the_record_even_when_alone_in_the_run() -> None:
+    staged = staged_prospects({"id": 1, "emails": ["same@example.com"]})
+    staged["natural_key_sharers"] = [[9]]
+    decision = only(plan_sync(staged, PROSPECTS, []))
+    assert decision.action == "failed" and "is also held by Outreach prospect 9" in decision.error
+
+
+def test_a_natural_key_owned_by_another_linked_record_fails_instead_of_creating_a_second_twin() -> None:
+    owner = person(700, 5, **{"main_location[email]": "p17@example.com"})
+    decision = only(plan_sync(staged_prospects({"id": 17}), PROSPECTS, [owner]))
+    assert decision.action == "failed"
+    assert "already belongs to Workbooks record #700 linked to prospect 5" in decision.error
+    assert decision.fields == {}  # the owner's record is left alone: it is not this record's twin
 
 
 @pytest.mark.parametrize(
@@ -303,7 +320,7 @@ def test_links_resolve_or_become_pending() -> None:
     ] == [(18, "employer_link", "accounts", 6)]
 
 
-def test_unresolved_contacts_withhold_the_aligned_roles() -> None:
+def test_unresolved_contacts_are_pending_and_the_rest_is_written_with_aligned_roles() -> None:
     entity = MAPPING.entity("opportunities")
     staged = pd.DataFrame(
         {
@@ -322,9 +339,9 @@ def test_unresolved_contacts_withhold_the_aligned_roles() -> None:
         }
     )
     pending = only(plan_sync(staged, entity, [], id_maps={"prospects": {20: 200}}))
-    assert (
-        "opportunity_contact_ids" not in pending.fields and "opportunity_contact_roles" not in pending.fields
-    )
+    # The contact whose prospect is synced is written now, with its own role; prospect 30 is retried later.
+    assert pending.fields["opportunity_contact_ids"] == [200]
+    assert pending.fields["opportunity_contact_roles"] == ["Buyer"]
     assert [r.target_outreach_id for r in pending.pending_relations] == [30]
     resolved = only(plan_sync(staged, entity, [], id_maps={"prospects": {20: 200, 30: 300}}))
     assert resolved.fields["opportunity_contact_ids"] == [200, 300]

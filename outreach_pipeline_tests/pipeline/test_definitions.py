@@ -1,0 +1,46 @@
+"""Acceptance: the code location loads in Dagster's own CLI and exposes partitions, schedule, lineage and checks."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import dagster as dg
+
+from outreach_pipeline.definitions import defs
+from outreach_pipeline.defs.assets import FLOWS, PREFLIGHT_KEY
+
+VENV_BIN = Path(sys.executable).parent
+
+
+def test_dagster_definitions_validate_passes(tmp_path: Path) -> None:
+    completed = subprocess.run(
+        [str(VENV_BIN / "dagster"), "definitions", "validate", "-m", "outreach_pipeline.definitions"],
+        capture_output=True, text=True, timeout=120, env={"DAGSTER_HOME": str(tmp_path), "PATH": str(VENV_BIN)},
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+
+
+def test_every_asset_is_hourly_partitioned_in_utc() -> None:
+    graph = defs.resolve_asset_graph()
+    keys = [PREFLIGHT_KEY, *(k for f in FLOWS for k in (f.extract_key, f.staged_key, f.load_key))]
+    for key in keys:
+        partitions = graph.get(key).partitions_def
+        assert isinstance(partitions, dg.HourlyPartitionsDefinition), key
+        assert partitions.timezone == "UTC"
+
+
+def test_send_receive_schedule_runs_by_default() -> None:
+    schedule = defs.resolve_schedule_def("outreach_send_receive")
+    assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING
+    assert schedule.job_name == "outreach_to_workbooks_job"
+
+
+def test_staged_assets_declare_checks_and_loads_declare_failure_rate() -> None:
+    check_keys = {(key.asset_key, key.name) for key in defs.resolve_asset_graph().asset_check_keys}
+    for flow in FLOWS:
+        assert (flow.staged_key, "no_duplicate_outreach_ids") in check_keys
+        assert (flow.staged_key, "required_fields_present") in check_keys
+        assert (flow.load_key, "failure_rate") in check_keys
