@@ -19,6 +19,7 @@ run: $(STAMP)
 ## test: the whole test suite (unit, real HTTP against the sandbox, Dagster runs, Postgres)
 test: $(STAMP)
 	bash .ci/services
+	$(BIN)/ruff check .
 	$(BIN)/pytest
 
 lint: $(STAMP)

@@ -16,8 +16,7 @@ from outreach_pipeline.defs.partitions import SYNC_WINDOWS, WINDOW_COLUMN
 from outreach_pipeline.defs.resources import LedgerResource, OutreachResource, SyncSettings, WorkbooksResource
 from outreach_pipeline.engine.extract import (
     EXTRACT_ERROR_COLUMN,
-    extract_opportunities,
-    extract_records,
+    extract_entity,
     opportunity_lookups,
 )
 from outreach_pipeline.engine.ledger import SyncWindow
@@ -134,8 +133,10 @@ def build_extract(flow: EntityFlow) -> dg.AssetsDefinition:
         retry_ids = set(sync_ledger.failed_ids(flow.entity))
         retry_ids |= {r.outreach_id for r in sync_ledger.pending_relations(flow.entity)}
         with outreach.open() as client:
-            read = extract_opportunities if flow.entity == "opportunities" else _reader(flow.outreach_name)
-            result = read(client, window.start, window.end, retry_ids=retry_ids, from_beginning=config.from_beginning)
+            result = extract_entity(
+                client, flow.outreach_name, window.start, window.end,
+                retry_ids=retry_ids, from_beginning=config.from_beginning,
+            )
             requests_used = client.stats.total_requests
         context.log.info("extracted %d %s (%d retried) for %s..%s", len(result.frame), flow.outreach_name,
                          len(result.retried_ids), window.start, window.end)
@@ -150,13 +151,6 @@ def build_extract(flow: EntityFlow) -> dg.AssetsDefinition:
         )
 
     return extract
-
-
-def _reader(resource: str):
-    def read(client, start, end, *, retry_ids, from_beginning):
-        return extract_records(client, resource, start, end, retry_ids=retry_ids, from_beginning=from_beginning)
-
-    return read
 
 
 def build_staged(flow: EntityFlow) -> dg.AssetsDefinition:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import partial
 
 import pandas as pd
 
@@ -163,6 +164,20 @@ def extract_opportunities(
             )
     frame[ROLES_COLUMN] = frame["id"].map(lambda i: sorted(roles.get(i, []), key=lambda r: r["id"]))
     return Extract(frame=frame, retried_ids=sorted(set(retry_ids) - seen))
+
+
+def extract_entity(
+    client: OutreachClient,
+    resource: str,
+    start: datetime,
+    end: datetime,
+    *,
+    retry_ids: Iterable[int] = (),
+    from_beginning: bool = False,
+) -> Extract:
+    """Extract one resource: opportunities with their stage and prospect roles, the others as they are."""
+    read = extract_opportunities if resource == "opportunities" else partial(extract_records, resource=resource)
+    return read(client, start=start, end=end, retry_ids=retry_ids, from_beginning=from_beginning)
 
 
 def opportunity_lookups(frame: pd.DataFrame) -> dict[str, pd.DataFrame]:
