@@ -48,21 +48,33 @@ def window_of(timestamps: pd.Series, start: datetime, end: datetime) -> pd.Serie
 
 @dataclass
 class _Read:
+    """What a read collected. Primary records become one small frame per page as they arrive, so a range of
+    100,000 records is never held as record objects and as a frame at once; `keep_records` keeps the objects
+    instead, for the small related reads (roles, stages) whose relationships are used directly."""
+
+    keep_records: bool = False
+    frames: list[pd.DataFrame] = field(default_factory=list)
+    ids: set[int] = field(default_factory=set)
     records: list[OutreachRecord] = field(default_factory=list)
     included: list[OutreachRecord] = field(default_factory=list)
     rejected: list[RejectedResource] = field(default_factory=list)
 
     def add(self, page: OutreachPage) -> None:
-        self.records.extend(page.records)
+        self.ids.update(record.id for record in page.records)
+        if self.keep_records:
+            self.records.extend(page.records)
+        elif page.records:
+            self.frames.append(records_to_frame(page.records))
         self.included.extend(page.included)
         self.rejected.extend(page.rejected)
 
 
 def _frame(read: _Read, start: datetime, end: datetime) -> pd.DataFrame:
-    frame = records_to_frame(read.records)
+    frames = read.frames or [records_to_frame(read.records)]
+    frame = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+    read.frames = []  # the pages are in `frame` now
     frame[EXTRACT_ERROR_COLUMN] = None
-    readable = {record.id for record in read.records}
-    unreadable = [r for r in {r.id: r for r in read.rejected}.values() if r.id not in readable]
+    unreadable = [r for r in {r.id: r for r in read.rejected}.values() if r.id not in read.ids]
     if unreadable:
         rows = pd.DataFrame({"id": [r.id for r in unreadable], EXTRACT_ERROR_COLUMN: [r.error for r in unreadable]})
         frame = pd.concat([frame, rows], ignore_index=True)
@@ -109,7 +121,7 @@ def extract_records(
     """
     read = _Read()
     _read_window(client, read, resource, start, end, lower_open=from_beginning)
-    seen = {record.id for record in read.records} | {r.id for r in read.rejected}
+    seen = read.ids | {r.id for r in read.rejected}
     retry = sorted(i for i in set(retry_ids) if i not in seen)
     _read_by_ids(client, read, resource, retry)
     return Extract(frame=_dedupe(_frame(read, start, end)), retried_ids=retry)
@@ -136,9 +148,9 @@ def extract_opportunities(
     """
     read = _Read()
     _read_window(client, read, "opportunities", start, end, lower_open=from_beginning, include=("opportunityStage",))
-    roles_changed = _Read()
+    roles_changed = _Read(keep_records=True)
     _read_window(client, roles_changed, "opportunityProspectRoles", start, end, lower_open=from_beginning)
-    seen = {record.id for record in read.records} | {r.id for r in read.rejected}
+    seen = read.ids | {r.id for r in read.rejected}
     extra = {role.relationships.get("opportunity") for role in roles_changed.records} | set(retry_ids)
     extra_ids = sorted(i for i in extra if isinstance(i, int) and i not in seen)
     _read_by_ids(client, read, "opportunities", extra_ids, {"include": "opportunityStage"})
@@ -147,12 +159,12 @@ def extract_opportunities(
     stages = {r.id: r.attributes.get("name") for r in read.included if r.type == "opportunityStage"}
     stage_ids = frame["opportunityStageId"].dropna().astype(int) if "opportunityStageId" in frame else pd.Series(dtype=int)
     if missing := set(stage_ids) - stages.keys():
-        stage_read = _Read()
+        stage_read = _Read(keep_records=True)
         _read_by_ids(client, stage_read, "opportunityStages", missing)
         stages |= {r.id: r.attributes.get("name") for r in stage_read.records}
     frame[STAGE_NAME_COLUMN] = stage_ids.map(stages).reindex(frame.index)
 
-    role_read = _Read()
+    role_read = _Read(keep_records=True)
     _read_by_ids(client, role_read, "opportunityProspectRoles", frame["id"].tolist(), relationship="opportunity")
     roles: dict[int, list[dict[str, object]]] = {}
     for role in role_read.records:
@@ -197,4 +209,6 @@ def opportunity_lookups(frame: pd.DataFrame) -> dict[str, pd.DataFrame]:
 
 def _dedupe(frame: pd.DataFrame) -> pd.DataFrame:
     """A record edited during a paged read can appear twice; keep its latest version."""
+    if frame["id"].is_unique:  # the usual case: no sorted copy of a large frame
+        return frame
     return frame.sort_values(["updatedAt", "id"]).drop_duplicates("id", keep="last").reset_index(drop=True)

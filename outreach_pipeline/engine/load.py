@@ -20,6 +20,7 @@ import contextlib
 from collections.abc import Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote
 
 import pandas as pd
 
@@ -38,8 +39,9 @@ from outreach_pipeline.mapping.models import EntityMapping, LinkTransform, Mappi
 from outreach_pipeline.mapping.normalise import normalise_natural_key
 
 LOOKUP_BATCH = 100
-#: Values per Outreach `filter[emails]=a,b,...` request: about 5 KB of URL, under common 8 KB limits.
-SHARER_BATCH = 150
+#: URL-encoded characters of values per Outreach `filter[emails]=a,b,...` request: with the rest of the URL
+#: it stays under the 8 KB request-line limit common to web servers (about 200 typical emails).
+SHARER_QUERY_CHARS = 7000
 RECONCILE_ROUNDS = 3
 OUTCOME_COLUMNS = ["outreach_id", "workbooks_id", "outcome", "reason", "error", "fields_written"]
 
@@ -101,8 +103,7 @@ def outreach_holders(
     # Filter syntax reserves `,` and `..`; such a value cannot be asked for (nor is it a valid email).
     queryable = sorted({v for v in values if "," not in v and ".." not in v})
     holders: dict[Hashable, set[int]] = {}
-    for offset in range(0, len(queryable), SHARER_BATCH):
-        batch = queryable[offset : offset + SHARER_BATCH]
+    for batch in _batches_by_url_length(queryable, SHARER_QUERY_CHARS):
         params = {f"filter[{filter_name}]": ",".join(batch), "page[size]": "1000", "count": "false",
                   f"fields[{entity.outreach_type}]": source.column}
         for record in client.iter_records(f"{API_PREFIX}/{resource}", params):
@@ -112,6 +113,21 @@ def outreach_holders(
             if (key := normalise_natural_key(value)) is not None:
                 holders.setdefault(key, set()).add(record.id)
     return holders
+
+
+def _batches_by_url_length(values: list[str], budget: int) -> Iterable[list[str]]:
+    """Split values into comma-joined lists whose URL-encoded length stays within `budget`."""
+    batch: list[str] = []
+    used = 0
+    for value in values:
+        size = len(quote(value, safe="")) + 3  # and its encoded comma
+        if batch and used + size > budget:
+            yield batch
+            batch, used = [], 0
+        batch.append(value)
+        used += size
+    if batch:
+        yield batch
 
 
 def resolve_id_maps(
