@@ -216,7 +216,7 @@ class EntityLoader:
         ids = [int(i) for i in staged["outreach_id"]]
         states = self.ledger.get_states(self.entity.name, ids)
         id_maps = resolve_id_maps(self.client, self.ledger, self.mappings, self.entity, staged)
-        staged = self._with_outreach_holders(staged, states)
+        staged = self._with_outreach_holders(staged)
         final: dict[int, RecordOutcome] = {}
         intended: dict[int, str] = {}  # the first write planned per record, for reporting after a reconcile
         todo = staged
@@ -259,19 +259,15 @@ class EntityLoader:
         pending = sum(len(o.pending_relations) for o in outcomes)
         return LoadResult(outcomes=frame, counts={str(k): int(v) for k, v in counts.items()}, preview=preview, pending_relations=pending)
 
-    def _with_outreach_holders(self, staged: pd.DataFrame, states: Mapping[int, Any]) -> pd.DataFrame:
-        """Add, for each record never linked before, the other Outreach ids holding its natural key."""
+    def _with_outreach_holders(self, staged: pd.DataFrame) -> pd.DataFrame:
+        """Add, for each record, the other Outreach ids holding its natural key (asked of Outreach itself)."""
         if self.outreach is None or self.outreach_resource is None or not self.entity.match.outreach_duplicate_filter:
             return staged
         key_field = self.entity.match.natural_keys[0]
-        unlinked = [
-            (state := states.get(int(i))) is None or state.workbooks_id is None for i in staged["outreach_id"]
-        ]
-        values = staged.loc[unlinked, key_field] if len(staged) else staged[key_field]
-        holders = outreach_holders(self.outreach, self.outreach_resource, self.entity, _distinct(values))
+        holders = outreach_holders(self.outreach, self.outreach_resource, self.entity, _distinct(staged[key_field]))
         sharers = [
-            sorted(holders.get(normalise_natural_key(value), set()) - {int(outreach_id)}) if is_unlinked else []
-            for outreach_id, value, is_unlinked in zip(staged["outreach_id"], staged[key_field], unlinked, strict=True)
+            sorted(holders.get(normalise_natural_key(value), set()) - {int(outreach_id)})
+            for outreach_id, value in zip(staged["outreach_id"], staged[key_field], strict=True)
         ]
         return staged.assign(**{SHARERS_COLUMN: sharers})
 

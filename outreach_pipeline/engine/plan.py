@@ -190,7 +190,7 @@ class _Planner:
         superseded = self._superseded_ids(rows)
         natural_holders: dict[tuple, set[int]] = defaultdict(set)
         for row in rows:
-            if not self._link_matches(row) and (key := self._natural_key(row)) is not None:
+            if self._natural_key_must_be_unique(row) and (key := self._natural_key(row)) is not None:
                 natural_holders[key].add(int(row["outreach_id"]))
         decisions = [self._decide(row, superseded, natural_holders) for row in rows]
         flags = [self.duplicate_flags[workbooks_id] for workbooks_id in sorted(self.duplicate_flags)]
@@ -206,6 +206,15 @@ class _Planner:
         )
         # A blank component never matches: two records without a website are not the same organisation.
         return None if any(part is None for part in parts) else parts
+
+    def _natural_key_must_be_unique(self, row: Mapping[str, Any]) -> bool:
+        """Whether sharing its natural key with another Outreach record fails this row.
+
+        Always for an unlinked row (its match would be ambiguous). For a linked one only where the key is an
+        identity in Outreach too (a prospect's email, `outreach_duplicate_filter`): otherwise the record that
+        happened to sync first would keep the email and the outcome would depend on the order of windows.
+        """
+        return not self._link_matches(row) or self.entity.match.outreach_duplicate_filter is not None
 
     def _link_matches(self, row: Mapping[str, Any]) -> list[dict[str, Any]]:
         link = normalise_link_key(row.get(self.entity.match.link_key))
@@ -228,7 +237,9 @@ class _Planner:
 
     # --- decisions ---------------------------------------------------------------------------------------
 
-    def _decide(self, row: dict[str, Any], superseded: set[int], natural_holders: Mapping[tuple, set[int]]) -> Decision:
+    def _decide(
+        self, row: dict[str, Any], superseded: set[int], natural_holders: Mapping[tuple, set[int]]
+    ) -> Decision:
         outreach_id = int(row["outreach_id"])
         base = {
             "outreach_id": outreach_id,
@@ -250,8 +261,8 @@ class _Planner:
 
         target = candidates[0] if candidates else None
         errors = list(row.get("validation_errors") or [])
-        if natural is not None:
-            errors += self._natural_key_conflicts(row, natural, natural_holders)
+        if self._natural_key_must_be_unique(row) and (own_key := self._natural_key(row)) is not None:
+            errors += self._natural_key_conflicts(row, own_key, natural_holders)
         if target is not None:
             base |= {
                 "workbooks_id": int(target["id"]),
@@ -270,7 +281,7 @@ class _Planner:
     def _natural_key_conflicts(
         self, row: Mapping[str, Any], natural: tuple, natural_holders: Mapping[tuple, set[int]]
     ) -> list[str]:
-        """Why an unlinked record may not take its natural key: another Outreach record holds it too.
+        """Why a record may not take its natural key: another Outreach record holds it too.
 
         Holders are the other staged rows of this run and those the caller found in Outreach itself
         (``SHARERS_COLUMN``). Every holder fails, rather than the first one processed winning, so the outcome
@@ -287,11 +298,14 @@ class _Planner:
             others = ", ".join(str(i) for i in sorted(holders))
             problems.append(f"{label}: {fields} {value!r} is also held by Outreach {self.entity.outreach_type} {others} "
                             "(Outreach duplicate)")
-        owners = sorted(
-            {str(read_field(r, self.entity.match.link_key)) for r in self.linked_by_natural.get(natural, [])}
-        )
+        own_link = normalise_link_key(row.get(self.entity.match.link_key))
+        others = [
+            r for r in self.linked_by_natural.get(natural, [])
+            if normalise_link_key(read_field(r, self.entity.match.link_key)) != own_link
+        ]
+        owners = sorted({str(read_field(r, self.entity.match.link_key)) for r in others})
         if owners:
-            ids = ", ".join(f"#{r['id']}" for r in self.linked_by_natural[natural])
+            ids = ", ".join(f"#{r['id']}" for r in others)
             problems.append(
                 f"{label}: {fields} {value!r} already belongs to Workbooks record {ids} linked to "
                 f"{self.entity.outreach_type} {', '.join(owners)} (Outreach duplicate)"

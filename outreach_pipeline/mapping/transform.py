@@ -170,7 +170,7 @@ def _read_related(context: _Context, source: SourceRef, lookups: dict[str, pd.Da
         attribute.to_numpy(), index=_require_column(context, lookup, "id", "lookup").astype("Int64")
     )
     by_id = by_id[~by_id.index.duplicated(keep="last")]
-    keys = _require_column(context, context.frame, source.column, "the extracted frame").astype("Int64")
+    keys = _extracted_column(context, source.column).astype("Int64")
     return keys.map(by_id)
 
 
@@ -296,7 +296,7 @@ def _stage_currency(context: _Context, raw: pd.Series) -> _StagedColumn:
     present = _present(raw)
     amounts = pd.to_numeric(raw.where(present, None).astype("object"), errors="coerce")
     codes = _clean_text(
-        _require_column(context, context.frame, transform.currency_source, "the extracted frame")
+        _extracted_column(context, transform.currency_source)
     )
     codes = codes.str.upper()
     if transform.default_currency:

@@ -225,6 +225,16 @@ def test_sharers_found_in_outreach_fail_the_record_even_when_alone_in_the_run() 
     assert decision.action == "failed" and "is also held by Outreach prospect 9" in decision.error
 
 
+def test_a_linked_prospect_fails_too_when_outreach_finds_another_holder_of_its_email() -> None:
+    twin = person(700, 17, **{"main_location[email]": "p17@example.com"})
+    staged = staged_prospects({"id": 17})
+    staged["natural_key_sharers"] = [[40]]
+    decision = only(plan_sync(staged, PROSPECTS, [twin]))
+    assert decision.action == "failed" and decision.workbooks_id == 700
+    assert "is also held by Outreach prospect 40" in decision.error
+    assert decision.fields["cf_person_outreach_sync_error"] is True  # flagged on its existing Person
+
+
 def test_a_natural_key_owned_by_another_linked_record_fails_instead_of_creating_a_second_twin() -> None:
     owner = person(700, 5, **{"main_location[email]": "p17@example.com"})
     decision = only(plan_sync(staged_prospects({"id": 17}), PROSPECTS, [owner]))
