@@ -22,7 +22,7 @@ from outreach_pipeline.engine.extract import (
 from outreach_pipeline.engine.ledger import SyncWindow
 from outreach_pipeline.engine.load import EntityLoader
 from outreach_pipeline.engine.preflight import run_preflight
-from outreach_pipeline.mapping.transform import column_lineage, stage_records
+from outreach_pipeline.mapping.transform import column_lineage, outreach_fields, stage_records
 
 OWNERS = ["team:data-engineering"]
 # single_run() is what a range backfill needs (one extract per range); it is stable in use, only labelled beta.
@@ -34,9 +34,11 @@ DATAFRAME = dg.PythonObjectDagsterType(pd.DataFrame, name="DataFrame")
 
 
 class ExtractConfig(dg.Config):
-    """`from_beginning` opens the lower bound of the read: the full-sync job's way to cover older records."""
+    """`from_beginning` opens the lower bound of the read: the full-sync job's way to cover older records.
+    `all_attributes` reads every attribute instead of only those the mapping uses."""
 
     from_beginning: bool = False
+    all_attributes: bool = False
 
 
 @dataclass(frozen=True)
@@ -119,7 +121,8 @@ def build_extract(flow: EntityFlow) -> dg.AssetsDefinition:
         description=(
             f"Outreach {flow.outreach_name} changed in the sync window [start, end), read in one paged pass per run "
             "(a backfill range is one read), plus the records the ledger says must be retried (failed rows, links "
-            "whose target was not synced yet)."
+            "whose target was not synced yet). Only the attributes the mapping reads are fetched (sparse "
+            "fieldsets) unless the run config sets all_attributes."
         ),
     )
     def extract(
@@ -127,15 +130,18 @@ def build_extract(flow: EntityFlow) -> dg.AssetsDefinition:
         config: ExtractConfig,
         outreach: OutreachResource,
         ledger: LedgerResource,
+        sync_settings: SyncSettings,
     ) -> dg.MaterializeResult:
         window = _window(context)
+        entity = sync_settings.mappings().entity(flow.entity)
+        fields = None if config.all_attributes else {f"fields[{entity.outreach_type}]": ",".join(outreach_fields(entity))}
         sync_ledger = ledger.open()
         retry_ids = set(sync_ledger.failed_ids(flow.entity))
         retry_ids |= {r.outreach_id for r in sync_ledger.pending_relations(flow.entity)}
         with outreach.open() as client:
             result = extract_entity(
                 client, flow.outreach_name, window.start, window.end,
-                retry_ids=retry_ids, from_beginning=config.from_beginning,
+                retry_ids=retry_ids, from_beginning=config.from_beginning, fields=fields,
             )
             requests_used = client.stats.total_requests
         context.log.info("extracted %d %s (%d retried) for %s..%s", len(result.frame), flow.outreach_name,

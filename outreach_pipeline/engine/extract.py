@@ -7,7 +7,7 @@ sync window it belongs to, so the window-aware IO manager can store and reload a
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
@@ -83,7 +83,7 @@ def _frame(read: _Read, start: datetime, end: datetime) -> pd.DataFrame:
 
 
 def _read_by_ids(
-    client: OutreachClient, read: _Read, resource: str, ids: Iterable[int], params: dict[str, str] | None = None,
+    client: OutreachClient, read: _Read, resource: str, ids: Iterable[int], params: Mapping[str, str] | None = None,
     *, relationship: str = "id",
 ) -> None:
     """Records whose id (or `relationship` id) is in `ids`, a few hundred ids per request."""
@@ -97,10 +97,10 @@ def _read_by_ids(
 
 
 def _read_window(client: OutreachClient, read: _Read, resource: str, start: datetime, end: datetime, *,
-                 lower_open: bool, include: Iterable[str] = ()) -> None:
+                 lower_open: bool, include: Iterable[str] = (), params: Mapping[str, str] | None = None) -> None:
     """Records of `resource` changed in [start, end) (or before `end` when `lower_open`)."""
     read_from = datetime(1970, 1, 1, tzinfo=start.tzinfo) if lower_open else start
-    for page in client.iter_window(resource, read_from, end, include=include):
+    for page in client.iter_window(resource, read_from, end, include=include, extra_params=params):
         read.add(page)
 
 
@@ -112,18 +112,20 @@ def extract_records(
     *,
     retry_ids: Iterable[int] = (),
     from_beginning: bool = False,
+    fields: Mapping[str, str] | None = None,
 ) -> Extract:
     """Records of `resource` (plural, e.g. `prospects`) changed in [start, end), plus `retry_ids`.
 
     `from_beginning` opens the lower bound: the full-sync job uses it for the first window so records last
     changed before it are covered. A record the API returns unreadable is kept as a row with only its id
-    and `_extract_error`, so it fails alone instead of failing the window.
+    and `_extract_error`, so it fails alone instead of failing the window. `fields` are sparse fieldsets
+    (`{"fields[prospect]": "firstName,..."}`): only what the mapping reads is transferred.
     """
     read = _Read()
-    _read_window(client, read, resource, start, end, lower_open=from_beginning)
+    _read_window(client, read, resource, start, end, lower_open=from_beginning, params=fields)
     seen = read.ids | {r.id for r in read.rejected}
     retry = sorted(i for i in set(retry_ids) if i not in seen)
-    _read_by_ids(client, read, resource, retry)
+    _read_by_ids(client, read, resource, retry, fields)
     return Extract(frame=_dedupe(_frame(read, start, end)), retried_ids=retry)
 
 
@@ -138,6 +140,7 @@ def extract_opportunities(
     *,
     retry_ids: Iterable[int] = (),
     from_beginning: bool = False,
+    fields: Mapping[str, str] | None = None,
 ) -> Extract:
     """Opportunities changed in the range, and those whose prospect roles changed in it.
 
@@ -146,14 +149,16 @@ def extract_opportunities(
     and every one of its prospect roles (the contact list is replaced as a whole), so one stored frame
     per window holds all the mapping needs; `opportunity_lookups` turns them into lookup frames.
     """
+    params = {**(fields or {}), "fields[opportunityStage]": "name"} if fields else None
     read = _Read()
-    _read_window(client, read, "opportunities", start, end, lower_open=from_beginning, include=("opportunityStage",))
+    _read_window(client, read, "opportunities", start, end, lower_open=from_beginning, include=("opportunityStage",),
+                 params=params)
     roles_changed = _Read(keep_records=True)
     _read_window(client, roles_changed, "opportunityProspectRoles", start, end, lower_open=from_beginning)
     seen = read.ids | {r.id for r in read.rejected}
     extra = {role.relationships.get("opportunity") for role in roles_changed.records} | set(retry_ids)
     extra_ids = sorted(i for i in extra if isinstance(i, int) and i not in seen)
-    _read_by_ids(client, read, "opportunities", extra_ids, {"include": "opportunityStage"})
+    _read_by_ids(client, read, "opportunities", extra_ids, {"include": "opportunityStage", **(params or {})})
     frame = _dedupe(_frame(read, start, end))
 
     stages = {r.id: r.attributes.get("name") for r in read.included if r.type == "opportunityStage"}
@@ -186,10 +191,11 @@ def extract_entity(
     *,
     retry_ids: Iterable[int] = (),
     from_beginning: bool = False,
+    fields: Mapping[str, str] | None = None,
 ) -> Extract:
     """Extract one resource: opportunities with their stage and prospect roles, the others as they are."""
     read = extract_opportunities if resource == "opportunities" else partial(extract_records, resource=resource)
-    return read(client, start=start, end=end, retry_ids=retry_ids, from_beginning=from_beginning)
+    return read(client, start=start, end=end, retry_ids=retry_ids, from_beginning=from_beginning, fields=fields)
 
 
 def opportunity_lookups(frame: pd.DataFrame) -> dict[str, pd.DataFrame]:

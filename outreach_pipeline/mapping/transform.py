@@ -93,6 +93,35 @@ def stage_records(
     return result
 
 
+def outreach_fields(entity: EntityMapping) -> list[str]:
+    """The Outreach attributes and relationships the mapping reads, for a sparse fieldset (`fields[type]=`).
+
+    Reading only these keeps a 1,000-record prospect page to a fraction of its ~6 MB. Relationship ids are
+    flattened as `<relationship>Id` in the extracted frame, so a link's source names its relationship.
+
+    Args:
+        entity: the entity mapping.
+
+    Returns:
+        Sorted field names, always with `createdAt` and `updatedAt` (the sync window is computed from them).
+    """
+    names = {"createdAt", "updatedAt"}
+    for field in entity.to_workbooks_fields():
+        source = field.source
+        if source.kind == "related":
+            names.add(source.relation or "")
+        elif source.kind == "column" and isinstance(field.transform, LinkTransform) and source.column.endswith("Id"):
+            names.add(source.column.removesuffix("Id"))
+        elif source.kind in ("column", "element"):
+            names.add(source.column)
+        if isinstance(field.transform, WbCurrencyTransform):
+            names.add(field.transform.currency_source)
+    if entity.match.outreach_key != "id":
+        names.add(entity.match.outreach_key.removesuffix("Id"))
+    names.discard("")
+    return sorted(names)
+
+
 def column_lineage(entity: EntityMapping) -> dict[str, list[str]]:
     """Workbooks field -> the Outreach sources it is computed from, for Dagster column lineage.
 
