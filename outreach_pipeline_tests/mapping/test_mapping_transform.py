@@ -394,3 +394,16 @@ def test_preflight_rejects_incompatible_outreach_custom_type() -> None:
         "prospects: Outreach custom field prospect.custom7 has type 'url', incompatible with the "
         "integer transform to person_job_role"
     ]
+
+
+def test_outreach_fields_name_what_the_mapping_reads_for_sparse_fieldsets() -> None:
+    from outreach_pipeline.mapping.models import load_mapping_set
+    from outreach_pipeline.mapping.transform import outreach_fields
+
+    mappings = load_mapping_set()
+    prospect_fields = outreach_fields(mappings.entity("prospects"))
+    # Attributes, array attributes, the account relationship behind accountId, and the window's timestamps.
+    assert {"firstName", "emails", "workPhones", "account", "createdAt", "updatedAt"} <= set(prospect_fields)
+    assert "accountId" not in prospect_fields and "externalId" not in prospect_fields  # to_outreach only
+    opportunity_fields = outreach_fields(mappings.entity("opportunities"))
+    assert {"opportunityStage", "currencyType", "account", "amount"} <= set(opportunity_fields)
