@@ -1,0 +1,331 @@
+"""Pipeline benchmark: one initial load of every seeded window through the real Dagster job.
+
+    .venv/bin/python benchmarks/bench_pipeline.py [--prospects 100000] [--tracemalloc]
+
+The sandbox runs in its own process (`outreach-pipeline sandbox up --json`), so the CPU time and peak memory
+measured here are the client's alone: Dagster, the extract/stage/load assets, the HTTP clients and the ledger.
+Request counts come from the sandbox's server-side `/_sandbox/stats`, reset after the install step, so they
+cover exactly the sync run. BENCHMARKS.md ("Pipeline") records the figures with this command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import tracemalloc
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import requests
+from pydantic import BaseModel
+
+from outreach_pipeline.clients.workbooks import WorkbooksClient
+from outreach_pipeline.defs.assets import ASSETS, FLOWS
+from outreach_pipeline.defs.headless import WINDOW_FORMAT
+from outreach_pipeline.defs.io_manager import WindowedParquetIOManager
+from outreach_pipeline.defs.jobs import outreach_to_workbooks_job
+from outreach_pipeline.defs.partitions import PARTITIONS_START
+from outreach_pipeline.defs.resources import LedgerResource, OutreachResource, SyncSettings, WorkbooksResource
+from outreach_pipeline.engine.install import install
+from outreach_pipeline.mapping.models import load_mapping_set
+from outreach_pipeline.sandbox.runtime import SandboxConfig
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+SANDBOX_COMMAND = str(Path(sys.executable).with_name("outreach-pipeline"))
+#: The CLI has no --seed-days: the seeder spreads updatedAt over SandboxConfig's default span before "now".
+SEED_DAYS: int = SandboxConfig.model_fields["seed_days"].default
+HTTP_TIMEOUT = 30
+STARTUP_TIMEOUT_SECONDS = 600
+WINDOW = timedelta(hours=1)
+#: Per 1,000 extracted records: 1 Outreach page, 10 Workbooks write batches and 10 batched lookups.
+LOWER_BOUND_PER_THOUSAND = 21
+REQUEST_RATIO_TARGET = 1.25
+PEAK_MEMORY_TARGET_BYTES = int(1.5 * 1024**3)
+CLOCK_TICKS_PER_SECOND = os.sysconf("SC_CLK_TCK")
+
+
+class SandboxEndpoints(BaseModel):
+    """What `sandbox up --json` printed that the benchmark uses."""
+
+    outreach_url: str
+    workbooks_url: str
+    seeded: dict[str, dict[str, int]]
+
+
+class RunFigures(BaseModel):
+    """Everything measured around one sync run."""
+
+    success: bool
+    first_window: str
+    last_window: str
+    wall_seconds: float
+    client_cpu_seconds: float
+    server_cpu_seconds: float
+    peak_rss_bytes: int
+    peak_traced_bytes: int | None
+    extracted: dict[str, int]
+    load_counts: dict[str, dict[str, Any]]
+    outreach_requests: dict[str, int]
+    workbooks_requests: dict[str, int]
+
+    @property
+    def records(self) -> int:
+        """Extracted Outreach records of every entity."""
+        return sum(self.extracted.values())
+
+    @property
+    def total_requests(self) -> int:
+        """Requests both sandboxes served during the run."""
+        return sum(self.outreach_requests.values()) + sum(self.workbooks_requests.values())
+
+    def per_thousand(self, value: float) -> float:
+        """`value` per 1,000 extracted records."""
+        return value * 1000 / self.records if self.records else math.nan
+
+
+class SandboxProcess:
+    """`outreach-pipeline sandbox up` as a child process, with its admin API and CPU time."""
+
+    def __init__(self, data_dir: Path, prospects: int) -> None:
+        command = [
+            SANDBOX_COMMAND, "sandbox", "up", "--json", "--outreach-port", "0", "--workbooks-port", "0",
+            "--data-dir", str(data_dir), "--prospects", str(prospects),
+        ]
+        # The sandbox's own log lines go to a file so a full stderr pipe can never stall it.
+        self._log = (data_dir.parent / "sandbox.log").open("w")
+        self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=self._log, text=True, cwd=PROJECT_ROOT)
+        self.endpoints = self._read_endpoints()
+
+    def _read_endpoints(self) -> SandboxEndpoints:
+        assert self.process.stdout is not None
+        line = self.process.stdout.readline()
+        if not line:
+            self.stop()
+            raise RuntimeError(f"sandbox exited with {self.process.returncode} before printing its URLs: "
+                               f"see {self._log.name}")
+        info = json.loads(line)
+        return SandboxEndpoints(
+            outreach_url=info["outreach"]["url"], workbooks_url=info["workbooks"]["url"], seeded=info["seeded"]
+        )
+
+    def stats(self, api: str) -> dict[str, Any]:
+        """The server-side request counts of `api` (``outreach`` or ``workbooks``)."""
+        response = requests.get(f"{self._url(api)}/_sandbox/stats", timeout=HTTP_TIMEOUT)
+        response.raise_for_status()
+        return response.json()
+
+    def reset_stats(self) -> None:
+        """Zero both APIs' request counters."""
+        for api in ("outreach", "workbooks"):
+            requests.post(f"{self._url(api)}/_sandbox/stats/reset", timeout=HTTP_TIMEOUT).raise_for_status()
+
+    def _url(self, api: str) -> str:
+        return self.endpoints.outreach_url if api == "outreach" else self.endpoints.workbooks_url
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU time the sandbox process has used so far (from /proc, Linux only)."""
+        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        # After the command name: state is field 3, utime 14 and stime 15 (1-based, see proc(5)).
+        return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS_PER_SECOND
+
+    def stop(self) -> None:
+        """SIGTERM (the CLI's clean shutdown), then SIGKILL if it does not exit within 30 s."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._log.close()
+
+
+def install_fields(workbooks_url: str) -> None:
+    """Create the custom fields the mapping writes, as `outreach-pipeline install` does on a fresh database."""
+    client = WorkbooksClient(workbooks_url)
+    try:
+        report = install(client, load_mapping_set())
+    finally:
+        client.close()
+    if not report.ok:
+        raise RuntimeError(f"install failed: {[item.model_dump() for item in report.conflicts]}")
+
+
+def windows_covering(seeded_from: datetime, now: datetime) -> tuple[str, str]:
+    """First and last partition keys of the complete windows from `seeded_from` up to `now`.
+
+    Records updated in the current, incomplete hour belong to no partition yet; they are not extracted.
+    """
+    partitions_start = datetime.strptime(PARTITIONS_START, WINDOW_FORMAT).replace(tzinfo=UTC)
+    first = max(seeded_from.replace(minute=0, second=0, microsecond=0), partitions_start)
+    last = now.astimezone(UTC).replace(minute=0, second=0, microsecond=0) - WINDOW
+    return first.strftime(WINDOW_FORMAT), last.strftime(WINDOW_FORMAT)
+
+
+def build_definitions(endpoints: SandboxEndpoints, home: Path) -> dg.Definitions:
+    """The production assets and job, with resources pointed at the sandbox process and files under `home`."""
+    return dg.Definitions(
+        assets=ASSETS,
+        jobs=[outreach_to_workbooks_job],
+        resources={
+            "outreach": OutreachResource(base_url=endpoints.outreach_url, token_store_path=str(home / "tokens.json")),
+            "workbooks": WorkbooksResource(base_url=endpoints.workbooks_url),
+            "ledger": LedgerResource(url=f"sqlite:///{home / 'ledger.db'}"),
+            "sync_settings": SyncSettings(),
+            "window_io_manager": WindowedParquetIOManager(base_dir=str(home / "windows")),
+        },
+    )
+
+
+def _cpu_seconds_self() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _first_metadata(result: dg.ExecuteInProcessResult, node: str) -> dict[str, Any]:
+    # A ranged run reports one materialisation per window, all with the same run-wide metadata.
+    materializations = result.asset_materializations_for_node(node)
+    return {k: v.value for k, v in materializations[0].metadata.items()} if materializations else {}
+
+
+def measure_run(
+    defs: dg.Definitions, instance: dg.DagsterInstance, sandbox: SandboxProcess, windows: tuple[str, str],
+    *, trace_memory: bool,
+) -> RunFigures:
+    """Run the sync job once over `windows` and measure wall time, CPU, memory and requests around it."""
+    sandbox.reset_stats()
+    if trace_memory:
+        tracemalloc.start()
+    server_cpu_before, cpu_before, started = sandbox.cpu_seconds(), _cpu_seconds_self(), time.perf_counter()
+    result = defs.resolve_job_def(outreach_to_workbooks_job.name).execute_in_process(
+        instance=instance,
+        tags={"dagster/asset_partition_range_start": windows[0], "dagster/asset_partition_range_end": windows[1]},
+        raise_on_error=False,
+        run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
+    )
+    wall, cpu = time.perf_counter() - started, _cpu_seconds_self() - cpu_before
+    server_cpu = sandbox.cpu_seconds() - server_cpu_before
+    peak_traced = tracemalloc.get_traced_memory()[1] if trace_memory else None
+    tracemalloc.stop()
+    for event in result.all_events:
+        if event.is_failure:
+            print(f"FAILURE: {(event.message or '')[:2000]}", file=sys.stderr)
+    return RunFigures(
+        success=result.success,
+        first_window=windows[0],
+        last_window=windows[1],
+        wall_seconds=wall,
+        client_cpu_seconds=cpu,
+        server_cpu_seconds=server_cpu,
+        # Linux reports ru_maxrss in KiB.
+        peak_rss_bytes=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+        peak_traced_bytes=peak_traced,
+        extracted={
+            flow.outreach_name: int(_first_metadata(result, f"outreach__{flow.outreach_name}").get("dagster/row_count", 0))
+            for flow in FLOWS
+        },
+        load_counts={flow.workbooks_name: _first_metadata(result, f"workbooks__{flow.workbooks_name}") for flow in FLOWS},
+        outreach_requests=sandbox.stats("outreach")["requests"],
+        workbooks_requests=sandbox.stats("workbooks")["requests"],
+    )
+
+
+def _verdict(met: bool) -> str:
+    return "MET" if met else "NOT MET"
+
+
+def _endpoint_lines(figures: RunFigures, api: str, requests_by_endpoint: Mapping[str, int]) -> list[str]:
+    lines = [f"  {api}: {sum(requests_by_endpoint.values())} requests "
+             f"({figures.per_thousand(sum(requests_by_endpoint.values())):.2f} per 1,000 records)"]
+    for endpoint, count in sorted(requests_by_endpoint.items(), key=lambda item: -item[1]):
+        lines.append(f"    {count:>7}  {figures.per_thousand(count):7.2f}/1k  {endpoint}")
+    return lines
+
+
+def format_report(figures: RunFigures, seeded: Mapping[str, Mapping[str, int]]) -> str:
+    """The figures as printable lines, each target with its verdict."""
+    requests_per_thousand = figures.per_thousand(figures.total_requests)
+    ratio = requests_per_thousand / LOWER_BOUND_PER_THOUSAND
+    peak_mib = figures.peak_rss_bytes / 1024**2
+    lines = [
+        f"run success: {figures.success}; windows {figures.first_window} .. {figures.last_window}",
+        f"seeded: {json.dumps(seeded.get('outreach', {}))}",
+        f"extracted records: {figures.records} {json.dumps(figures.extracted)}",
+        *(f"  {name}: " + ", ".join(f"{k.removeprefix('records_')}={v}" for k, v in counts.items()
+                                     if k.startswith("records_"))
+          for name, counts in figures.load_counts.items()),
+        f"wall time: {figures.wall_seconds:.1f} s",
+        f"requests: {figures.total_requests} = {requests_per_thousand:.2f} per 1,000 records; lower bound "
+        f"{LOWER_BOUND_PER_THOUSAND} -> {ratio:.2f}x (target <= {REQUEST_RATIO_TARGET}x: {_verdict(ratio <= REQUEST_RATIO_TARGET)})",
+        *_endpoint_lines(figures, "Outreach", figures.outreach_requests),
+        *_endpoint_lines(figures, "Workbooks", figures.workbooks_requests),
+        f"client CPU: {figures.client_cpu_seconds:.1f} s = {figures.per_thousand(figures.client_cpu_seconds):.3f} s "
+        f"per 1,000 records (sandbox process: {figures.server_cpu_seconds:.1f} s)",
+        f"client peak RSS: {peak_mib:.0f} MiB (target < 1536 MiB: "
+        f"{_verdict(figures.peak_rss_bytes < PEAK_MEMORY_TARGET_BYTES)})",
+    ]
+    if figures.peak_traced_bytes is not None:
+        lines.append(f"client peak Python heap (tracemalloc, during the run): {figures.peak_traced_bytes / 1024**2:.0f} MiB")
+    return "\n".join(lines)
+
+
+def _dagster_home(root: Path) -> Path:
+    """A fresh DAGSTER_HOME with the project's instance settings (telemetry off, the API pools)."""
+    home = root / "dagster_home"
+    home.mkdir()
+    shutil.copyfile(PROJECT_ROOT / "dagster.yaml", home / "dagster.yaml")
+    os.environ["DAGSTER_HOME"] = str(home)
+    return home
+
+
+def run_benchmark(prospects: int, *, trace_memory: bool, keep: bool) -> RunFigures:
+    """Start the sandbox process, install the fields, run the initial load and print the figures."""
+    root = Path(tempfile.mkdtemp(prefix="bench_pipeline_"))
+    home = _dagster_home(root)
+    seeded_from = datetime.now(UTC) - timedelta(days=SEED_DAYS)
+    started = time.perf_counter()
+    sandbox = SandboxProcess(root / "sandbox", prospects)
+    try:
+        print(f"sandbox seeded and serving in {time.perf_counter() - started:.1f} s", flush=True)
+        install_fields(sandbox.endpoints.workbooks_url)
+        windows = windows_covering(seeded_from, datetime.now(UTC))
+        with dg.DagsterInstance.get() as instance:
+            figures = measure_run(build_definitions(sandbox.endpoints, home), instance, sandbox, windows,
+                                  trace_memory=trace_memory)
+        print(format_report(figures, sandbox.endpoints.seeded), flush=True)
+        return figures
+    finally:
+        sandbox.stop()
+        if keep:
+            print(f"kept {root}")
+        else:
+            shutil.rmtree(root, ignore_errors=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse the command line and run the benchmark; exit 1 when the run itself failed."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--prospects", type=int, default=100_000,
+                        help="prospects to seed (accounts = prospects/5, opportunities = prospects/10)")
+    parser.add_argument("--tracemalloc", action="store_true",
+                        help="also trace the Python heap peak (slows the run down noticeably)")
+    parser.add_argument("--keep", action="store_true", help="keep the temp dir (sandbox data, ledger, windows)")
+    args = parser.parse_args(argv)
+    figures = run_benchmark(args.prospects, trace_memory=args.tracemalloc, keep=args.keep)
+    return 0 if figures.success else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
