@@ -8,10 +8,24 @@ from pathlib import Path
 
 import dagster as dg
 
-from outreach_pipeline.definitions import defs
+import pytest
+
 from outreach_pipeline.defs.assets import FLOWS, PREFLIGHT_KEY
 
 VENV_BIN = Path(sys.executable).parent
+
+
+@pytest.fixture
+def defs():
+    """The code location's Definitions, resolved under a live instance.
+
+    Dagster's definitions-load context keeps a weak reference to the last instance it saw; after another
+    test's temporary instance is gone, resolving outside any instance fails, so give it one.
+    """
+    from outreach_pipeline.definitions import defs as code_location
+
+    with dg.instance_for_test():
+        yield code_location
 
 
 def test_dagster_definitions_validate_passes(tmp_path: Path) -> None:
@@ -23,7 +37,7 @@ def test_dagster_definitions_validate_passes(tmp_path: Path) -> None:
     assert completed.returncode == 0, completed.stdout + completed.stderr
 
 
-def test_every_asset_is_hourly_partitioned_in_utc() -> None:
+def test_every_asset_is_hourly_partitioned_in_utc(defs: dg.Definitions) -> None:
     graph = defs.resolve_asset_graph()
     keys = [PREFLIGHT_KEY, *(k for f in FLOWS for k in (f.extract_key, f.staged_key, f.load_key))]
     for key in keys:
@@ -32,13 +46,13 @@ def test_every_asset_is_hourly_partitioned_in_utc() -> None:
         assert partitions.timezone == "UTC"
 
 
-def test_send_receive_schedule_runs_by_default() -> None:
+def test_send_receive_schedule_runs_by_default(defs: dg.Definitions) -> None:
     schedule = defs.resolve_schedule_def("outreach_send_receive")
     assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING
     assert schedule.job_name == "outreach_to_workbooks_job"
 
 
-def test_staged_assets_declare_checks_and_loads_declare_failure_rate() -> None:
+def test_staged_assets_declare_checks_and_loads_declare_failure_rate(defs: dg.Definitions) -> None:
     check_keys = {(key.asset_key, key.name) for key in defs.resolve_asset_graph().asset_check_keys}
     for flow in FLOWS:
         assert (flow.staged_key, "no_duplicate_outreach_ids") in check_keys
