@@ -41,6 +41,9 @@ SANDBOX_API_KEY = "sandbox-api-key"
 MAX_OBJECTS_PER_WRITE = 100
 """The API guide: "no more than 100 objects per request"."""
 LOOKUP_BATCH_SIZE = 100
+#: Rows per read request: the documentation promises only that a `_limit` of 100 "can be expected to work",
+#: and a server may cap larger pages silently, which would look like a complete answer.
+MAX_PAGE_SIZE = 100
 NO_VALUE = ":no_value:"
 NULL_VALUE = ":null_value:"
 STALE_LOCK_MESSAGE = "This record cannot be saved since it has already been updated elsewhere."
@@ -508,7 +511,28 @@ class WorkbooksClient:
         extra_params: Sequence[tuple[str, str]] = (),
     ) -> list[dict[str, Any]]:
         """One page of records (``_start``/``_limit``, ``__skip_total_rows=true``)."""
-        params: list[tuple[str, str]] = [("_start", str(start)), ("_limit", str(limit)), ("__skip_total_rows", "true")]
+        rows, _ = self._read_page(
+            controller, filters=filters, match=match, select_columns=select_columns, sort=sort, start=start,
+            limit=limit, extra_params=extra_params, count_total=False,
+        )
+        return rows
+
+    def _read_page(
+        self,
+        controller: str,
+        *,
+        filters: Sequence[Filter],
+        match: str,
+        select_columns: Iterable[str],
+        sort: Sequence[tuple[str, Literal["ASC", "DESC"]]],
+        start: int,
+        limit: int,
+        extra_params: Sequence[tuple[str, str]] = (),
+        count_total: bool,
+    ) -> tuple[list[dict[str, Any]], int | None]:
+        params: list[tuple[str, str]] = [("_start", str(start)), ("_limit", str(limit))]
+        if not count_total:
+            params.append(("__skip_total_rows", "true"))
         params += filter_params(filters, match)
         params += [("_select_columns[]", wire_key(column)) for column in select_columns]
         for field, direction in sort:
@@ -520,7 +544,8 @@ class WorkbooksClient:
                 "read reported failure", method="GET", path=f"/{controller}.api",
                 error_id=body.get("failure_reason"), detail="; ".join(_messages(body.get("errors"))) or None,
             )
-        return body["data"]
+        total = body.get("total")
+        return body["data"], (int(total) if count_total and isinstance(total, int | str) and str(total).isdigit() else None)
 
     def iter_records(
         self,
@@ -528,27 +553,30 @@ class WorkbooksClient:
         filters: Sequence[Filter] = (),
         select_columns: Iterable[str] = (),
         sort: Sequence[tuple[str, Literal["ASC", "DESC"]]] = (("id", "ASC"),),
-        page_size: int = 100,
+        page_size: int = MAX_PAGE_SIZE,
         *,
         match: str = "and",
+        count_total: bool = False,
     ) -> Iterator[dict[str, Any]]:
-        """Yield every matching record, paging with ``_start``/``_limit`` until a short page.
+        """Yield every matching record, paging with ``_start``/``_limit`` (at most 100 rows a page).
 
-        Sorting by a unique key (``id`` by default) keeps offset paging stable between pages.
+        Without ``count_total`` the last page is the first short one, so a full last page costs one more,
+        empty, request; with it the reply's ``total`` says when the answer is complete. Sorting by a unique
+        key (``id`` by default) keeps offset paging stable between pages.
         """
-        if page_size < 1:
-            raise ValueError(f"page_size must be positive, got {page_size}")
+        if not 1 <= page_size <= MAX_PAGE_SIZE:
+            raise ValueError(f"page_size must be 1..{MAX_PAGE_SIZE}, got {page_size}")
         columns = list(select_columns)
         start = 0
         while True:
-            rows = self.get_page(
+            rows, total = self._read_page(
                 controller, filters=filters, match=match, select_columns=columns, sort=sort,
-                start=start, limit=page_size,
+                start=start, limit=page_size, count_total=count_total,
             )
             yield from rows
-            if len(rows) < page_size:
-                return
             start += len(rows)
+            if len(rows) < page_size or (total is not None and start >= total):
+                return
 
     def lookup(
         self, controller: str, field: str, values: Iterable[Any], select_columns: Iterable[str] = ()
@@ -559,12 +587,9 @@ class WorkbooksClient:
         found: list[dict[str, Any]] = []
         for offset in range(0, len(unique), LOOKUP_BATCH_SIZE):
             batch = unique[offset : offset + LOOKUP_BATCH_SIZE]
-            # One row more than the values asked for: a page that is not full proves the answer complete
-            # without a second, empty request (a lookup by a unique key returns at most len(batch) rows).
+            # The reply's total proves the answer complete, so a lookup of 100 values takes one request.
             found.extend(
-                self.iter_records(
-                    controller, [Filter(field=field, op="eq", value=batch)], columns, page_size=len(batch) + 1
-                )
+                self.iter_records(controller, [Filter(field=field, op="eq", value=batch)], columns, count_total=True)
             )
         return found
 

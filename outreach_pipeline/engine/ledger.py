@@ -537,8 +537,10 @@ def _state_row(
         "window_start": window.start,
         "window_end": window.end,
         "last_run_id": run_id,
-        # A stale-version or flag skip is terminal for this version; only failures are retried.
-        "needs_retry": outcome.outcome == "failed",
+        # Only failures are retried. A flag skip is terminal for this version; a stale-version skip (an old
+        # window reloaded) says nothing about the record's retry state, so it keeps it.
+        "needs_retry": outcome.outcome == "failed"
+        or (outcome.reason == "stale_version" and bool(_get(previous, "needs_retry"))),
         "recorded_at": now,
     }
 

@@ -27,6 +27,7 @@ import pandas as pd
 from outreach_pipeline.clients.http import WriteOutcomeUnknown
 from outreach_pipeline.clients.outreach import API_PREFIX, OutreachClient
 from outreach_pipeline.clients.workbooks import (
+    LOOKUP_BATCH_SIZE,
     MAX_OBJECTS_PER_WRITE,
     Filter,
     ObjectOutcome,
@@ -34,11 +35,17 @@ from outreach_pipeline.clients.workbooks import (
     WriteOp,
 )
 from outreach_pipeline.engine.ledger import PendingRelation, RecordOutcome, SyncLedger, SyncWindow
-from outreach_pipeline.engine.plan import SHARERS_COLUMN, Decision, FlagWrite, SyncPlan, plan_sync
+from outreach_pipeline.engine.plan import (
+    ERROR_MESSAGE_LIMIT,
+    SHARERS_COLUMN,
+    Decision,
+    FlagWrite,
+    SyncPlan,
+    plan_sync,
+)
 from outreach_pipeline.mapping.models import EntityMapping, LinkTransform, MappingSet
 from outreach_pipeline.mapping.normalise import normalise_natural_key
 
-LOOKUP_BATCH = 100
 #: URL-encoded characters of values per Outreach `filter[emails]=a,b,...` request: with the rest of the URL
 #: it stays under the 8 KB request-line limit common to web servers (about 200 typical emails).
 SHARER_QUERY_CHARS = 7000
@@ -69,15 +76,15 @@ def lookup_twins(client: WorkbooksClient, entity: EntityMapping, staged: pd.Data
     link_key = entity.match.link_key
     natural = entity.match.natural_keys[0] if entity.match.natural_keys else None
     found: dict[int, dict[str, Any]] = {}
-    for offset in range(0, len(staged), LOOKUP_BATCH):
-        chunk = staged.iloc[offset : offset + LOOKUP_BATCH]
+    for offset in range(0, len(staged), LOOKUP_BATCH_SIZE):
+        chunk = staged.iloc[offset : offset + LOOKUP_BATCH_SIZE]
         links = _distinct(chunk[link_key])
         filters = [Filter(field=link_key, op="eq", value=links)]
         if natural is not None and natural in chunk.columns and (keys := _distinct(chunk[natural])):
             filters.append(Filter(field=natural, op="eq", value=keys))
-        expected = sum(len(f.value) for f in filters)  # one row more than this proves the page complete
+        # The reply's total proves the answer complete: one request unless more than 100 records match.
         rows = client.iter_records(
-            entity.workbooks_controller, filters, columns, page_size=expected + 1, match="or" if len(filters) > 1 else "and"
+            entity.workbooks_controller, filters, columns, match="or" if len(filters) > 1 else "and", count_total=True
         )
         for row in rows:
             found[int(row["id"])] = row
@@ -212,30 +219,21 @@ class EntityLoader:
         self.window = window
 
     def load(self, staged: pd.DataFrame) -> LoadResult:
+        """Load the staged rows; every row ends with exactly one outcome in the ledger and the result."""
         staged = staged.reset_index(drop=True)
         ids = [int(i) for i in staged["outreach_id"]]
+        self.ledger.start_run(self.run_id, self.entity.name, self.window)
         states = self.ledger.get_states(self.entity.name, ids)
-        id_maps = resolve_id_maps(self.client, self.ledger, self.mappings, self.entity, staged)
-        staged = self._with_outreach_holders(staged)
         final: dict[int, RecordOutcome] = {}
-        intended: dict[int, str] = {}  # the first write planned per record, for reporting after a reconcile
-        todo = staged
-        uncertain: dict[int, str] = {}
-        for _round in range(RECONCILE_ROUNDS):
-            twins = lookup_twins(self.client, self.entity, todo)
-            plan = plan_sync(todo, self.entity, twins, states, id_maps)
-            uncertain = self._apply(plan, final, intended)
-            if not uncertain:
-                break
-            todo = staged[staged["outreach_id"].astype(int).isin(uncertain)]
-        for outreach_id, reason in uncertain.items():
-            final[outreach_id] = RecordOutcome(
-                entity=self.entity.name, outreach_id=outreach_id, outcome="failed",
-                error=f"{self.entity.outreach_type} {outreach_id}: write not confirmed after {RECONCILE_ROUNDS} attempts ({reason}); retried next run",
-            )
-        outcomes = [final[i] for i in sorted(final)]
-        if outcomes:
-            self.ledger.record_outcomes(self.run_id, self.window, outcomes)
+        try:
+            self._load_rounds(staged, states, final)
+        finally:
+            # Whatever was written is recorded even when the load stops half way (an API down for longer
+            # than the retries), so the audit trail and the stale-version guard hold for those records.
+            outcomes = [final[i] for i in sorted(final)]
+            if outcomes:
+                self.ledger.record_outcomes(self.run_id, self.window, outcomes)
+            self.ledger.finish_run(self.run_id, self.entity.name)
         frame = pd.DataFrame(
             [
                 {
@@ -271,6 +269,27 @@ class EntityLoader:
         ]
         return staged.assign(**{SHARERS_COLUMN: sharers})
 
+    def _load_rounds(self, staged: pd.DataFrame, states: Mapping[int, Any], final: dict[int, RecordOutcome]) -> None:
+        """Plan and write; re-plan the records whose write is uncertain, a bounded number of times."""
+        id_maps = resolve_id_maps(self.client, self.ledger, self.mappings, self.entity, staged)
+        staged = self._with_outreach_holders(staged)
+        intended: dict[int, str] = {}  # the first write planned per record, for reporting after a reconcile
+        todo = staged
+        uncertain: dict[int, str] = {}
+        for _round in range(RECONCILE_ROUNDS):
+            twins = lookup_twins(self.client, self.entity, todo)
+            plan = plan_sync(todo, self.entity, twins, states, id_maps)
+            uncertain = self._apply(plan, final, intended)
+            if not uncertain:
+                return
+            todo = staged[staged["outreach_id"].astype(int).isin(uncertain)]
+        for outreach_id, reason in uncertain.items():
+            final[outreach_id] = RecordOutcome(
+                entity=self.entity.name, outreach_id=outreach_id, outcome="failed",
+                error=f"{self.entity.outreach_type} {outreach_id}: write not confirmed after {RECONCILE_ROUNDS} "
+                f"attempts ({reason}); retried next run",
+            )
+
     def _apply(self, plan: SyncPlan, final: dict[int, RecordOutcome], intended: dict[int, str]) -> dict[int, str]:
         """Write the plan; fill `final`; return the records whose result is uncertain (id -> why)."""
         writes: list[tuple[Decision, WriteOp]] = []
@@ -278,7 +297,7 @@ class EntityLoader:
             intended.setdefault(decision.outreach_id, decision.action)
             op = _op_for(decision)
             if op is None or decision.action == "skip":
-                final[decision.outreach_id] = self._outcome(decision, applied=None)
+                final[decision.outreach_id] = self._outcome(decision, applied=None, intended=intended)
             else:
                 writes.append((decision, op))
         uncertain: dict[int, str] = {}
@@ -297,9 +316,10 @@ class EntityLoader:
                 elif result.stale_lock_version:
                     uncertain[decision.outreach_id] = "record changed in Workbooks during the run (stale lock_version)"
                 else:
-                    final[decision.outreach_id] = self._outcome(decision, applied=result, error=_describe(result))
+                    message = f"{self.entity.outreach_type} {decision.outreach_id}: {_describe(result)}"
+                    final[decision.outreach_id] = self._outcome(decision, applied=result, error=message)
                     if decision.workbooks_id is not None and decision.action != "failed":
-                        refused.append(decision.model_copy(update={"error": _describe(result)}))
+                        refused.append(decision.model_copy(update={"error": message}))
             self._flag_refused(refused)
         if plan.duplicate_flags:
             # A lost reply is harmless: the flag is re-planned from the same duplicates on the next run.
@@ -314,8 +334,8 @@ class EntityLoader:
             return
         ops = [
             WriteOp(
-                action="update", id=d.workbooks_id, lock_version=None,
-                fields={flags.sync_error: True, flags.sync_error_message: (d.error or "")[:4000]},
+                action="update", id=d.workbooks_id, lock_version=d.lock_version,
+                fields={flags.sync_error: True, flags.sync_error_message: (d.error or "")[:ERROR_MESSAGE_LIMIT]},
             )
             for d in refused
         ]
@@ -331,18 +351,18 @@ class EntityLoader:
         error: str | None = None,
         intended: Mapping[int, str] | None = None,
     ) -> RecordOutcome:
-        action = decision.action
-        if intended is not None and action == "unchanged" and intended.get(decision.outreach_id) in ("create", "update"):
-            action = intended[decision.outreach_id]  # an earlier round's write landed though its reply was lost
-        outcome = {"create": "created", "update": "updated", "unchanged": "unchanged", "skip": "skipped", "failed": "failed"}[action]
+        outcome = decision.ledger_outcome
+        earlier = (intended or {}).get(decision.outreach_id)
+        if outcome == "unchanged" and earlier in ("create", "update"):
+            # An earlier round's write landed though its reply was lost: report what this run did.
+            outcome = "created" if earlier == "create" else "updated"
         workbooks_id = decision.workbooks_id
         if applied is not None and applied.ok and applied.id is not None:
             workbooks_id = applied.id
         if error is not None:
             return RecordOutcome(
                 entity=self.entity.name, outreach_id=decision.outreach_id, outcome="failed",
-                workbooks_id=workbooks_id, outreach_updated_at=decision.outreach_updated_at,
-                error=f"{self.entity.outreach_type} {decision.outreach_id}: {error}",
+                workbooks_id=workbooks_id, outreach_updated_at=decision.outreach_updated_at, error=error,
             )
         pending: list[PendingRelation] = list(decision.pending_relations)
         return RecordOutcome(

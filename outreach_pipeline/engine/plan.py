@@ -321,7 +321,7 @@ class _Planner:
         if flags.duplicate and _truthy(read_field(target, flags.duplicate)):
             return "duplicate_flag"
         if _truthy(read_field(target, flags.sync_error)) and not _error_set_by_us(
-            read_field(target, flags.sync_error_message), state
+            read_field(target, flags.sync_error_message), state, self.entity.outreach_type
         ):
             return "sync_error_flag"
         return None
@@ -505,12 +505,17 @@ def _truthy(value: Any) -> bool:
     return normalise_value(value, _BOOLEAN) is True
 
 
-def _error_set_by_us(message: Any, state: RecordState | None) -> bool:
-    if state is None or state.last_outcome != "failed" or state.last_error is None:
+def _error_set_by_us(message: Any, state: RecordState | None, outreach_type: str) -> bool:
+    """Whether the Sync Error flag on a record is this integration's own, from a failure it recorded.
+
+    Every message the integration writes starts with the record's label (``prospect 17: ...``), and the ledger
+    says the record's last outcome was a failure. The exact text may differ from the ledger's last error (a
+    later failure of another kind did not rewrite the flag), so the label, not the text, identifies it.
+    """
+    if state is None or state.last_outcome != "failed":
         return False
-    return normalise_value(message, _STRING) == normalise_value(
-        state.last_error[:ERROR_MESSAGE_LIMIT], _STRING
-    )
+    text = normalise_value(message, _STRING)
+    return isinstance(text, str) and text.startswith(f"{outreach_type} {state.outreach_id}: ")
 
 
 def _is_stale(row: Mapping[str, Any], state: RecordState | None) -> bool:

@@ -1,0 +1,102 @@
+"""The load engine against the Workbooks sandbox over real HTTP: refusals, flags, reconciling lost replies.
+
+The staged rows come from the real staging transform; Workbooks is the sandbox app served on loopback, so
+a refusal or a dropped connection is the API's own behaviour, not a mock of ours.
+"""
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from outreach_pipeline.clients.workbooks import WorkbooksClient
+from outreach_pipeline.engine.install import install
+from outreach_pipeline.engine.ledger import SyncLedger, SyncWindow
+from outreach_pipeline.engine.load import EntityLoader
+from outreach_pipeline.mapping.models import load_mapping_set
+from outreach_pipeline.mapping.transform import stage_records
+from outreach_pipeline.sandbox.faults import FaultInjector, SandboxMiddleware, parse_fault_spec
+from outreach_pipeline.sandbox.server import serve_in_thread
+from outreach_pipeline.sandbox.workbooks.app import WorkbooksSettings, create_workbooks_app
+from outreach_pipeline.sandbox.workbooks.store import WorkbooksStore
+
+MAPPINGS = load_mapping_set()
+PROSPECTS = MAPPINGS.entity("prospects")
+T0 = datetime(2026, 11, 20, 5, tzinfo=UTC)
+WINDOW = SyncWindow(start=T0, end=T0 + timedelta(hours=1))
+
+
+def _extracted(*rows: dict) -> pd.DataFrame:
+    base = {"createdAt": T0, "updatedAt": T0, "firstName": "Ann", "middleName": None, "lastName": "Lee",
+            "title": "Buyer", "workPhones": [], "mobilePhones": [], "addressStreet": None, "addressCity": None,
+            "addressState": None, "addressZip": None, "addressCountry": None, "linkedInUrl": None,
+            "twitterUrl": None, "facebookUrl": None, "websiteUrl1": None, "emailOptedOut": False, "accountId": None}
+    frame = pd.DataFrame([{**base, "emails": [f"p{row['id']}@example.com"], **row} for row in rows])
+    frame["accountId"] = frame["accountId"].astype("Int64")
+    return frame
+
+
+@pytest.fixture
+def workbooks() -> Iterator[tuple[WorkbooksClient, SandboxMiddleware]]:
+    app = SandboxMiddleware(create_workbooks_app(WorkbooksStore("sqlite://"), WorkbooksSettings()), injector=FaultInjector())
+    with serve_in_thread(app) as server:
+        client = WorkbooksClient(server.url)
+        install(client, MAPPINGS)
+        yield client, app
+        client.close()
+
+
+def _load(client: WorkbooksClient, ledger: SyncLedger, frame: pd.DataFrame, run: str, mapping=PROSPECTS):
+    staged = stage_records(frame, mapping)
+    loader = EntityLoader(client=client, ledger=ledger, mappings=MAPPINGS, entity=mapping, run_id=run, window=WINDOW)
+    return loader.load(staged)
+
+
+def _person(client: WorkbooksClient, outreach_id: int) -> dict:
+    [row] = client.lookup("crm/people", "cf_person_outreach_id", [outreach_id],
+                          ["id", "person_job_title", "cf_person_outreach_sync_error", "cf_person_outreach_sync_error_message"])
+    return row
+
+
+def test_a_refused_update_fails_that_record_flags_it_and_a_fix_clears_the_flag(workbooks, tmp_path: Path) -> None:
+    client, _ = workbooks
+    ledger = SyncLedger(f"sqlite:///{tmp_path / 'ledger.db'}")
+    assert _load(client, ledger, _extracted({"id": 1}, {"id": 2}), "run-1").counts == {"created": 2}
+
+    # A user's mapping allows longer titles than this Workbooks database does: Workbooks refuses the update.
+    lenient = PROSPECTS.model_copy(update={"fields": [
+        f.model_copy(update={"transform": f.transform.model_copy(update={"max_length": 5000})})
+        if f.workbooks == "person_job_title" else f for f in PROSPECTS.fields
+    ]})
+    result = _load(client, ledger, _extracted({"id": 1, "title": "x" * 400, "updatedAt": T0 + timedelta(minutes=1)},
+                                              {"id": 2, "firstName": "Bo", "updatedAt": T0 + timedelta(minutes=1)}),
+                   "run-2", lenient)
+    assert result.counts == {"failed": 1, "updated": 1}  # the other record of the window still syncs
+    [failed] = result.outcomes[result.outcomes["outcome"] == "failed"].to_dict("records")
+    assert failed["error"].startswith("prospect 1: Workbooks refused the write: person_job_title")
+    flagged = _person(client, 1)
+    assert flagged["cf_person_outreach_sync_error"] is True
+    assert flagged["cf_person_outreach_sync_error_message"] == failed["error"]
+    assert flagged["person_job_title"] == "Buyer"  # the refused value never landed
+
+    # Fixed in Outreach: the flag is ours (the ledger's failure), so the next sync heals the record.
+    healed = _load(client, ledger, _extracted({"id": 1, "title": "Lead", "updatedAt": T0 + timedelta(minutes=2)}), "run-3")
+    assert healed.counts == {"updated": 1}
+    person = _person(client, 1)
+    assert (person["cf_person_outreach_sync_error"], person["person_job_title"]) == (False, "Lead")
+    assert [entry.outcome for entry in ledger.history("prospects", 1)] == ["created", "failed", "updated"]
+    assert ledger.run_summary("run-2", "prospects").counts["failed"] == 1
+
+
+def test_a_create_whose_reply_is_lost_is_found_again_not_created_twice(workbooks, tmp_path: Path) -> None:
+    client, app = workbooks
+    ledger = SyncLedger(f"sqlite:///{tmp_path / 'ledger.db'}")
+    # The first write batch is committed by Workbooks, then the connection drops before the reply.
+    app.injector.add(parse_fault_spec("drop_after_write:count=1:methods=PUT:path=/crm/people"))
+    result = _load(client, ledger, _extracted({"id": 1}, {"id": 2}, {"id": 3}), "run-1")
+    assert result.counts == {"created": 3}  # reported as what the run did, though found on the second round
+    people = client.iter_records("crm/people", select_columns=["id", "cf_person_outreach_id"])
+    linked = [row["cf_person_outreach_id"] for row in people if row.get("cf_person_outreach_id")]
+    assert sorted(linked) == [1, 2, 3]  # exactly one Person each
