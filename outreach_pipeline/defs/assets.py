@@ -136,8 +136,14 @@ def build_extract(flow: EntityFlow) -> dg.AssetsDefinition:
         entity = sync_settings.mappings().entity(flow.entity)
         fields = None if config.all_attributes else {f"fields[{entity.outreach_type}]": ",".join(outreach_fields(entity))}
         sync_ledger = ledger.open()
-        retry_ids = set(sync_ledger.failed_ids(flow.entity))
-        retry_ids |= {r.outreach_id for r in sync_ledger.pending_relations(flow.entity)}
+        try:
+            retry_ids = set(sync_ledger.failed_ids(flow.entity))
+            # Records whose links wait for a target, and the targets they wait for (a target that last
+            # changed before the first window would otherwise never be read).
+            retry_ids |= {r.outreach_id for r in sync_ledger.pending_relations(flow.entity)}
+            retry_ids |= {r.target_outreach_id for r in sync_ledger.pending_relations(target_entity=flow.entity)}
+        finally:
+            sync_ledger.dispose()
         with outreach.open() as client:
             result = extract_entity(
                 client, flow.outreach_name, window.start, window.end,
@@ -266,13 +272,17 @@ def build_load(flow: EntityFlow) -> dg.AssetsDefinition:
         sync_settings: SyncSettings,
     ) -> dg.MaterializeResult:
         mappings = sync_settings.mappings()
+        sync_ledger = ledger.open()
         with workbooks.open() as client, outreach.open() as outreach_client:
             loader = EntityLoader(
-                client=client, ledger=ledger.open(), mappings=mappings, entity=mappings.entity(flow.entity),
+                client=client, ledger=sync_ledger, mappings=mappings, entity=mappings.entity(flow.entity),
                 run_id=context.run.run_id, window=_window(context),
                 outreach=outreach_client, outreach_resource=flow.outreach_name,
             )
-            result = loader.load(staged)
+            try:
+                result = loader.load(staged)
+            finally:
+                sync_ledger.dispose()
             requests_used = client.stats.total_requests + outreach_client.stats.total_requests
         windows = staged.drop_duplicates("outreach_id", keep="last").set_index("outreach_id")[WINDOW_COLUMN]
         outcomes = result.outcomes.assign(**{WINDOW_COLUMN: result.outcomes["outreach_id"].map(windows)})

@@ -9,6 +9,8 @@ window, including empty ones, so any later run over any sub-range reads exactly 
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 from pathlib import Path
 
 import dagster as dg
@@ -89,9 +91,15 @@ def _write(path: Path, frame: pd.DataFrame) -> None:
     metadata = dict(table.schema.metadata or {})
     metadata[_JSON_COLUMNS_KEY] = json.dumps(json_columns).encode()
     table = table.replace_schema_metadata(metadata)
-    tmp = path.with_suffix(".tmp")
-    pq.write_table(table, tmp)
-    tmp.replace(path)
+    # A unique temporary name: two runs may write the same window at once (max_concurrent_runs > 1).
+    handle, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
+    os.close(handle)
+    try:
+        pq.write_table(table, tmp_name)
+        Path(tmp_name).replace(path)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
 
 
 def _is_nested(arrow_type: pa.DataType) -> bool:

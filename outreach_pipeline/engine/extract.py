@@ -40,7 +40,11 @@ class Extract:
 
 
 def window_of(timestamps: pd.Series, start: datetime, end: datetime) -> pd.Series:
-    """Each timestamp's hourly window start, clamped into [start, end - 1h] (retried rows land last)."""
+    """Each timestamp's hourly window start, clamped into the range [start, end - 1h].
+
+    A retried record changed before the range lands in its first window, one changed after it in its last,
+    and one without a readable timestamp in its last.
+    """
     last = pd.Timestamp(end - WINDOW_LENGTH)
     floored = pd.to_datetime(timestamps, utc=True).dt.floor("h")
     return floored.clip(lower=pd.Timestamp(start), upper=last).fillna(last)
