@@ -1,8 +1,29 @@
-"""Suite-wide rules."""
+"""Suite-wide rules and the real PostgreSQL the ledger and instance tests use."""
 
 import os
+import uuid
+from collections.abc import Iterator
 
 import pytest
+import sqlalchemy as sa
+
+#: The server the Postgres tests create throwaway databases on (trust auth by default, as on CI).
+POSTGRES_SERVER = os.environ.get("OUTREACH_PIPELINE_TEST_POSTGRES", "postgresql+psycopg2://postgres@127.0.0.1:5432")
+
+
+@pytest.fixture
+def postgres_database_url() -> Iterator[str]:
+    """A new, empty database on the real server (dropped afterwards), as a psycopg2 SQLAlchemy URL."""
+    name = f"outreach_pipeline_test_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(f"{POSTGRES_SERVER}/postgres", isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as connection:
+            connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
+        yield f"{POSTGRES_SERVER}/{name}"
+        with admin.connect() as connection:
+            connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        admin.dispose()
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

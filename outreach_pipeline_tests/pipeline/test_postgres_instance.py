@@ -1,57 +1,32 @@
 """Acceptance: one sync run on a Dagster instance whose storage is the real Postgres, with the ledger there too.
 
-A uniquely named database is created on 127.0.0.1:5432 (user postgres, trust auth) and dropped afterwards.
+A uniquely named database is created on the test server (OUTREACH_PIPELINE_TEST_POSTGRES, default
+127.0.0.1:5432, user postgres, trust auth) and dropped afterwards.
 """
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import dagster as dg
-import psycopg2
-import pytest
 import sqlalchemy as sa
 
 from outreach_pipeline_tests.pipeline.harness import pipeline, seeded_windows, step_failures
 
-SERVER = "postgresql://postgres@127.0.0.1:5432"
 SEED = {"prospects": 60, "accounts": 10, "opportunities": 15, "seed_days": 1}
 
 
-def _admin(statement: str) -> None:
-    connection = psycopg2.connect(f"{SERVER}/postgres")
-    try:
-        connection.autocommit = True  # CREATE/DROP DATABASE cannot run in a transaction
-        with connection.cursor() as cursor:
-            cursor.execute(statement)
-    finally:
-        connection.close()
-
-
-def _psycopg2(url: str) -> str:
-    """SQLAlchemy 2.1 maps `postgresql://` to psycopg 3; the installed driver is psycopg2."""
-    return url.replace("postgresql://", "postgresql+psycopg2://", 1)
-
-
-@pytest.fixture
-def postgres_url() -> Iterator[str]:
-    name = f"outreach_pipeline_test_{uuid.uuid4().hex[:12]}"
-    _admin(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"{SERVER}/{name}"
-    finally:
-        _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-def test_a_run_lands_in_postgres_run_storage_and_the_ledger_in_postgres(postgres_url: str, tmp_path: Path) -> None:
+def test_a_run_lands_in_postgres_run_storage_and_the_ledger_in_postgres(
+    postgres_database_url: str, tmp_path: Path
+) -> None:
+    # The driver is named in the URL: SQLAlchemy 2.1 maps a bare `postgresql://` to psycopg 3 (not installed).
+    postgres_url = postgres_database_url
     windows = seeded_windows(1)[-6:]  # the busiest quarter of the seeded day keeps the run short
     (tmp_path / "dagster").mkdir()
-    overrides = {"storage": {"postgres": {"postgres_url": _psycopg2(postgres_url)}}}
+    overrides = {"storage": {"postgres": {"postgres_url": postgres_url}}}
     with (
         dg.instance_for_test(overrides=overrides, temp_dir=str(tmp_path / "dagster")) as instance,
-        pipeline(tmp_path, ledger_url=_psycopg2(postgres_url), instance=instance, **SEED) as pipe,
+        pipeline(tmp_path, ledger_url=postgres_url, instance=instance, **SEED) as pipe,
     ):
         result = pipe.run(windows[0], windows[-1], raise_on_error=False)
         assert result.success, step_failures(result)
@@ -60,7 +35,7 @@ def test_a_run_lands_in_postgres_run_storage_and_the_ledger_in_postgres(postgres
         extracted = {name: values["records_extracted"] for name, values in pipe.load_metadata(result).items()}
         synced = {entity: len(pipe.synced_rows(entity)) for entity in ("accounts", "prospects", "opportunities")}
 
-    engine = sa.create_engine(_psycopg2(postgres_url))
+    engine = sa.create_engine(postgres_url)
     try:
         with engine.connect() as connection:
             runs = connection.execute(sa.text("SELECT run_id, status FROM runs")).all()
