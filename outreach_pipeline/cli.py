@@ -6,14 +6,10 @@ import json
 import signal
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import click
 
 from outreach_pipeline.sandbox.faults import FaultSpecError, parse_fault_spec
-
-if TYPE_CHECKING:  # the resources import Dagster, which only the commands that use it should pay for
-    from outreach_pipeline.defs.resources import OutreachResource, WorkbooksResource
 
 
 @click.group()
@@ -120,7 +116,7 @@ def sync(windows: int | None, from_: str | None, to: str | None) -> None:
     from tabulate import tabulate
 
     from outreach_pipeline.defs.headless import last_complete_windows, parse_window, run_sync
-    from outreach_pipeline.defs.resources import dagster_home
+    from outreach_pipeline.defs.resources import ResourceConfigError, dagster_home
 
     if windows is None and from_ is None:
         raise click.UsageError("give --windows N, or --from (and optionally --to)")
@@ -137,7 +133,10 @@ def sync(windows: int | None, from_: str | None, to: str | None) -> None:
     home = dagster_home()
     home.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("DAGSTER_HOME", str(home))
-    from outreach_pipeline.definitions import defs
+    try:
+        from outreach_pipeline.definitions import defs
+    except ResourceConfigError as exc:  # e.g. a real Workbooks configured with the sandbox Outreach
+        raise click.ClickException(str(exc)) from exc
 
     with dg.DagsterInstance.get() as instance:
         try:
@@ -194,6 +193,7 @@ def dev(port: int, dagster_home: Path, data_dir: Path, prospects: int, simulate:
     import subprocess
     import sys
 
+    from outreach_pipeline.defs.resources import sandbox_only_environment
     from outreach_pipeline.sandbox.runtime import SandboxConfig, start_sandbox
 
     dagster_home = dagster_home.resolve()
@@ -214,7 +214,11 @@ def dev(port: int, dagster_home: Path, data_dir: Path, prospects: int, simulate:
         finally:
             workbooks_client.close()
         click.echo(f"install: {len(report.created)} created, {len(report.present)} already present")
-        env = {**os.environ, "DAGSTER_HOME": str(dagster_home)}
+        # Only the sandbox: credentials in the caller's shell must not turn this into a real sync.
+        env = sandbox_only_environment(
+            os.environ, outreach_url=running.outreach_url, workbooks_url=running.workbooks_url
+        )
+        env["DAGSTER_HOME"] = str(dagster_home)
         command = [
             str(Path(sys.executable).with_name("dagster")), "dev",
             "-h", "127.0.0.1", "-p", str(port), "-w", str(project_root / "workspace.yaml"),
@@ -227,60 +231,13 @@ def dev(port: int, dagster_home: Path, data_dir: Path, prospects: int, simulate:
             process.wait(30)
 
 
-def _required_env(name: str, needed_by: str) -> str:
-    import os
-
-    if not os.environ.get(name):
-        raise click.ClickException(f"environment variable {name} is required with {needed_by}")
-    return os.environ[name]
-
-
-def _workbooks_resource_from_env(base_url: str | None) -> WorkbooksResource:
-    """The Workbooks resource the Dagster definitions would build, with an optional URL override."""
-    import os
-
-    from outreach_pipeline.defs.resources import WorkbooksResource
-
-    base_url = base_url or os.environ.get("WORKBOOKS_BASE_URL")
-    if os.environ.get("WORKBOOKS_API_KEY"):
-        return WorkbooksResource(
-            base_url=base_url or "https://secure.workbooks.com", api_key=os.environ["WORKBOOKS_API_KEY"]
-        )
-    if os.environ.get("WORKBOOKS_USERNAME"):
-        return WorkbooksResource(
-            base_url=base_url or "https://secure.workbooks.com",
-            api_key=None,
-            username=os.environ["WORKBOOKS_USERNAME"],
-            password=_required_env("WORKBOOKS_PASSWORD", "WORKBOOKS_USERNAME"),
-        )
-    return WorkbooksResource(base_url=base_url or "http://127.0.0.1:8702")
-
-
-def _outreach_resource_from_env(base_url: str | None) -> OutreachResource:
-    """The Outreach resource the Dagster definitions would build (sharing its stored refresh token)."""
-    import os
-
-    from outreach_pipeline.defs.resources import OutreachResource
-
-    base_url = base_url or os.environ.get("OUTREACH_BASE_URL")
-    if not os.environ.get("OUTREACH_CLIENT_ID"):
-        return OutreachResource(base_url=base_url or "http://127.0.0.1:8701")
-    return OutreachResource(
-        base_url=base_url or "https://api.outreach.io",
-        client_id=os.environ["OUTREACH_CLIENT_ID"],
-        client_secret=_required_env("OUTREACH_CLIENT_SECRET", "OUTREACH_CLIENT_ID"),
-        redirect_uri=_required_env("OUTREACH_REDIRECT_URI", "OUTREACH_CLIENT_ID"),
-        refresh_token=_required_env("OUTREACH_REFRESH_TOKEN", "OUTREACH_CLIENT_ID"),
-    )
-
-
 @main.command("install")
 @click.option("--workbooks-url", default=None,
               help="Workbooks base URL [default: $WORKBOOKS_BASE_URL, else the real service when Workbooks "
                    "credentials are set, else the sandbox at http://127.0.0.1:8702].")
 @click.option("--outreach-url", default=None,
               help="Outreach base URL for the preflight [default: $OUTREACH_BASE_URL, else the real service when "
-                   "OUTREACH_CLIENT_ID is set, else the sandbox at http://127.0.0.1:8701].")
+                   "the Outreach credentials are set, else the sandbox at http://127.0.0.1:8701].")
 @click.option("--mapping", "mapping_path", default=None, type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Mapping YAML [default: the packaged default.yaml].")
 @click.option("--skip-preflight", is_flag=True, help="Only create the Workbooks fields; do not check the mapping.")
@@ -291,16 +248,26 @@ def install_command(
 
     Credentials come from the environment as for the Dagster resources: WORKBOOKS_API_KEY, or
     WORKBOOKS_USERNAME and WORKBOOKS_PASSWORD; OUTREACH_CLIENT_ID, OUTREACH_CLIENT_SECRET,
-    OUTREACH_REDIRECT_URI and OUTREACH_REFRESH_TOKEN. Without them the sandbox defaults are used.
-    Exits 1 when an item conflicts or the preflight of accounts, prospects and opportunities finds problems.
+    OUTREACH_REDIRECT_URI and OUTREACH_REFRESH_TOKEN. Without them the sandbox defaults are used. A real
+    Workbooks with the sandbox Outreach is allowed here (unlike for a sync): install only creates fields
+    and the preflight only reads. Exits 1 when an item conflicts or the preflight of accounts, prospects and opportunities finds problems.
     """
     from outreach_pipeline.clients.http import ApiError
+    from outreach_pipeline.defs.resources import (
+        ResourceConfigError,
+        outreach_resource_from_env,
+        workbooks_resource_from_env,
+    )
     from outreach_pipeline.engine.install import format_install_report, install
     from outreach_pipeline.engine.preflight import OUTREACH_TO_WORKBOOKS_CORE_ENTITIES, run_preflight
     from outreach_pipeline.mapping.models import MappingError, load_mapping_set
 
-    workbooks = _workbooks_resource_from_env(workbooks_url)
-    outreach = _outreach_resource_from_env(outreach_url)
+    try:
+        # Resolved here as Dagster would at run time: the resources read their secrets through dg.EnvVar.
+        workbooks = workbooks_resource_from_env(workbooks_url).process_config_and_initialize()
+        outreach = outreach_resource_from_env(outreach_url).process_config_and_initialize()
+    except ResourceConfigError as exc:
+        raise click.ClickException(str(exc)) from exc
     try:
         mapping_set = load_mapping_set(mapping_path)
     except MappingError as exc:

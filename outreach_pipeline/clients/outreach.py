@@ -6,12 +6,14 @@ sandbox (the defaults). See ``/work/shared/reference/outreach_api.md`` for the w
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import tempfile
 import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
@@ -20,7 +22,15 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import pandas as pd
 import requests
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, SkipValidation, field_serializer
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    SkipValidation,
+    ValidationError,
+    field_serializer,
+)
 
 from outreach_pipeline.clients.http import (
     ApiError,
@@ -315,51 +325,91 @@ def records_to_frame(records: Iterable[OutreachRecord]) -> pd.DataFrame:
 # --------------------------------------------------------------------------- token storage
 
 
-class TokenStore(Protocol):
-    """Where the rotating OAuth refresh token lives between runs."""
+class StoredTokens(BaseModel):
+    """The OAuth tokens kept between clients and runs.
 
-    def load(self) -> SecretStr | None:
-        """The persisted refresh token, or None when nothing is stored."""
+    Attributes:
+        refresh_token: The newest refresh token (they rotate; the previous one may soon stop working).
+        access_token: The last access token minted, shared so a new client does not mint another one
+            (Outreach answers 429 to a second mint for the same user within 60 s).
+        access_token_expires_at: When ``access_token`` expires, in epoch seconds.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    refresh_token: SecretStr = Field(min_length=1)
+    access_token: SecretStr | None = None
+    access_token_expires_at: float | None = None
+
+
+class TokenStore(Protocol):
+    """Where the rotating OAuth refresh token and the current access token live between clients and runs."""
+
+    def load(self) -> StoredTokens | None:
+        """The persisted tokens, or None when nothing is stored."""
         ...
 
-    def save(self, refresh_token: SecretStr) -> None:
-        """Persist a newly issued refresh token durably before it is used."""
+    def save(self, tokens: StoredTokens) -> None:
+        """Persist newly issued tokens durably before they are used."""
+        ...
+
+    def refresh_lock(self) -> AbstractContextManager[object]:
+        """Held while one client reloads the tokens and, if still needed, mints new ones.
+
+        Clients sharing a store then mint once between them instead of once each.
+        """
         ...
 
 
 class MemoryTokenStore:
-    """A process-local token store (rotations are lost on restart; fine for tests and one-off runs)."""
+    """A process-local token store (lost on restart; fine for tests and one-off runs).
+
+    Args:
+        refresh_token: A refresh token to start with.
+    """
 
     def __init__(self, refresh_token: SecretStr | None = None) -> None:
-        self._token = refresh_token
+        self._tokens = StoredTokens(refresh_token=refresh_token) if refresh_token is not None else None
+        self._lock = threading.RLock()
 
-    def load(self) -> SecretStr | None:
-        """The stored token."""
-        return self._token
+    def load(self) -> StoredTokens | None:
+        """The stored tokens."""
+        return self._tokens
 
-    def save(self, refresh_token: SecretStr) -> None:
-        """Replace the stored token."""
-        self._token = refresh_token
+    def save(self, tokens: StoredTokens) -> None:
+        """Replace the stored tokens."""
+        self._tokens = tokens
+
+    def refresh_lock(self) -> AbstractContextManager[object]:
+        """A lock shared by the clients of this store (threads of one process)."""
+        return self._lock
 
     def __repr__(self) -> str:
         return "MemoryTokenStore(<redacted>)"
 
 
 class FileTokenStore:
-    """Keeps the refresh token in a JSON file written atomically with 0600 permissions.
+    """Keeps the tokens in a JSON file written atomically with 0600 permissions.
 
     Atomic (temp file + fsync + rename) because a half-written file after a crash would lose the only
-    valid token, and a lost token means a user must re-authorise the app.
+    valid refresh token, and a lost token means a user must re-authorise the app. Files written before
+    access tokens were stored (``refresh_token`` and ``saved_at`` only) still load. Refreshes are
+    serialised across processes with ``flock`` on ``<file>.lock``, because Dagster runs each step of a
+    run in its own process and each opens its own client.
+
+    Args:
+        path: The token file.
     """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
 
-    def load(self) -> SecretStr | None:
-        """The stored token, or None when the file does not exist.
+    def load(self) -> StoredTokens | None:
+        """The stored tokens, or None when the file does not exist.
 
         Raises:
-            ValueError: When the file exists but is not a token file written by this class.
+            ValueError: When the file exists but is not a token file written by this class (the
+                message names the file and the field, never a token).
         """
         try:
             content = json.loads(self.path.read_text(encoding="utf-8"))
@@ -367,16 +417,26 @@ class FileTokenStore:
             return None
         except json.JSONDecodeError as exc:
             raise ValueError(f"token file {self.path} is not valid JSON") from exc
-        token = content.get("refresh_token") if isinstance(content, dict) else None
-        if not isinstance(token, str) or not token:
-            raise ValueError(f"token file {self.path} has no 'refresh_token' string")
-        return SecretStr(token)
+        if not isinstance(content, dict):
+            raise ValueError(f"token file {self.path} does not hold a JSON object")
+        content.pop("saved_at", None)  # written by earlier versions; the file's mtime says the same
+        try:
+            return StoredTokens.model_validate(content)
+        except ValidationError as exc:
+            # Only the location and message: pydantic's own text would quote the token.
+            first = exc.errors(include_input=False)[0]
+            field = ".".join(str(part) for part in first["loc"])
+            raise ValueError(f"token file {self.path}: field '{field}': {first['msg']}") from None
 
-    def save(self, refresh_token: SecretStr) -> None:
-        """Write the token atomically, readable only by the owner."""
+    def save(self, tokens: StoredTokens) -> None:
+        """Write the tokens atomically, readable only by the owner."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         payload = json.dumps(
-            {"refresh_token": refresh_token.get_secret_value(), "saved_at": datetime.now(UTC).isoformat()}
+            {
+                "refresh_token": tokens.refresh_token.get_secret_value(),
+                "access_token": tokens.access_token.get_secret_value() if tokens.access_token else None,
+                "access_token_expires_at": tokens.access_token_expires_at,
+            }
         )
         descriptor, temp_name = tempfile.mkstemp(prefix=".token-", dir=self.path.parent)
         try:
@@ -389,6 +449,17 @@ class FileTokenStore:
         except BaseException:
             Path(temp_name).unlink(missing_ok=True)
             raise
+
+    @contextmanager
+    def refresh_lock(self) -> Iterator[None]:
+        """An exclusive ``flock`` on ``<file>.lock`` (created empty, 0600), released on exit."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        descriptor = os.open(self.path.with_name(f"{self.path.name}.lock"), os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(descriptor)  # closing the descriptor releases the lock
 
     def __repr__(self) -> str:
         return f"FileTokenStore({str(self.path)!r})"
@@ -409,6 +480,10 @@ def _outreach_error(response: requests.Response) -> tuple[str | None, str | None
     if isinstance(body, dict) and "error" in body:  # OAuth token endpoint (RFC 6749 section 5.2)
         return body.get("error"), body.get("error_description")
     return None, None
+
+
+def _bearer(access_token: SecretStr) -> dict[str, str]:
+    return {"Authorization": f"Bearer {access_token.get_secret_value()}"}
 
 
 def _require_collection(body: Any) -> None:
@@ -445,7 +520,8 @@ class OutreachClient:
         redirect_uri: The app's registered redirect URI (sent on refresh, as tap-outreach does).
         refresh_token: Bootstrap refresh token; a token already in ``token_store`` takes precedence,
             because the configured one has probably been rotated away since.
-        token_store: Where rotated refresh tokens are persisted (memory by default).
+        token_store: Where rotated refresh tokens and the current access token are persisted (memory by
+            default). Clients sharing a store reuse one access token until it nears expiry.
         retry: Retry bounds.
         sleep: Pause function (inject in tests).
         clock: Epoch-seconds clock (inject in tests).
@@ -471,11 +547,14 @@ class OutreachClient:
         self.token_store: TokenStore = token_store or MemoryTokenStore()
         configured = SecretStr(refresh_token) if isinstance(refresh_token, str) else refresh_token
         self._configured_refresh_token = configured
-        self._refresh_token: SecretStr | None = self.token_store.load() or configured
-        if self._refresh_token is None:
-            raise ValueError("OutreachClient needs a refresh token (configured or in the token store)")
+        self._refresh_token: SecretStr | None = configured
         self._access_token: SecretStr | None = None
         self._access_expires_at = 0.0
+        stored = self.token_store.load()
+        if stored is not None:
+            self._adopt(stored)
+        if self._refresh_token is None:
+            raise ValueError("OutreachClient needs a refresh token (configured or in the token store)")
         self._token_lock = threading.Lock()
         self.transport = HttpTransport(
             self.base_url,
@@ -539,36 +618,71 @@ class OutreachClient:
                 ) from None
             raise
         rotated = body.get("refresh_token")
-        if isinstance(rotated, str) and rotated and rotated != self._refresh_token.get_secret_value():
-            new_token = SecretStr(rotated)
-            self.token_store.save(new_token)
-            self._refresh_token = new_token
-        expires_in = float(body.get("expires_in") or 7200)
+        if isinstance(rotated, str) and rotated:
+            self._refresh_token = SecretStr(rotated)
         self._access_token = SecretStr(body["access_token"])
-        self._access_expires_at = self.transport.clock() + expires_in
+        self._access_expires_at = self.transport.clock() + float(body.get("expires_in") or 7200)
+        # Saved before first use: the rotated refresh token must survive a crash, and other clients of
+        # the store take the access token instead of minting their own.
+        self.token_store.save(
+            StoredTokens(
+                refresh_token=self._refresh_token,
+                access_token=self._access_token,
+                access_token_expires_at=self._access_expires_at,
+            )
+        )
 
-    def _bearer(self, *, force_refresh: bool = False) -> dict[str, str]:
+    def _adopt(self, stored: StoredTokens) -> None:
+        self._refresh_token = stored.refresh_token
+        self._access_token = stored.access_token
+        self._access_expires_at = stored.access_token_expires_at or 0.0
+
+    def _usable_access_token(self, rejected: SecretStr | None) -> SecretStr | None:
+        """The held access token unless it is missing, within the refresh margin of expiry, or ``rejected``."""
+        token = self._access_token
+        if token is None or self.transport.clock() >= self._access_expires_at - TOKEN_REFRESH_MARGIN_SECONDS:
+            return None
+        if rejected is not None and token.get_secret_value() == rejected.get_secret_value():
+            return None
+        return token
+
+    def _current_access_token(self, *, rejected: SecretStr | None = None) -> SecretStr:
+        """An access token not near expiry and not ``rejected``, minting one only when no client has.
+
+        Args:
+            rejected: A token the API just answered 401 to; it is never returned again.
+        """
         with self._token_lock:
-            expiring = self.transport.clock() >= self._access_expires_at - TOKEN_REFRESH_MARGIN_SECONDS
-            if force_refresh or self._access_token is None or expiring:
-                self._refresh_access_token()
-            assert self._access_token is not None
-            return {"Authorization": f"Bearer {self._access_token.get_secret_value()}"}
+            usable = self._usable_access_token(rejected)
+            if usable is not None:
+                return usable
+            with self.token_store.refresh_lock():
+                # Another client of the store may have minted while we waited: reuse its token.
+                stored = self.token_store.load()
+                if stored is not None:
+                    self._adopt(stored)
+                usable = self._usable_access_token(rejected)
+                if usable is None:
+                    self._refresh_access_token()
+                    usable = self._access_token
+            assert usable is not None
+            return usable
 
     def _call(self, method: str, path_or_url: str, *, idempotent: bool, **kwargs: Any) -> Any:
         """An authenticated request; a 401 triggers one token refresh and one resend."""
         headers = {"Accept": JSON_API, **kwargs.pop("headers", {})}
-        authorization = self._bearer()
+        access_token = self._current_access_token()
         try:
             return self.transport.request_json(
-                method, path_or_url, idempotent=idempotent, headers={**headers, **authorization}, **kwargs
+                method, path_or_url, idempotent=idempotent, headers={**headers, **_bearer(access_token)}, **kwargs
             )
         except AuthenticationError as exc:
             if exc.status != 401:
                 raise
         # A 401 is rejected before any work, so even a write is safe to resend once.
+        renewed = self._current_access_token(rejected=access_token)
         return self.transport.request_json(
-            method, path_or_url, idempotent=idempotent, headers={**headers, **self._bearer(force_refresh=True)}, **kwargs
+            method, path_or_url, idempotent=idempotent, headers={**headers, **_bearer(renewed)}, **kwargs
         )
 
     # ----------------------------------------------------------------- reads
@@ -707,7 +821,7 @@ class OutreachClient:
         Its entries carry ``type`` and ``meta.validations`` but no ``id`` (the spec's introduction), so
         they are returned as the raw objects, not parsed as JSON:API resources.
         """
-        body = self._call("GET", f"{API_PREFIX}/types", idempotent=True, validate=_require_data_array)
+        body = self._call("GET", f"{API_PREFIX}/types", idempotent=True, validate=_require_collection)
         return [entry for entry in body["data"] if isinstance(entry, dict)]
 
     # ----------------------------------------------------------------- writes
@@ -845,8 +959,3 @@ def _with_query(url: str, updates: Mapping[str, str]) -> str:
     pairs = [(key, value) for key, value in parse_qsl(parts.query, keep_blank_values=True) if key not in updates]
     pairs.extend(updates.items())
     return urlunsplit(parts._replace(query=urlencode(pairs)))
-
-
-def _require_data_array(body: Any) -> None:
-    if not isinstance(body, dict) or not isinstance(body.get("data"), list):
-        raise ValueError("body has no top-level 'data' array")

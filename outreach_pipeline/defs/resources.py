@@ -1,22 +1,27 @@
 """Dagster resources: the API clients, the sync ledger and sync settings.
 
 With no credentials in the environment every resource points at the local sandbox (the embedded
-default). Given `OUTREACH_CLIENT_ID` (and the other Outreach variables) or `WORKBOOKS_API_KEY` /
-`WORKBOOKS_USERNAME`, the same code talks to the real services; secrets only ever come from `dg.EnvVar`.
+default). Given the Outreach variables (`OUTREACH_CLIENT_ID` and the rest) and the Workbooks ones
+(`WORKBOOKS_API_KEY`, or `WORKBOOKS_USERNAME` and `WORKBOOKS_PASSWORD`), the same code talks to the real
+services; secrets only ever come from `dg.EnvVar`, and never show in a resource's repr.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, ClassVar
 
 import dagster as dg
 from pydantic import Field
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from outreach_pipeline.clients.outreach import (
+    REAL_OUTREACH_URL,
     SANDBOX_CLIENT_ID,
     SANDBOX_CLIENT_SECRET,
     SANDBOX_OUTREACH_URL,
@@ -25,9 +30,24 @@ from outreach_pipeline.clients.outreach import (
     FileTokenStore,
     OutreachClient,
 )
-from outreach_pipeline.clients.workbooks import SANDBOX_WORKBOOKS_URL, WorkbooksClient
+from outreach_pipeline.clients.workbooks import SANDBOX_API_KEY, SANDBOX_WORKBOOKS_URL, WorkbooksClient
 from outreach_pipeline.engine.ledger import SyncLedger
 from outreach_pipeline.mapping.models import MappingSet, load_mapping_set
+
+REAL_WORKBOOKS_URL = "https://secure.workbooks.com"
+OUTREACH_CREDENTIAL_VARIABLES = (
+    "OUTREACH_CLIENT_ID", "OUTREACH_CLIENT_SECRET", "OUTREACH_REDIRECT_URI", "OUTREACH_REFRESH_TOKEN",
+)  # fmt: skip
+WORKBOOKS_CREDENTIAL_VARIABLES = ("WORKBOOKS_API_KEY", "WORKBOOKS_USERNAME", "WORKBOOKS_PASSWORD")
+LEDGER_URL_VARIABLE = "OUTREACH_PIPELINE_LEDGER_URL"
+ALLOW_MIXED_VARIABLE = "OUTREACH_PIPELINE_ALLOW_MIXED"
+REAL_SERVICE_VARIABLES = (*OUTREACH_CREDENTIAL_VARIABLES, *WORKBOOKS_CREDENTIAL_VARIABLES, LEDGER_URL_VARIABLE)
+"""Every variable that points the pipeline at real services or production state."""
+REDACTED = "<redacted>"
+
+
+class ResourceConfigError(ValueError):
+    """The environment configures the services inconsistently; the message names the variables."""
 
 
 def dagster_home() -> Path:
@@ -35,8 +55,24 @@ def dagster_home() -> Path:
     return Path(os.environ.get("DAGSTER_HOME") or ".dagster_home").resolve()
 
 
-class OutreachResource(dg.ConfigurableResource):
-    """Outreach API v2 over OAuth 2. Rotated refresh tokens are persisted under DAGSTER_HOME."""
+class _SecretMaskingResource(dg.ConfigurableResource):
+    """A resource whose ``repr()``/``str()`` mask the fields named in ``_secret_fields``.
+
+    Pydantic builds both from ``__repr_args__``, and Dagster logs and error messages print resources.
+    """
+
+    _secret_fields: ClassVar[frozenset[str]] = frozenset()
+
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
+        for name, value in super().__repr_args__():
+            yield name, REDACTED if name in self._secret_fields and value else value
+
+
+class OutreachResource(_SecretMaskingResource):
+    """Outreach API v2 over OAuth 2. Rotated refresh tokens and the current access token are persisted
+    under DAGSTER_HOME, so the clients every asset opens share one access token."""
+
+    _secret_fields: ClassVar[frozenset[str]] = frozenset({"client_secret", "refresh_token"})
 
     base_url: str = SANDBOX_OUTREACH_URL
     client_id: str = SANDBOX_CLIENT_ID
@@ -68,11 +104,13 @@ class OutreachResource(dg.ConfigurableResource):
             client.close()
 
 
-class WorkbooksResource(dg.ConfigurableResource):
+class WorkbooksResource(_SecretMaskingResource):
     """Workbooks API by api_key, or by a login session (re-login on `session_expired`)."""
 
+    _secret_fields: ClassVar[frozenset[str]] = frozenset({"api_key", "password"})
+
     base_url: str = SANDBOX_WORKBOOKS_URL
-    api_key: str | None = "sandbox-api-key"
+    api_key: str | None = SANDBOX_API_KEY
     username: str | None = None
     password: str | None = None
     logical_database_id: int | None = None
@@ -97,6 +135,10 @@ class LedgerResource(dg.ConfigurableResource):
 
     url: str | None = Field(default=None, description="SQLAlchemy URL; default sqlite:///$DAGSTER_HOME/sync_ledger.db")
 
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
+        for name, value in super().__repr_args__():
+            yield name, _without_password(value) if name == "url" and value else value
+
     def open(self) -> SyncLedger:
         url = self.url or f"sqlite:///{dagster_home() / 'sync_ledger.db'}"
         return SyncLedger(url)
@@ -113,32 +155,137 @@ class SyncSettings(dg.ConfigurableResource):
         return load_mapping_set(Path(self.mapping_path) if self.mapping_path else None)
 
 
+def _without_password(url: str) -> str:
+    """``url`` with its password masked; entirely masked when it does not parse as a URL."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except (ArgumentError, ValueError):
+        return REDACTED
+
+
+def _set_variables(names: tuple[str, ...], environ: Mapping[str, str]) -> list[str]:
+    return [name for name in names if environ.get(name)]
+
+
+def _require_variables(names: tuple[str, ...], needed_by: str, environ: Mapping[str, str]) -> None:
+    missing = [name for name in names if not environ.get(name)]
+    if missing:
+        raise ResourceConfigError(f"{', '.join(missing)} must be set too when {needed_by} is set")
+
+
+def outreach_resource_from_env(base_url: str | None = None) -> OutreachResource:
+    """The Outreach resource the environment configures: the real service when any Outreach credential
+    variable is set (then all four are required), else the sandbox.
+
+    Args:
+        base_url: Overrides ``$OUTREACH_BASE_URL`` and the default URL.
+
+    Raises:
+        ResourceConfigError: When only some of the Outreach credential variables are set.
+    """
+    environ = os.environ
+    base_url = base_url or environ.get("OUTREACH_BASE_URL")
+    present = _set_variables(OUTREACH_CREDENTIAL_VARIABLES, environ)
+    if not present:
+        # Without credentials the base URL may still move (a sandbox on other ports or another host).
+        return OutreachResource(base_url=base_url or SANDBOX_OUTREACH_URL)
+    _require_variables(OUTREACH_CREDENTIAL_VARIABLES, present[0], environ)
+    return OutreachResource(
+        base_url=base_url or REAL_OUTREACH_URL,
+        client_id=dg.EnvVar("OUTREACH_CLIENT_ID"),
+        client_secret=dg.EnvVar("OUTREACH_CLIENT_SECRET"),
+        redirect_uri=dg.EnvVar("OUTREACH_REDIRECT_URI"),
+        refresh_token=dg.EnvVar("OUTREACH_REFRESH_TOKEN"),
+    )
+
+
+def workbooks_resource_from_env(base_url: str | None = None) -> WorkbooksResource:
+    """The Workbooks resource the environment configures: by ``WORKBOOKS_API_KEY``, else by
+    ``WORKBOOKS_USERNAME`` and ``WORKBOOKS_PASSWORD``, else the sandbox.
+
+    Args:
+        base_url: Overrides ``$WORKBOOKS_BASE_URL`` and the default URL.
+
+    Raises:
+        ResourceConfigError: When only one of the username and the password is set.
+    """
+    environ = os.environ
+    base_url = base_url or environ.get("WORKBOOKS_BASE_URL")
+    if environ.get("WORKBOOKS_API_KEY"):
+        return WorkbooksResource(base_url=base_url or REAL_WORKBOOKS_URL, api_key=dg.EnvVar("WORKBOOKS_API_KEY"))
+    login = _set_variables(("WORKBOOKS_USERNAME", "WORKBOOKS_PASSWORD"), environ)
+    if not login:
+        return WorkbooksResource(base_url=base_url or SANDBOX_WORKBOOKS_URL)
+    _require_variables(("WORKBOOKS_USERNAME", "WORKBOOKS_PASSWORD"), login[0], environ)
+    return WorkbooksResource(
+        base_url=base_url or REAL_WORKBOOKS_URL,
+        api_key=None,
+        username=dg.EnvVar("WORKBOOKS_USERNAME"),
+        password=dg.EnvVar("WORKBOOKS_PASSWORD"),
+    )
+
+
+def check_services_not_mixed(environ: Mapping[str, str]) -> None:
+    """Refuse a real Outreach with the sandbox Workbooks or the other way round.
+
+    A sync would otherwise load sandbox records into a real Workbooks (or real Outreach records into
+    the sandbox) because one set of credentials was missing. ``OUTREACH_PIPELINE_ALLOW_MIXED=1`` allows it.
+
+    Args:
+        environ: The environment to judge (``os.environ`` in production).
+
+    Raises:
+        ResourceConfigError: Naming the variables that are set and the ones that are missing.
+    """
+    if environ.get(ALLOW_MIXED_VARIABLE) == "1":
+        return
+    outreach_set = _set_variables(OUTREACH_CREDENTIAL_VARIABLES, environ)
+    workbooks_set = _set_variables(WORKBOOKS_CREDENTIAL_VARIABLES, environ)
+    if bool(outreach_set) == bool(workbooks_set):
+        return
+    workbooks_wanted = "WORKBOOKS_API_KEY (or WORKBOOKS_USERNAME and WORKBOOKS_PASSWORD)"
+    outreach_wanted = ", ".join(OUTREACH_CREDENTIAL_VARIABLES)
+    if outreach_set:
+        real, present, sandbox, wanted = "Outreach", outreach_set, "Workbooks", workbooks_wanted
+    else:
+        real, present, sandbox, wanted = "Workbooks", workbooks_set, "Outreach", outreach_wanted
+    raise ResourceConfigError(
+        f"{real} would be the real service ({', '.join(present)} set) but {sandbox} the sandbox "
+        f"({wanted} not set), so a sync would mix sandbox and real data. Set {wanted} for the real "
+        f"{sandbox}, unset {', '.join(present)} to use both sandboxes, or set {ALLOW_MIXED_VARIABLE}=1 "
+        "if the mix is intended."
+    )
+
+
+def sandbox_only_environment(environ: Mapping[str, str], *, outreach_url: str, workbooks_url: str) -> dict[str, str]:
+    """A copy of ``environ`` that can only reach the given sandboxes: every credential and production
+    variable removed and the base URLs pinned.
+
+    Args:
+        environ: The environment to start from.
+        outreach_url: The Outreach sandbox's base URL.
+        workbooks_url: The Workbooks sandbox's base URL.
+
+    Returns:
+        The environment for a process that must not touch real services.
+    """
+    dropped = {*REAL_SERVICE_VARIABLES, ALLOW_MIXED_VARIABLE}
+    kept = {name: value for name, value in environ.items() if name not in dropped}
+    return {**kept, "OUTREACH_BASE_URL": outreach_url, "WORKBOOKS_BASE_URL": workbooks_url}
+
+
 def build_resources() -> dict[str, dg.ConfigurableResource]:
-    """Real services when their credentials are in the environment, else the sandbox defaults."""
-    # Without credentials the base URLs may still move (a sandbox on other ports or another host).
-    outreach = OutreachResource(base_url=os.environ.get("OUTREACH_BASE_URL", SANDBOX_OUTREACH_URL))
-    if os.environ.get("OUTREACH_CLIENT_ID"):
-        outreach = OutreachResource(
-            base_url=os.environ.get("OUTREACH_BASE_URL", "https://api.outreach.io"),
-            client_id=dg.EnvVar("OUTREACH_CLIENT_ID"),
-            client_secret=dg.EnvVar("OUTREACH_CLIENT_SECRET"),
-            redirect_uri=dg.EnvVar("OUTREACH_REDIRECT_URI"),
-            refresh_token=dg.EnvVar("OUTREACH_REFRESH_TOKEN"),
-        )
-    workbooks = WorkbooksResource(base_url=os.environ.get("WORKBOOKS_BASE_URL", SANDBOX_WORKBOOKS_URL))
-    if os.environ.get("WORKBOOKS_API_KEY"):
-        workbooks = WorkbooksResource(
-            base_url=os.environ.get("WORKBOOKS_BASE_URL", "https://secure.workbooks.com"),
-            api_key=dg.EnvVar("WORKBOOKS_API_KEY"),
-        )
-    elif os.environ.get("WORKBOOKS_USERNAME"):
-        workbooks = WorkbooksResource(
-            base_url=os.environ.get("WORKBOOKS_BASE_URL", "https://secure.workbooks.com"),
-            api_key=None,
-            username=dg.EnvVar("WORKBOOKS_USERNAME"),
-            password=dg.EnvVar("WORKBOOKS_PASSWORD"),
-        )
-    ledger = LedgerResource(url=dg.EnvVar("OUTREACH_PIPELINE_LEDGER_URL")) if os.environ.get(
-        "OUTREACH_PIPELINE_LEDGER_URL"
-    ) else LedgerResource()
-    return {"outreach": outreach, "workbooks": workbooks, "ledger": ledger, "sync_settings": SyncSettings()}
+    """Real services when their credentials are in the environment, else the sandbox defaults.
+
+    Raises:
+        ResourceConfigError: When one service is real and the other the sandbox (see
+            :func:`check_services_not_mixed`), or a service's credentials are incomplete.
+    """
+    check_services_not_mixed(os.environ)
+    ledger_url = dg.EnvVar(LEDGER_URL_VARIABLE) if os.environ.get(LEDGER_URL_VARIABLE) else None
+    return {
+        "outreach": outreach_resource_from_env(),
+        "workbooks": workbooks_resource_from_env(),
+        "ledger": LedgerResource(url=ledger_url),
+        "sync_settings": SyncSettings(),
+    }

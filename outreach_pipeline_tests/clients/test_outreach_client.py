@@ -144,10 +144,12 @@ def test_rotated_refresh_token_is_persisted_0600_before_use_and_preferred_on_res
 
     assert fake.persisted_before_use
     assert stat.S_IMODE(os.stat(token_path).st_mode) == 0o600
-    assert FileTokenStore(token_path).load().get_secret_value() == "refresh-1"
-    # A restart with the stale configured token must use the persisted one.
+    assert FileTokenStore(token_path).load().refresh_token.get_secret_value() == "refresh-1"
+    # A restart after the access token expired, with the stale configured token, must use the persisted one.
+    clock.now += 7200
     restarted = make_client(url, clock, fast_retry, FileTokenStore(token_path))
     restarted.get("prospects", 1)
+    assert len(fake.token_requests) == 2
     assert fake.token_requests[-1]["refresh_token"] == "refresh-1"
     assert fake.token_requests[-1]["redirect_uri"]
     assert "s3cret-value" not in repr(restarted) and "refresh-1" not in repr(FileTokenStore(token_path))

@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 
 import dagster as dg
-
 import pytest
 
 from outreach_pipeline.defs.assets import FLOWS, PREFLIGHT_KEY
