@@ -16,8 +16,10 @@ from outreach_pipeline.defs.partitions import SYNC_WINDOWS, WINDOW_COLUMN
 from outreach_pipeline.defs.resources import LedgerResource, OutreachResource, SyncSettings, WorkbooksResource
 from outreach_pipeline.engine.extract import (
     EXTRACT_ERROR_COLUMN,
+    ROLES_COLUMN,
     extract_entity,
     opportunity_lookups,
+    referenced_ids,
 )
 from outreach_pipeline.engine.ledger import SyncWindow
 from outreach_pipeline.engine.load import EntityLoader
@@ -49,6 +51,9 @@ class EntityFlow:
     outreach_name: str  # asset name under outreach/, and the API collection
     workbooks_name: str  # asset name under staged/ and workbooks/
     loads_after: tuple[str, ...] = ()  # workbooks assets this load must follow (link targets)
+    # (extract asset name, column) of other entities whose rows point at this one: the records they point at
+    # that were never synced are pulled into the same run, so their links resolve without waiting a run.
+    referenced_by: tuple[tuple[str, str], ...] = ()
 
     @property
     def extract_key(self) -> dg.AssetKey:
@@ -64,8 +69,10 @@ class EntityFlow:
 
 
 FLOWS = (
-    EntityFlow("accounts", "accounts", "organisations"),
-    EntityFlow("prospects", "prospects", "people", loads_after=("organisations",)),
+    EntityFlow("accounts", "accounts", "organisations",
+               referenced_by=(("prospects", "accountId"), ("opportunities", "accountId"))),
+    EntityFlow("prospects", "prospects", "people", loads_after=("organisations",),
+               referenced_by=(("opportunities", ROLES_COLUMN),)),
     EntityFlow("opportunities", "opportunities", "opportunities", loads_after=("organisations", "people")),
 )
 PREFLIGHT_KEY = dg.AssetKey(["workbooks", "field_preflight"])
@@ -108,8 +115,11 @@ def field_preflight(
 
 
 def build_extract(flow: EntityFlow) -> dg.AssetsDefinition:
+    referencing = {f"referencing_{name}": dg.AssetIn(dg.AssetKey(["outreach", name])) for name, _ in flow.referenced_by}
+
     @dg.asset(
         key=flow.extract_key,
+        ins=referencing,
         partitions_def=SYNC_WINDOWS,
         backfill_policy=BACKFILL_IN_ONE_RUN,
         group_name="outreach_extract",
@@ -121,8 +131,9 @@ def build_extract(flow: EntityFlow) -> dg.AssetsDefinition:
         description=(
             f"Outreach {flow.outreach_name} changed in the sync window [start, end), read in one paged pass per run "
             "(a backfill range is one read), plus the records the ledger says must be retried (failed rows, links "
-            "whose target was not synced yet). Only the attributes the mapping reads are fetched (sparse "
-            "fieldsets) unless the run config sets all_attributes."
+            "whose target was not synced yet) and the never-synced records that this run's other records point "
+            "at, so their links resolve in the same run. Only the attributes the mapping reads are fetched "
+            "(sparse fieldsets) unless the run config sets all_attributes."
         ),
     )
     def extract(
@@ -131,9 +142,13 @@ def build_extract(flow: EntityFlow) -> dg.AssetsDefinition:
         outreach: OutreachResource,
         ledger: LedgerResource,
         sync_settings: SyncSettings,
+        **referencing_frames: pd.DataFrame,
     ) -> dg.MaterializeResult:
         window = _window(context)
         entity = sync_settings.mappings().entity(flow.entity)
+        referenced = set().union(*(
+            referenced_ids(referencing_frames[f"referencing_{name}"], column) for name, column in flow.referenced_by
+        ))
         fields = None if config.all_attributes else {f"fields[{entity.outreach_type}]": ",".join(outreach_fields(entity))}
         sync_ledger = ledger.open()
         try:
@@ -142,6 +157,8 @@ def build_extract(flow: EntityFlow) -> dg.AssetsDefinition:
             # changed before the first window would otherwise never be read).
             retry_ids |= {r.outreach_id for r in sync_ledger.pending_relations(flow.entity)}
             retry_ids |= {r.target_outreach_id for r in sync_ledger.pending_relations(target_entity=flow.entity)}
+            states = sync_ledger.get_states(flow.entity, referenced)
+            retry_ids |= {i for i in referenced if (state := states.get(i)) is None or state.workbooks_id is None}
         finally:
             sync_ledger.dispose()
         with outreach.open() as client:

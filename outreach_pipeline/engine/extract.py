@@ -202,6 +202,22 @@ def extract_entity(
     return read(client, start=start, end=end, retry_ids=retry_ids, from_beginning=from_beginning, fields=fields)
 
 
+def referenced_ids(frame: pd.DataFrame, column: str) -> set[int]:
+    """Outreach ids a frame refers to through `column`: a `<relationship>Id` column, or the prospects of the
+    opportunities' role lists (`_prospect_roles`)."""
+    if column not in frame.columns:
+        return set()
+    if column == ROLES_COLUMN:
+        return {
+            int(role["prospectId"])
+            for roles in frame[column]
+            if isinstance(roles, list)
+            for role in roles
+            if isinstance(role, dict) and role.get("prospectId") is not None
+        }
+    return {int(value) for value in frame[column].dropna()}
+
+
 def opportunity_lookups(frame: pd.DataFrame) -> dict[str, pd.DataFrame]:
     """The lookup frames the opportunity mapping reads, rebuilt from the extracted columns."""
     stages = frame[["opportunityStageId", STAGE_NAME_COLUMN]].dropna() if "opportunityStageId" in frame else frame.iloc[:0]
