@@ -160,8 +160,8 @@ def history(entity: str, outreach_id: int, ledger_url: str | None) -> None:
 
     from outreach_pipeline.defs.resources import LedgerResource
 
-    ledger = LedgerResource(url=ledger_url).open()
-    entries = ledger.history(entity, outreach_id)
+    with LedgerResource(url=ledger_url).open() as ledger:
+        entries = ledger.history(entity, outreach_id)
     if not entries:
         raise click.ClickException(f"the ledger has no history for {entity} {outreach_id}")
     rows = [

@@ -18,6 +18,7 @@ from outreach_pipeline.engine.extract import (
     EXTRACT_ERROR_COLUMN,
     ROLES_COLUMN,
     extract_entity,
+    ids_to_pull,
     opportunity_lookups,
     referenced_ids,
 )
@@ -150,17 +151,8 @@ def build_extract(flow: EntityFlow) -> dg.AssetsDefinition:
             referenced_ids(referencing_frames[f"referencing_{name}"], column) for name, column in flow.referenced_by
         ))
         fields = None if config.all_attributes else {f"fields[{entity.outreach_type}]": ",".join(outreach_fields(entity))}
-        sync_ledger = ledger.open()
-        try:
-            retry_ids = set(sync_ledger.failed_ids(flow.entity))
-            # Records whose links wait for a target, and the targets they wait for (a target that last
-            # changed before the first window would otherwise never be read).
-            retry_ids |= {r.outreach_id for r in sync_ledger.pending_relations(flow.entity)}
-            retry_ids |= {r.target_outreach_id for r in sync_ledger.pending_relations(target_entity=flow.entity)}
-            states = sync_ledger.get_states(flow.entity, referenced)
-            retry_ids |= {i for i in referenced if (state := states.get(i)) is None or state.workbooks_id is None}
-        finally:
-            sync_ledger.dispose()
+        with ledger.open() as sync_ledger:
+            retry_ids = ids_to_pull(sync_ledger, flow.entity, referenced)
         with outreach.open() as client:
             result = extract_entity(
                 client, flow.outreach_name, window.start, window.end,
@@ -289,17 +281,13 @@ def build_load(flow: EntityFlow) -> dg.AssetsDefinition:
         sync_settings: SyncSettings,
     ) -> dg.MaterializeResult:
         mappings = sync_settings.mappings()
-        sync_ledger = ledger.open()
-        with workbooks.open() as client, outreach.open() as outreach_client:
+        with workbooks.open() as client, outreach.open() as outreach_client, ledger.open() as sync_ledger:
             loader = EntityLoader(
                 client=client, ledger=sync_ledger, mappings=mappings, entity=mappings.entity(flow.entity),
                 run_id=context.run.run_id, window=_window(context),
                 outreach=outreach_client, outreach_resource=flow.outreach_name,
             )
-            try:
-                result = loader.load(staged)
-            finally:
-                sync_ledger.dispose()
+            result = loader.load(staged)
             requests_used = client.stats.total_requests + outreach_client.stats.total_requests
         windows = staged.drop_duplicates("outreach_id", keep="last").set_index("outreach_id")[WINDOW_COLUMN]
         outcomes = result.outcomes.assign(**{WINDOW_COLUMN: result.outcomes["outreach_id"].map(windows)})

@@ -139,9 +139,14 @@ class LedgerResource(dg.ConfigurableResource):
         for name, value in super().__repr_args__():
             yield name, _without_password(value) if name == "url" and value else value
 
-    def open(self) -> SyncLedger:
-        url = self.url or f"sqlite:///{dagster_home() / 'sync_ledger.db'}"
-        return SyncLedger(url)
+    @contextmanager
+    def open(self) -> Iterator[SyncLedger]:
+        """The ledger, its connections released when the block ends."""
+        ledger = SyncLedger(self.url or f"sqlite:///{dagster_home() / 'sync_ledger.db'}")
+        try:
+            yield ledger
+        finally:
+            ledger.dispose()
 
 
 class SyncSettings(dg.ConfigurableResource):

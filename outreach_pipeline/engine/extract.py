@@ -22,6 +22,7 @@ from outreach_pipeline.clients.outreach import (
     RejectedResource,
     records_to_frame,
 )
+from outreach_pipeline.engine.ledger import SyncLedger
 
 #: Ids per `filter[id]=` request: keeps URLs well under common 8 KB limits.
 IDS_PER_REQUEST = 500
@@ -200,6 +201,17 @@ def extract_entity(
     """Extract one resource: opportunities with their stage and prospect roles, the others as they are."""
     read = extract_opportunities if resource == "opportunities" else partial(extract_records, resource=resource)
     return read(client, start=start, end=end, retry_ids=retry_ids, from_beginning=from_beginning, fields=fields)
+
+
+def ids_to_pull(ledger: SyncLedger, entity: str, referenced: set[int]) -> set[int]:
+    """Records to read besides the window: failed ones, links waiting for a target and those targets, and the
+    records this run's other records point at that were never synced (so their links resolve in this run)."""
+    ids = set(ledger.failed_ids(entity))
+    ids |= {relation.outreach_id for relation in ledger.pending_relations(entity)}
+    # A target that last changed before the first window would otherwise never be read.
+    ids |= {relation.target_outreach_id for relation in ledger.pending_relations(target_entity=entity)}
+    states = ledger.get_states(entity, referenced)
+    return ids | {i for i in referenced if (state := states.get(i)) is None or state.workbooks_id is None}
 
 
 def referenced_ids(frame: pd.DataFrame, column: str) -> set[int]:
