@@ -1,7 +1,7 @@
 """Outreach REST API v2 client: OAuth2 refresh with token persistence, cursor paging, windowed reads, writes.
 
 Works unchanged against ``https://api.outreach.io`` (give it real credentials) and against the local
-sandbox (the defaults). See ``/work/shared/reference/outreach_api.md`` for the wire facts it follows.
+sandbox (the defaults). It follows the published API (https://developers.outreach.io/api/making-requests/).
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 Every call is an HTTP POST to ``/<controller>.api?_dc=<ms>`` with a form body carrying ``_method``
 (GET or PUT), ``client=api`` and ``_api_version=1``. Auth is an ``api_key`` on every request or a
 ``login.api`` session (cookie + ``_authenticity_token`` on writes) that is re-established once when
-the server reports it expired. See ``/work/shared/reference/workbooks_api.md``.
+the server reports it expired. It follows the official bindings (github.com/workbooks/client_lib).
 """
 
 from __future__ import annotations
