@@ -19,6 +19,7 @@ from starlette.routing import Route
 from outreach_pipeline.clients.http import (
     AuthenticationError,
     MalformedResponse,
+    ServerError,
     ValidationFailed,
     WriteOutcomeUnknown,
     parse_retry_after,
@@ -217,7 +218,7 @@ def test_429_retry_after_seconds_and_5xx_backoff_are_bounded(serve, clock, fast_
     assert client.stats.rate_limited == 1 and client.stats.retries == 2
     assert client.stats.requests[("GET", "/api/v2/prospects/{id}")] == 3
     fake.script = [JSONResponse({"errors": [{"id": "internal"}]}, 503)] * 10
-    with pytest.raises(Exception) as caught:
+    with pytest.raises(ServerError) as caught:
         client.get("prospects", 3)
     assert "status=503" in str(caught.value) and "GET /api/v2/prospects/3" in str(caught.value)
 
