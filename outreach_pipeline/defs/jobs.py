@@ -20,6 +20,9 @@ outreach_to_workbooks_job = dg.define_asset_job(
     executor_def=dg.in_process_executor,
 )
 
+#: Run config of the full sync: every extract reads without a lower bound.
+FULL_SYNC_CONFIG = {"ops": {f"outreach__{f.outreach_name}": {"config": {"from_beginning": True}} for f in FLOWS}}
+
 full_sync_job = dg.define_asset_job(
     "full_sync_job",
     selection=_SELECTION,
@@ -27,7 +30,7 @@ full_sync_job = dg.define_asset_job(
         "Like outreach_to_workbooks_job, but the read has no lower bound: launch it on the first window (or any "
         "range) to cover records last changed before the first sync window."
     ),
-    config={"ops": {f"outreach__{f.outreach_name}": {"config": {"from_beginning": True}} for f in FLOWS}},
+    config=FULL_SYNC_CONFIG,
     executor_def=dg.in_process_executor,
 )
 

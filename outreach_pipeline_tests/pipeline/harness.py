@@ -20,7 +20,7 @@ import dagster as dg
 from outreach_pipeline.clients.workbooks import WorkbooksClient
 from outreach_pipeline.defs.assets import ASSETS, FLOWS
 from outreach_pipeline.defs.io_manager import WindowedParquetIOManager
-from outreach_pipeline.defs.jobs import outreach_to_workbooks_job
+from outreach_pipeline.defs.jobs import FULL_SYNC_CONFIG, full_sync_job, outreach_to_workbooks_job
 from outreach_pipeline.defs.resources import LedgerResource, OutreachResource, SyncSettings, WorkbooksResource
 from outreach_pipeline.engine.install import install
 from outreach_pipeline.engine.ledger import SyncLedger
@@ -60,16 +60,19 @@ class Pipeline:
     defs: dg.Definitions
     ledger_url: str | None = None
 
-    def run(self, first: datetime, last: datetime | None = None, *, raise_on_error: bool = True) -> dg.ExecuteInProcessResult:
+    def run(
+        self, first: datetime, last: datetime | None = None, *, raise_on_error: bool = True, job: str = JOB_NAME
+    ) -> dg.ExecuteInProcessResult:
         """Run the sync job once over the windows `first`..`last` (inclusive starts), as a backfill does."""
         last = last or first
-        return self.defs.resolve_job_def(JOB_NAME).execute_in_process(
+        return self.defs.resolve_job_def(job).execute_in_process(
             instance=self.instance,
             tags={"dagster/asset_partition_range_start": partition_key(first),
                   "dagster/asset_partition_range_end": partition_key(last)},
             raise_on_error=raise_on_error,
-            # Per-step DEBUG lines cost about a tenth of a short run; warnings and errors still show.
-            run_config=QUIET_LOGS,
+            # Per-step DEBUG lines cost about a tenth of a short run; warnings and errors still show. Run config
+            # given here replaces a job's own, so the full sync's is merged back in.
+            run_config={**QUIET_LOGS, **(FULL_SYNC_CONFIG if job == full_sync_job.name else {})},
         )
 
     def open_ledger(self) -> SyncLedger:
@@ -118,7 +121,7 @@ def build_definitions(sandbox: RunningSandbox, home: Path, ledger_url: str | Non
     """The production assets and job, with resources pointed at the sandbox and files under `home`."""
     return dg.Definitions(
         assets=ASSETS,
-        jobs=[outreach_to_workbooks_job],
+        jobs=[outreach_to_workbooks_job, full_sync_job],
         resources={
             "outreach": OutreachResource(base_url=sandbox.outreach_url, token_store_path=str(home / "tokens.json")),
             "workbooks": WorkbooksResource(base_url=sandbox.workbooks_url),

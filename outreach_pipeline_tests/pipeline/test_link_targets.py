@@ -53,3 +53,17 @@ def test_an_account_outside_every_window_is_pulled_in_and_linked_in_the_same_run
         again = pipe.run(WINDOW_START, raise_on_error=False)
         assert again.success, step_failures(again)
         assert pipe.workbooks_writes() == writes
+
+
+def test_the_full_sync_job_covers_records_last_changed_before_the_first_window(tmp_path: Path) -> None:
+    with pipeline(tmp_path, prospects=30, accounts=5, opportunities=5, seed_days=1) as pipe:
+        with outreach_clock_at(pipe.sandbox, LONG_AGO):
+            account = pipe.sandbox.outreach_store.create("account", {"name": "Dormant Ltd"}, {}).id
+
+        hourly = pipe.run(WINDOW_START, raise_on_error=False)
+        assert hourly.success, step_failures(hourly)
+        assert account not in pipe.synced_rows("accounts")  # no window ever holds it
+
+        full = pipe.run(WINDOW_START, raise_on_error=False, job="full_sync_job")
+        assert full.success, step_failures(full)
+        assert pipe.synced_rows("accounts")[account]["name"] == "Dormant Ltd"
