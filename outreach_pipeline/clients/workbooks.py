@@ -310,6 +310,10 @@ def parse_batch_reply(body: Mapping[str, Any], ops: Sequence[WriteOp], first_ind
         if info is not None:
             errors = _errors_by_field(info.get("errors"))
             ok = bool(info.get("success", not errors)) and not errors
+            if not ok and not errors:
+                # The documentation puts failure diagnostics (a stale lock_version among them) under
+                # `failures`; an object marked failed with no errors of its own takes them from there.
+                errors = {"base": _failures_for(failures, position) or ["Workbooks reported a failure without a reason"]}
         else:
             per_object = object_errors[position] if position < len(object_errors) else None
             errors = _errors_by_field(per_object) or dict(whole_batch_errors)
@@ -330,6 +334,16 @@ def parse_batch_reply(body: Mapping[str, Any], ops: Sequence[WriteOp], first_ind
             )
         )
     return outcomes
+
+
+def _failures_for(failures: Any, position: int) -> list[str]:
+    """Messages of `failures` that belong to the object at `position` (a list, or keys like "[3]")."""
+    if isinstance(failures, list):
+        return _messages(failures[position]) if position < len(failures) else []
+    if isinstance(failures, Mapping):
+        own = failures.get(f"[{position}]", failures.get(str(position)))
+        return _messages(own) if own is not None else _messages(failures)
+    return _messages(failures) if failures else []
 
 
 def _optional_int(value: Any) -> int | None:

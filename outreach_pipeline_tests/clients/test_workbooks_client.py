@@ -29,6 +29,7 @@ from outreach_pipeline.clients.workbooks import (
     WorkbooksClient,
     WriteOp,
     filter_params,
+    parse_batch_reply,
 )
 from outreach_pipeline_tests.clients.conftest import dropping_server, form_pairs
 
@@ -273,3 +274,18 @@ def test_workbooks_formats_round_trip():
         parse_wb_date("32 Foo 2009")
     with pytest.raises(ValueError, match="three upper-case"):
         format_wb_currency(1, "pounds")
+
+
+def test_a_failure_reported_only_under_failures_is_read_for_that_object():
+    ops = [WriteOp(action="update", id=5, lock_version=1, fields={"name": "A"}),
+           WriteOp(action="update", id=6, lock_version=2, fields={"name": "B"})]
+    reply = {
+        "success": False,
+        "affected_objects": [{"id": 5, "lock_version": 2}, {"id": 6, "lock_version": 2}],
+        "affected_object_information": [{"success": True, "errors": {}}, {"success": False, "errors": {}}],
+        "failures": {"[1]": [STALE_LOCK_MESSAGE]},
+    }
+    first, second = parse_batch_reply(reply, ops)
+    assert first.ok and not first.stale_lock_version
+    assert not second.ok and second.stale_lock_version  # reconciled by the loader, not reported as a refusal
+    assert second.errors == {"base": [STALE_LOCK_MESSAGE]}
