@@ -21,6 +21,7 @@ from outreach_pipeline.sandbox.faults import FaultInjector, SandboxMiddleware, p
 from outreach_pipeline.sandbox.server import serve_in_thread
 from outreach_pipeline.sandbox.workbooks.app import WorkbooksSettings, create_workbooks_app
 from outreach_pipeline.sandbox.workbooks.store import WorkbooksStore
+from outreach_pipeline_tests.engine.frames import extracted_prospects
 
 MAPPINGS = load_mapping_set()
 PROSPECTS = MAPPINGS.entity("prospects")
@@ -29,13 +30,7 @@ WINDOW = SyncWindow(start=T0, end=T0 + timedelta(hours=1))
 
 
 def _extracted(*rows: dict) -> pd.DataFrame:
-    base = {"createdAt": T0, "updatedAt": T0, "firstName": "Ann", "middleName": None, "lastName": "Lee",
-            "title": "Buyer", "workPhones": [], "mobilePhones": [], "addressStreet": None, "addressCity": None,
-            "addressState": None, "addressZip": None, "addressCountry": None, "linkedInUrl": None,
-            "twitterUrl": None, "facebookUrl": None, "websiteUrl1": None, "emailOptedOut": False, "accountId": None}
-    frame = pd.DataFrame([{**base, "emails": [f"p{row['id']}@example.com"], **row} for row in rows])
-    frame["accountId"] = frame["accountId"].astype("Int64")
-    return frame
+    return extracted_prospects(*({"title": "Buyer", **row} for row in rows), updated_at=T0)
 
 
 @pytest.fixture

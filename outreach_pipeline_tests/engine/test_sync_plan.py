@@ -9,49 +9,15 @@ from outreach_pipeline.engine.ledger import RecordState
 from outreach_pipeline.engine.plan import plan_sync
 from outreach_pipeline.mapping import load_mapping_set
 from outreach_pipeline.mapping.transform import stage_records
+from outreach_pipeline_tests.engine.frames import T0, extracted_prospects
 
 MAPPING = load_mapping_set()
 PROSPECTS = MAPPING.entity("prospects")
-T0 = pd.Timestamp("2024-03-01T10:00:00Z")
 
 
 def staged_prospects(*rows: dict) -> pd.DataFrame:
     """Stage real extracted-frame rows: each row overrides a minimal valid prospect."""
-    records = []
-    for row in rows:
-        record = {
-            "id": row["id"],
-            "createdAt": T0,
-            "updatedAt": row.get("updatedAt", T0),
-            "firstName": "Ann",
-            "lastName": "Lee",
-            "emails": [f"p{row['id']}@example.com"],
-            "accountId": None,
-        }
-        record.update(row)
-        records.append(record)
-    frame = pd.DataFrame(records)
-    for column in [
-        "middleName",
-        "title",
-        "addressStreet",
-        "addressCity",
-        "addressState",
-        "addressZip",
-        "addressCountry",
-        "linkedInUrl",
-        "twitterUrl",
-        "facebookUrl",
-        "websiteUrl1",
-        "emailOptedOut",
-        "externalId",
-        "workPhones",
-        "mobilePhones",
-    ]:
-        if column not in frame:
-            frame[column] = None
-    frame["accountId"] = frame["accountId"].astype("Int64")
-    return stage_records(frame, PROSPECTS)
+    return stage_records(extracted_prospects(*rows), PROSPECTS)
 
 
 def person(workbooks_id: int, outreach_id: int | None, **fields) -> dict:
