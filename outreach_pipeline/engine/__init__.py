@@ -1,4 +1,4 @@
-"""Sync engine: the pure planner (plan.py), the SQLAlchemy sync ledger (ledger.py) and the applier."""
+"""Sync engine: extract (extract.py), the pure planner (plan.py), the loader (load.py), the ledger (ledger.py)."""
 
 from outreach_pipeline.engine.ledger import (
     PendingRelation,
