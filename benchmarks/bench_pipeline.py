@@ -40,6 +40,7 @@ from outreach_pipeline.defs.partitions import PARTITIONS_START
 from outreach_pipeline.defs.resources import LedgerResource, OutreachResource, SyncSettings, WorkbooksResource
 from outreach_pipeline.engine.install import install
 from outreach_pipeline.mapping.models import load_mapping_set
+from outreach_pipeline.sandbox.credentials import SANDBOX_WORKBOOKS_AUTH
 from outreach_pipeline.sandbox.runtime import SandboxConfig
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -154,7 +155,7 @@ class SandboxProcess:
 
 def install_fields(workbooks_url: str) -> None:
     """Create the custom fields the mapping writes, as `outreach-pipeline install` does on a fresh database."""
-    client = WorkbooksClient(workbooks_url)
+    client = WorkbooksClient(workbooks_url, **SANDBOX_WORKBOOKS_AUTH)
     try:
         report = install(client, load_mapping_set())
     finally:

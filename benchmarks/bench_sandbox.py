@@ -20,10 +20,11 @@ from typing import Any, TypeVar
 import requests
 
 from outreach_pipeline.clients.workbooks import WorkbooksClient
-from outreach_pipeline.sandbox.outreach.settings import (
+from outreach_pipeline.sandbox.credentials import (
     SANDBOX_CLIENT_ID,
     SANDBOX_CLIENT_SECRET,
     SANDBOX_REFRESH_TOKEN,
+    SANDBOX_WORKBOOKS_AUTH,
 )
 from outreach_pipeline.sandbox.runtime import RunningSandbox, SandboxConfig, start_sandbox
 from outreach_pipeline.sandbox.workbooks.store import ReadQuery
@@ -92,7 +93,7 @@ def _sampled_people(sandbox: RunningSandbox, count: int, seed: int) -> list[dict
 
 def bench_workbooks_lookups(sandbox: RunningSandbox, repeat: int) -> None:
     """`WorkbooksClient.lookup` of 100 random ids, and of 100 random emails, among every seeded person."""
-    client = WorkbooksClient(sandbox.workbooks_url)
+    client = WorkbooksClient(sandbox.workbooks_url, **SANDBOX_WORKBOOKS_AUTH)
     timings: dict[str, list[float]] = {"id": [], "main_location[email]": []}
     for round_number in range(repeat):
         people = _sampled_people(sandbox, LOOKUP_SIZE, seed=round_number)

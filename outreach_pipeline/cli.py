@@ -9,6 +9,13 @@ from pathlib import Path
 
 import click
 
+from outreach_pipeline.sandbox.credentials import (
+    DEFAULT_OUTREACH_PORT,
+    DEFAULT_WORKBOOKS_PORT,
+    SANDBOX_OUTREACH_URL,
+    SANDBOX_WORKBOOKS_AUTH,
+    SANDBOX_WORKBOOKS_URL,
+)
 from outreach_pipeline.sandbox.faults import FaultSpecError, parse_fault_spec
 
 
@@ -32,8 +39,8 @@ def _validate_faults(ctx: click.Context, param: click.Parameter, value: str) -> 
 
 @sandbox.command("up")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind (keep it loopback).")
-@click.option("--outreach-port", default=8701, show_default=True, type=click.IntRange(0, 65535))
-@click.option("--workbooks-port", default=8702, show_default=True, type=click.IntRange(0, 65535))
+@click.option("--outreach-port", default=DEFAULT_OUTREACH_PORT, show_default=True, type=click.IntRange(0, 65535))
+@click.option("--workbooks-port", default=DEFAULT_WORKBOOKS_PORT, show_default=True, type=click.IntRange(0, 65535))
 @click.option("--data-dir", default=".sandbox", show_default=True, type=click.Path(file_okay=False, path_type=Path))
 @click.option("--prospects", default=200, show_default=True, type=click.IntRange(0, 1_000_000),
               help="Prospects to seed when the data dir is empty (accounts and opportunities scale with it).")
@@ -208,7 +215,7 @@ def dev(port: int, dagster_home: Path, data_dir: Path, prospects: int, simulate:
         from outreach_pipeline.engine.install import install
         from outreach_pipeline.mapping.models import load_mapping_set
 
-        workbooks_client = WorkbooksClient(running.workbooks_url)
+        workbooks_client = WorkbooksClient(running.workbooks_url, **SANDBOX_WORKBOOKS_AUTH)
         try:
             report = install(workbooks_client, load_mapping_set())
         finally:
@@ -234,10 +241,10 @@ def dev(port: int, dagster_home: Path, data_dir: Path, prospects: int, simulate:
 @main.command("install")
 @click.option("--workbooks-url", default=None,
               help="Workbooks base URL [default: $WORKBOOKS_BASE_URL, else the real service when Workbooks "
-                   "credentials are set, else the sandbox at http://127.0.0.1:8702].")
+                   f"credentials are set, else the sandbox at {SANDBOX_WORKBOOKS_URL}].")
 @click.option("--outreach-url", default=None,
               help="Outreach base URL for the preflight [default: $OUTREACH_BASE_URL, else the real service when "
-                   "the Outreach credentials are set, else the sandbox at http://127.0.0.1:8701].")
+                   f"the Outreach credentials are set, else the sandbox at {SANDBOX_OUTREACH_URL}].")
 @click.option("--mapping", "mapping_path", default=None, type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Mapping YAML [default: the packaged default.yaml].")
 @click.option("--skip-preflight", is_flag=True, help="Only create the Workbooks fields; do not check the mapping.")

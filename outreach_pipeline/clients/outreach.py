@@ -1,37 +1,24 @@
 """Outreach REST API v2 client: OAuth2 refresh with token persistence, cursor paging, windowed reads, writes.
 
-Works unchanged against ``https://api.outreach.io`` (give it real credentials) and against the local
-sandbox (the defaults). It follows the published API (https://developers.outreach.io/api/making-requests/).
+Works unchanged against ``https://api.outreach.io`` and against the local sandbox; either way it must be
+given the app's credentials: it has no defaults, so it never sends one service's credentials to another.
+It follows the published API (https://developers.outreach.io/api/making-requests/). Records come back
+typed (``clients.outreach_records``); tokens persist through a store (``clients.tokens``).
 """
 
 from __future__ import annotations
 
-import fcntl
-import json
-import os
-import tempfile
 import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping
-from contextlib import AbstractContextManager, contextmanager
-from datetime import UTC, datetime
-from functools import lru_cache
-from pathlib import Path
-from typing import Any, NamedTuple, Protocol
+from datetime import datetime
+from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-import pandas as pd
 import requests
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    SecretStr,
-    SkipValidation,
-    ValidationError,
-    field_serializer,
-)
+from pydantic import SecretStr
 
+from outreach_pipeline.clients.credentials import MissingCredentials
 from outreach_pipeline.clients.http import (
     ApiError,
     AuthenticationError,
@@ -44,425 +31,25 @@ from outreach_pipeline.clients.http import (
     ServerError,
     SleepFn,
 )
+from outreach_pipeline.clients.outreach_records import (
+    OutreachPage,
+    OutreachRecord,
+    RejectedResource,
+    ResourceRef,
+    format_outreach_timestamp,
+    parse_page,
+    parse_resource,
+    write_resource,
+)
+from outreach_pipeline.clients.tokens import MemoryTokenStore, StoredTokens, TokenStore
 
 REAL_OUTREACH_URL = "https://api.outreach.io"
-SANDBOX_OUTREACH_URL = "http://127.0.0.1:8701"
-SANDBOX_CLIENT_ID = "sandbox-client-id"
-SANDBOX_CLIENT_SECRET = "sandbox-client-secret"
-SANDBOX_REFRESH_TOKEN = "sandbox-refresh-token"
-SANDBOX_REDIRECT_URI = "http://127.0.0.1/oauth/callback"
 
 API_PREFIX = "/api/v2"
 JSON_API = "application/vnd.api+json"
 MAX_PAGE_SIZE = 1000
 TOKEN_REFRESH_MARGIN_SECONDS = 300.0
 """Refresh this long before expiry so a long page fetch never starts with a nearly dead token."""
-
-# Relationship names whose JSON:API type differs from the name (for write bodies).
-_RELATIONSHIP_TYPES: dict[str, str] = {
-    "owner": "user",
-    "creator": "user",
-    "updater": "user",
-    "user": "user",
-    "primaryProspect": "prospect",
-    "assignedUsers": "user",
-    "assignedTeams": "team",
-}
-
-
-# --------------------------------------------------------------------------- records
-
-
-class ResourceRef(NamedTuple):
-    """An explicit relationship target, for polymorphic relationships such as a task's ``subject``."""
-
-    type: str
-    id: int
-
-
-class AttributeNames(NamedTuple):
-    """The attribute names one resource object was sent with: in order, and as a set for lookups."""
-
-    ordered: tuple[str, ...]
-    members: frozenset[str]
-
-
-@lru_cache(maxsize=256)
-def _attribute_names(ordered: tuple[str, ...]) -> AttributeNames:
-    # Every record of a type is sent with the same names, so their records share one instance.
-    return AttributeNames(ordered, frozenset(ordered))
-
-
-class AttributeMap(Mapping[str, Any]):
-    """A read-only mapping of a record's attributes as sent, holding only the non-null values.
-
-    A prospect is sent with about 230 attributes of which a dozen are set; a dict per record made
-    100,000 extracted prospects weigh about 1 GB. Here the names are shared by every record sent with
-    the same ones, so a null attribute still reads as None and is still iterated, in the order sent.
-    """
-
-    __slots__ = ("_names", "_values")
-
-    def __init__(self, attributes: Mapping[str, Any]) -> None:
-        self._names = _attribute_names(tuple(attributes))
-        self._values = {name: value for name, value in attributes.items() if value is not None}
-
-    @property
-    def names(self) -> AttributeNames:
-        """Every attribute name sent, null or not (shared between records)."""
-        return self._names
-
-    def set_items(self) -> Iterator[tuple[str, Any]]:
-        """The (name, value) pairs whose value is not null, in the order sent."""
-        return iter(self._values.items())
-
-    def __getitem__(self, name: str) -> Any:
-        value = self._values.get(name, _ABSENT)
-        if value is not _ABSENT:
-            return value
-        if name in self._names.members:
-            return None
-        raise KeyError(name)
-
-    def __contains__(self, name: object) -> bool:
-        return name in self._names.members
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._names.ordered)
-
-    def __len__(self) -> int:
-        return len(self._names.ordered)
-
-    def __repr__(self) -> str:
-        return repr(dict(self))
-
-
-_ABSENT = object()
-
-
-class OutreachRecord(BaseModel):
-    """One JSON:API resource object, with relationships reduced to ids.
-
-    Attributes:
-        type: Singular JSON:API type, e.g. ``prospect``.
-        id: Outreach id.
-        attributes: Attributes under their Outreach names (as sent; timestamps stay strings).
-        relationships: ``int`` for a to-one with data, ``None`` for a to-one with ``data: null``,
-            ``list[int]`` for a to-many with data. Links-only / meta-only relationships are absent:
-            they say nothing about the related ids.
-        relationship_types: JSON:API type of each to-one target (needed for polymorphic ones like
-            ``subject``).
-        created_at: ``createdAt`` as a UTC datetime.
-        updated_at: ``updatedAt`` as a UTC datetime.
-    """
-
-    model_config = ConfigDict(frozen=True)
-
-    type: str
-    id: int
-    # Not validated: an AttributeMap is kept as it is (a plain dict, as tests build records, works too).
-    attributes: SkipValidation[Mapping[str, Any]] = Field(default_factory=dict)
-    relationships: dict[str, int | list[int] | None] = Field(default_factory=dict)
-    relationship_types: dict[str, str] = Field(default_factory=dict)
-    created_at: datetime | None = None
-    updated_at: datetime | None = None
-
-    @field_serializer("attributes")
-    def _attributes_as_dict(self, attributes: Mapping[str, Any]) -> dict[str, Any]:
-        return dict(attributes)
-
-    @classmethod
-    def from_resource(cls, resource: Mapping[str, Any]) -> OutreachRecord:
-        """Build a record from a JSON:API resource object.
-
-        Raises:
-            ValueError: When the object lacks ``type``/``id`` or a timestamp does not parse; the
-                message names the record and field.
-        """
-        if not isinstance(resource, Mapping) or "type" not in resource or "id" not in resource:
-            raise ValueError(f"resource object without type/id: {str(resource)[:200]!r}")
-        label = f"{resource['type']} {resource['id']}"
-        attributes = resource.get("attributes") or {}
-        if not isinstance(attributes, Mapping):
-            raise ValueError(f"{label}: field 'attributes' is not an object")
-        relationships: dict[str, int | list[int] | None] = {}
-        relationship_types: dict[str, str] = {}
-        for name, value in (resource.get("relationships") or {}).items():
-            if not isinstance(value, Mapping) or "data" not in value:
-                continue  # links-only or meta-only: no ids to report (tap-outreach crashed here)
-            data = value["data"]
-            if data is None:
-                relationships[name] = None
-            elif isinstance(data, list):
-                relationships[name] = [int(item["id"]) for item in data]
-            elif isinstance(data, Mapping) and "id" in data:
-                relationships[name] = int(data["id"])
-                relationship_types[name] = str(data.get("type", ""))
-            else:
-                raise ValueError(f"{label}: relationship '{name}' has unreadable data {data!r}")
-        return cls(
-            type=str(resource["type"]),
-            id=int(resource["id"]),
-            attributes=AttributeMap(attributes),
-            relationships=relationships,
-            relationship_types=relationship_types,
-            created_at=_parse_timestamp(attributes.get("createdAt"), label, "createdAt"),
-            updated_at=_parse_timestamp(attributes.get("updatedAt"), label, "updatedAt"),
-        )
-
-
-class RejectedResource(BaseModel):
-    """A resource object of a page that could not be read; the rest of the page still is.
-
-    Attributes:
-        type: Its JSON:API type.
-        id: Its id: only objects that carry one can be rejected alone (others fail the page).
-        error: What is wrong, naming the record and the field.
-    """
-
-    type: str
-    id: int
-    error: str
-
-
-class OutreachPage(BaseModel):
-    """One page of a collection read.
-
-    Attributes:
-        records: The page's primary ``data``.
-        included: Related objects requested with ``include=``.
-        next_url: Absolute ``links.next``, None on the last page.
-        rejected: Primary objects that could not be read (bad timestamps, unreadable relationships, ...).
-    """
-
-    records: list[OutreachRecord]
-    included: list[OutreachRecord] = Field(default_factory=list)
-    next_url: str | None = None
-    rejected: list[RejectedResource] = Field(default_factory=list)
-
-
-def _parse_timestamp(value: Any, label: str, field: str) -> datetime | None:
-    if value is None:
-        return None
-    try:
-        parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    except ValueError as exc:
-        raise ValueError(f"{label}: field '{field}' is not an ISO timestamp: {value!r}") from exc
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
-
-
-def format_outreach_timestamp(moment: datetime) -> str:
-    """Outreach's timestamp form: UTC, milliseconds, ``Z`` (``2021-11-10T13:06:54.000Z``).
-
-    Raises:
-        ValueError: For a naive datetime.
-    """
-    if moment.tzinfo is None:
-        raise ValueError(f"Outreach timestamps need a timezone-aware datetime, got {moment.isoformat()}")
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def records_to_frame(records: Iterable[OutreachRecord]) -> pd.DataFrame:
-    """Flatten records into the "extracted Outreach frame" of docs/ARCHITECTURE.md.
-
-    Columns: ``id`` (int64), ``createdAt``/``updatedAt`` (tz-aware UTC), every attribute under its
-    Outreach name (lists stay lists), and each to-one relationship as ``<name>Id`` (nullable Int64).
-    To-many relationships are dropped.
-
-    Args:
-        records: Records of one type.
-
-    Returns:
-        The frame (with at least ``id``, ``createdAt`` and ``updatedAt`` even when empty).
-    """
-    records = list(records)
-    # Built column by column: a DataFrame from one dict per row briefly needed as much memory again as
-    # the records (a 100,000-prospect extract peaked above 2 GB). Only set values are written; the
-    # columns start as None, which is what a null attribute reads as.
-    columns: dict[str, list[Any]] = {}
-    relationship_columns: set[str] = set()
-    registered: set[int] = set()
-
-    def column(name: str) -> list[Any]:
-        values = columns.get(name)
-        if values is None:
-            values = columns[name] = [None] * len(records)
-        return values
-
-    for index, record in enumerate(records):
-        attributes = record.attributes
-        if isinstance(attributes, AttributeMap):
-            if id(attributes.names) not in registered:
-                registered.add(id(attributes.names))
-                for name in attributes.names.ordered:
-                    column(name)
-            items: Iterable[tuple[str, Any]] = attributes.set_items()
-        else:
-            items = attributes.items()
-        for name, value in items:
-            column(name)[index] = value
-        column("id")[index] = record.id
-        column("createdAt")[index] = record.created_at
-        column("updatedAt")[index] = record.updated_at
-        for name, value in record.relationships.items():
-            if isinstance(value, list):
-                continue
-            relationship_columns.add(f"{name}Id")
-            column(f"{name}Id")[index] = value
-    frame = pd.DataFrame(columns)
-    for column in ("id", "createdAt", "updatedAt"):
-        if column not in frame.columns:
-            frame[column] = pd.Series(dtype="object")
-    frame["id"] = frame["id"].astype("int64")
-    for column in ("createdAt", "updatedAt"):
-        frame[column] = pd.to_datetime(frame[column], utc=True)
-    for column in relationship_columns:
-        frame[column] = frame[column].astype("Int64")
-    leading = ["id", "createdAt", "updatedAt"]
-    return frame[leading + [column for column in frame.columns if column not in leading]]
-
-
-# --------------------------------------------------------------------------- token storage
-
-
-class StoredTokens(BaseModel):
-    """The OAuth tokens kept between clients and runs.
-
-    Attributes:
-        refresh_token: The newest refresh token (they rotate; the previous one may soon stop working).
-        access_token: The last access token minted, shared so a new client does not mint another one
-            (Outreach answers 429 to a second mint for the same user within 60 s).
-        access_token_expires_at: When ``access_token`` expires, in epoch seconds.
-    """
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    refresh_token: SecretStr = Field(min_length=1)
-    access_token: SecretStr | None = None
-    access_token_expires_at: float | None = None
-
-
-class TokenStore(Protocol):
-    """Where the rotating OAuth refresh token and the current access token live between clients and runs."""
-
-    def load(self) -> StoredTokens | None:
-        """The persisted tokens, or None when nothing is stored."""
-        ...
-
-    def save(self, tokens: StoredTokens) -> None:
-        """Persist newly issued tokens durably before they are used."""
-        ...
-
-    def refresh_lock(self) -> AbstractContextManager[object]:
-        """Held while one client reloads the tokens and, if still needed, mints new ones.
-
-        Clients sharing a store then mint once between them instead of once each.
-        """
-        ...
-
-
-class MemoryTokenStore:
-    """A process-local token store (lost on restart; fine for tests and one-off runs).
-
-    Args:
-        refresh_token: A refresh token to start with.
-    """
-
-    def __init__(self, refresh_token: SecretStr | None = None) -> None:
-        self._tokens = StoredTokens(refresh_token=refresh_token) if refresh_token is not None else None
-        self._lock = threading.RLock()
-
-    def load(self) -> StoredTokens | None:
-        """The stored tokens."""
-        return self._tokens
-
-    def save(self, tokens: StoredTokens) -> None:
-        """Replace the stored tokens."""
-        self._tokens = tokens
-
-    def refresh_lock(self) -> AbstractContextManager[object]:
-        """A lock shared by the clients of this store (threads of one process)."""
-        return self._lock
-
-    def __repr__(self) -> str:
-        return "MemoryTokenStore(<redacted>)"
-
-
-class FileTokenStore:
-    """Keeps the tokens in a JSON file written atomically with 0600 permissions.
-
-    Atomic (temp file + fsync + rename) because a half-written file after a crash would lose the only
-    valid refresh token, and a lost token means a user must re-authorise the app. Files written before
-    access tokens were stored (``refresh_token`` and ``saved_at`` only) still load. Refreshes are
-    serialised across processes with ``flock`` on ``<file>.lock``, because Dagster runs each step of a
-    run in its own process and each opens its own client.
-
-    Args:
-        path: The token file.
-    """
-
-    def __init__(self, path: str | os.PathLike[str]) -> None:
-        self.path = Path(path)
-
-    def load(self) -> StoredTokens | None:
-        """The stored tokens, or None when the file does not exist.
-
-        Raises:
-            ValueError: When the file exists but is not a token file written by this class (the
-                message names the file and the field, never a token).
-        """
-        try:
-            content = json.loads(self.path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            return None
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"token file {self.path} is not valid JSON") from exc
-        if not isinstance(content, dict):
-            raise ValueError(f"token file {self.path} does not hold a JSON object")
-        content.pop("saved_at", None)  # written by earlier versions; the file's mtime says the same
-        try:
-            return StoredTokens.model_validate(content)
-        except ValidationError as exc:
-            # Only the location and message: pydantic's own text would quote the token.
-            first = exc.errors(include_input=False)[0]
-            field = ".".join(str(part) for part in first["loc"])
-            raise ValueError(f"token file {self.path}: field '{field}': {first['msg']}") from None
-
-    def save(self, tokens: StoredTokens) -> None:
-        """Write the tokens atomically, readable only by the owner."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        payload = json.dumps(
-            {
-                "refresh_token": tokens.refresh_token.get_secret_value(),
-                "access_token": tokens.access_token.get_secret_value() if tokens.access_token else None,
-                "access_token_expires_at": tokens.access_token_expires_at,
-            }
-        )
-        descriptor, temp_name = tempfile.mkstemp(prefix=".token-", dir=self.path.parent)
-        try:
-            os.fchmod(descriptor, 0o600)
-            with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-                handle.write(payload)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(temp_name, self.path)
-        except BaseException:
-            Path(temp_name).unlink(missing_ok=True)
-            raise
-
-    @contextmanager
-    def refresh_lock(self) -> Iterator[None]:
-        """An exclusive ``flock`` on ``<file>.lock`` (created empty, 0600), released on exit."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        descriptor = os.open(self.path.with_name(f"{self.path.name}.lock"), os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(descriptor, fcntl.LOCK_EX)
-            yield
-        finally:
-            os.close(descriptor)  # closing the descriptor releases the lock
-
-    def __repr__(self) -> str:
-        return f"FileTokenStore({str(self.path)!r})"
 
 
 # --------------------------------------------------------------------------- client
@@ -501,20 +88,11 @@ def _require_token(body: Any) -> None:
         raise ValueError("token response has no 'access_token'")
 
 
-def singular_type(resource: str) -> str:
-    """JSON:API type for a collection path segment: ``opportunities`` -> ``opportunity``."""
-    if resource.endswith("ies"):
-        return resource[:-3] + "y"
-    if resource.endswith(("xes", "ches", "shes")):
-        return resource[:-2]
-    return resource.removesuffix("s")
-
-
 class OutreachClient:
     """Client for Outreach API v2 (real or sandbox).
 
     Args:
-        base_url: ``https://api.outreach.io`` for the real service; the sandbox by default.
+        base_url: ``https://api.outreach.io`` for the real service, or a sandbox's URL.
         client_id: OAuth client id.
         client_secret: OAuth client secret.
         redirect_uri: The app's registered redirect URI (sent on refresh, as tap-outreach does).
@@ -525,27 +103,31 @@ class OutreachClient:
         retry: Retry bounds.
         sleep: Pause function (inject in tests).
         clock: Epoch-seconds clock (inject in tests).
+
+    Raises:
+        MissingCredentials: When the client id, client secret or redirect URI is missing or empty, or
+            there is no refresh token (configured or in the store); it names every one missing.
     """
 
     def __init__(
         self,
-        base_url: str = SANDBOX_OUTREACH_URL,
+        base_url: str,
         *,
-        client_id: str = SANDBOX_CLIENT_ID,
-        client_secret: SecretStr | str = SANDBOX_CLIENT_SECRET,
-        redirect_uri: str = SANDBOX_REDIRECT_URI,
-        refresh_token: SecretStr | str | None = SANDBOX_REFRESH_TOKEN,
+        client_id: str | None = None,
+        client_secret: SecretStr | str | None = None,
+        redirect_uri: str | None = None,
+        refresh_token: SecretStr | str | None = None,
         token_store: TokenStore | None = None,
         retry: RetryPolicy | None = None,
         sleep: SleepFn = time.sleep,
         clock: ClockFn = time.time,
     ) -> None:
         self.base_url = base_url.rstrip("/")
-        self.client_id = client_id
-        self.client_secret = SecretStr(client_secret) if isinstance(client_secret, str) else client_secret
-        self.redirect_uri = redirect_uri
+        secret = SecretStr(client_secret) if isinstance(client_secret, str) else client_secret
         self.token_store: TokenStore = token_store or MemoryTokenStore()
         configured = SecretStr(refresh_token) if isinstance(refresh_token, str) else refresh_token
+        if configured is not None and not configured.get_secret_value():
+            configured = None
         self._configured_refresh_token = configured
         self._refresh_token: SecretStr | None = configured
         self._access_token: SecretStr | None = None
@@ -553,8 +135,21 @@ class OutreachClient:
         stored = self.token_store.load()
         if stored is not None:
             self._adopt(stored)
-        if self._refresh_token is None:
-            raise ValueError("OutreachClient needs a refresh token (configured or in the token store)")
+        missing = [
+            name
+            for name, value in (
+                ("client_id", client_id),
+                ("client_secret", secret.get_secret_value() if secret is not None else None),
+                ("redirect_uri", redirect_uri),
+                ("refresh_token", self._refresh_token.get_secret_value() if self._refresh_token else None),
+            )
+            if not value
+        ]
+        if missing or client_id is None or secret is None or redirect_uri is None:
+            raise MissingCredentials("OutreachClient", self.base_url, missing)
+        self.client_id = client_id
+        self.client_secret = secret
+        self.redirect_uri = redirect_uri
         self._token_lock = threading.Lock()
         self.transport = HttpTransport(
             self.base_url,
@@ -702,7 +297,7 @@ class OutreachClient:
             url = _with_query(url, {key: str(value) for key, value in params.items()})
         while url:
             # The parsed body is not kept across the yield: a 1,000-prospect page is tens of MB of objects.
-            page = _parse_page(self._get_collection(url), url)
+            page = parse_page(self._get_collection(url), url)
             yield page
             url = page.next_url
 
@@ -803,7 +398,7 @@ class OutreachClient:
             "GET", f"{API_PREFIX}/{resource}/{int(record_id)}", idempotent=True, params=params,
             validate=_require_resource,
         )
-        return _parse_resource(body["data"], f"GET {resource}/{record_id}")
+        return parse_resource(body["data"], f"GET {resource}/{record_id}")
 
     def find_prospects_by_email(self, email: str) -> list[OutreachRecord]:
         """Prospects whose ``emails`` contain ``email`` (Outreach allows one prospect per email).
@@ -838,12 +433,12 @@ class OutreachClient:
             WriteOutcomeUnknown: When the create may have happened; look the record up before retrying.
             ValidationFailed: A 422, e.g. "Contacts email hash has already been taken."
         """
-        body = {"data": _write_resource(resource, None, attributes, relationships)}
+        body = {"data": write_resource(resource, None, attributes, relationships)}
         reply = self._call(
             "POST", f"{API_PREFIX}/{resource}", idempotent=False, json=body,
             headers={"Content-Type": JSON_API}, validate=_require_resource,
         )
-        return _parse_resource(reply["data"], f"POST {resource}")
+        return parse_resource(reply["data"], f"POST {resource}")
 
     def update(
         self,
@@ -853,12 +448,12 @@ class OutreachClient:
         relationships: Mapping[str, int | ResourceRef | list[int] | None] | None = None,
     ) -> OutreachRecord:
         """PATCH the given attributes/relationships of a record (only the fields sent change)."""
-        body = {"data": _write_resource(resource, record_id, attributes, relationships)}
+        body = {"data": write_resource(resource, record_id, attributes, relationships)}
         reply = self._call(
             "PATCH", f"{API_PREFIX}/{resource}/{int(record_id)}", idempotent=False, json=body,
             headers={"Content-Type": JSON_API}, validate=_require_resource,
         )
-        return _parse_resource(reply["data"], f"PATCH {resource}/{record_id}")
+        return parse_resource(reply["data"], f"PATCH {resource}/{record_id}")
 
     def delete(self, resource: str, record_id: int) -> None:
         """DELETE a record (204)."""
@@ -870,73 +465,6 @@ class OutreachClient:
         if not path.startswith("/"):
             path = f"{API_PREFIX}/{path}"
         return self.transport.url_for(path)
-
-
-def _write_resource(
-    resource: str,
-    record_id: int | None,
-    attributes: Mapping[str, Any],
-    relationships: Mapping[str, int | ResourceRef | list[int] | None] | None,
-) -> dict[str, Any]:
-    data: dict[str, Any] = {"type": singular_type(resource), "attributes": dict(attributes)}
-    if record_id is not None:
-        data["id"] = int(record_id)
-    if relationships:
-        data["relationships"] = {
-            name: {"data": _relationship_data(name, value)} for name, value in relationships.items()
-        }
-    return data
-
-
-def _relationship_data(name: str, value: int | ResourceRef | list[int] | None) -> Any:
-    target_type = _RELATIONSHIP_TYPES.get(name, singular_type(name))
-    if value is None:
-        return None
-    if isinstance(value, ResourceRef):
-        return {"type": value.type, "id": int(value.id)}
-    if isinstance(value, list):
-        return [{"type": target_type, "id": int(item)} for item in value]
-    return {"type": target_type, "id": int(value)}
-
-
-def _parse_resource(resource: Any, request: str) -> OutreachRecord:
-    try:
-        return OutreachRecord.from_resource(resource)
-    except (ValueError, TypeError, KeyError) as exc:
-        raise MalformedResponse("unreadable resource object", method=request.split()[0],
-                                path=request.split()[1], detail=str(exc)) from exc
-
-
-def _parse_page(body: dict[str, Any], url: str) -> OutreachPage:
-    """Parse a page; one unreadable record with an id is rejected alone, the rest of the page is kept."""
-    request = f"GET {urlsplit(url).path}"
-    links = body.get("links") or {}
-    records: list[OutreachRecord] = []
-    rejected: list[RejectedResource] = []
-    for item in body["data"]:
-        try:
-            records.append(OutreachRecord.from_resource(item))
-        except (ValueError, TypeError, KeyError) as exc:
-            identity = _identity(item)
-            if identity is None:  # nothing to report it by: the page itself is broken
-                raise MalformedResponse("unreadable resource object", method="GET", path=request.split()[1],
-                                        detail=str(exc)) from exc
-            rejected.append(RejectedResource(type=identity[0], id=identity[1], error=str(exc)))
-    return OutreachPage(
-        records=records,
-        included=[_parse_resource(item, request) for item in body.get("included") or []],
-        next_url=links.get("next") if isinstance(links, dict) else None,
-        rejected=rejected,
-    )
-
-
-def _identity(item: Any) -> tuple[str, int] | None:
-    if not isinstance(item, Mapping):
-        return None
-    try:
-        return str(item["type"]), int(item["id"])
-    except (KeyError, TypeError, ValueError):
-        return None
 
 
 def _out_of_order(resource: str, record: OutreachRecord, previous: tuple[datetime, int]) -> ApiError:

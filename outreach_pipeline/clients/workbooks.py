@@ -3,25 +3,22 @@
 Every call is an HTTP POST to ``/<controller>.api?_dc=<ms>`` with a form body carrying ``_method``
 (GET or PUT), ``client=api`` and ``_api_version=1``. Auth is an ``api_key`` on every request or a
 ``login.api`` session (cookie + ``_authenticity_token`` on writes) that is re-established once when
-the server reports it expired. It follows the official bindings (github.com/workbooks/client_lib).
+the server reports it expired; the client has no default credentials. It follows the official bindings
+(github.com/workbooks/client_lib); the wire encoding of values, filters and batches is in ``workbooks_wire``.
 """
 
 from __future__ import annotations
 
-import json
-import re
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
-from decimal import Decimal
 from typing import Any, Literal
 
 import requests
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import SecretStr
 
-from outreach_pipeline.clients.formats import format_wb_date, format_wb_datetime
+from outreach_pipeline.clients.credentials import MissingCredentials
 from outreach_pipeline.clients.http import (
     ApiError,
     AuthenticationError,
@@ -33,324 +30,28 @@ from outreach_pipeline.clients.http import (
     ValidationFailed,
     WriteOutcomeUnknown,
 )
+from outreach_pipeline.clients.workbooks_wire import (
+    MAX_OBJECTS_PER_WRITE,
+    NO_VALUE,
+    NULL_VALUE,
+    STALE_LOCK_MESSAGE,
+    Filter,
+    ObjectOutcome,
+    WriteOp,
+    encode_batch,
+    error_messages,
+    filter_params,
+    parse_batch_reply,
+    wire_key,
+)
 
 REAL_WORKBOOKS_URL = "https://secure.workbooks.com"
-SANDBOX_WORKBOOKS_URL = "http://127.0.0.1:8702"
-SANDBOX_API_KEY = "sandbox-api-key"
 
-MAX_OBJECTS_PER_WRITE = 100
-"""The API guide: "no more than 100 objects per request"."""
 LOOKUP_BATCH_SIZE = 100
 #: Rows per read request: the documentation promises only that a `_limit` of 100 "can be expected to work",
 #: and a server may cap larger pages silently, which would look like a complete answer.
 MAX_PAGE_SIZE = 100
-NO_VALUE = ":no_value:"
-NULL_VALUE = ":null_value:"
-STALE_LOCK_MESSAGE = "This record cannot be saved since it has already been updated elsewhere."
 _SESSION_LOST = frozenset({"session_expired", "no_session", "no_session_found"})
-
-FilterOp = Literal[
-    "eq", "ne", "gt", "ge", "lt", "le", "bg", "nbg", "ct", "nct", "blank", "not_blank", "true", "false",
-    "today", "ge_today", "gt_today", "le_today", "lt_today", "between", "not_between",
-]
-VALUELESS_OPS = frozenset({"blank", "not_blank", "true", "false", "today", "ge_today", "gt_today", "le_today", "lt_today"})
-RANGE_OPS = frozenset({"between", "not_between"})
-_FILTER_EXPRESSION = re.compile(r"^(\s*(\d+|AND|OR|XOR|NOT|!|\(|\))\s*)+$", re.IGNORECASE)
-
-
-# --------------------------------------------------------------------------- value encoding
-
-
-def encode_value(value: Any) -> str:
-    """Encode one value the way Workbooks reads it (booleans 1/0, dates and datetimes in its formats,
-    arrays as ``[a,b]``, None as ``:null_value:``)."""
-    if value is None:
-        return NULL_VALUE
-    if isinstance(value, bool):
-        return "1" if value else "0"
-    if isinstance(value, datetime):
-        return format_wb_datetime(value)
-    if isinstance(value, date):
-        return format_wb_date(value)
-    if isinstance(value, list | tuple):
-        return "[" + ",".join(str(item) for item in value) + "]"
-    if isinstance(value, Decimal | int | float | str):
-        return str(value)
-    raise TypeError(f"cannot encode {type(value).__name__} for Workbooks: {value!r}")
-
-
-def key_path(key: str) -> list[str]:
-    """Split a field key into its nesting: ``org_lead_party[main_location[email]]`` ->
-    ``["org_lead_party", "main_location", "email"]``."""
-    parts = re.findall(r"[^\[\]]+", key)
-    if not parts:
-        raise ValueError(f"empty field key {key!r}")
-    return parts
-
-
-def wire_key(key: str) -> str:
-    """The form-parameter name for a field key, nested as the binding writes it: ``a[b][c]``."""
-    first, *rest = key_path(key)
-    return first + "".join(f"[{part}]" for part in rest)
-
-
-def flatten_fields(fields: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Flatten nested dicts into bracketed keys: ``{"main_location": {"email": x}}`` -> ``{"main_location[email]": x}``."""
-    flat: dict[str, Any] = {}
-    for key, value in fields.items():
-        name = f"{prefix}[{key}]" if prefix else key
-        if isinstance(value, Mapping):
-            flat.update(flatten_fields(value, name))
-        else:
-            flat[wire_key(name)] = value
-    return flat
-
-
-# --------------------------------------------------------------------------- filters
-
-
-class Filter(BaseModel):
-    """One Workbooks filter row (``_ff[]``/``_ft[]``/``_fc[]``).
-
-    Attributes:
-        field: Field name, brackets allowed (``main_location[email]``).
-        op: Filter type, validated against the documented list.
-        value: Criteria. ``eq``/``ne`` with a list become an IN list (commas escaped as ``\\,``);
-            ``between`` takes a pair; value-less types ignore it.
-    """
-
-    model_config = ConfigDict(frozen=True)
-
-    field: str
-    op: FilterOp
-    value: Any = None
-
-    @model_validator(mode="after")
-    def _check_value(self) -> Filter:
-        if self.op in RANGE_OPS and not (isinstance(self.value, list | tuple) and len(self.value) == 2):
-            raise ValueError(f"filter on '{self.field}': '{self.op}' needs a [low, high] pair, got {self.value!r}")
-        if isinstance(self.value, list | tuple) and self.op not in RANGE_OPS | {"eq", "ne"}:
-            raise ValueError(f"filter on '{self.field}': '{self.op}' does not accept a list")
-        if isinstance(self.value, list | tuple) and self.op in {"eq", "ne"} and not self.value:
-            raise ValueError(f"filter on '{self.field}': empty value list")
-        if self.op not in VALUELESS_OPS and self.value is None:
-            raise ValueError(f"filter on '{self.field}': '{self.op}' needs a value")
-        return self
-
-    def criteria(self) -> str:
-        """The ``_fc[]`` string."""
-        if self.op in VALUELESS_OPS:
-            return ""  # still sent: the parallel arrays must stay aligned
-        if self.op in RANGE_OPS:
-            return json.dumps([encode_value(item) for item in self.value])
-        if isinstance(self.value, list | tuple):
-            return ",".join(encode_value(item).replace(",", "\\,") for item in self.value)
-        return encode_value(self.value)
-
-
-def filter_params(filters: Sequence[Filter], match: str = "and") -> list[tuple[str, str]]:
-    """Encode filters plus the ``_fm`` match expression.
-
-    Args:
-        filters: The filter rows (numbered from 1 in ``match``).
-        match: ``and``, ``or`` or an expression such as ``(1 OR 2) AND 3``.
-
-    Raises:
-        ValueError: For an expression with unknown tokens or filter numbers out of range.
-    """
-    params: list[tuple[str, str]] = []
-    for row in filters:
-        params += [("_ff[]", wire_key(row.field)), ("_ft[]", row.op), ("_fc[]", row.criteria())]
-    if not filters:
-        return params
-    if match.lower() not in {"and", "or"}:
-        if not _FILTER_EXPRESSION.match(match):
-            raise ValueError(f"invalid filter expression {match!r}")
-        numbers = [int(number) for number in re.findall(r"\d+", match)]
-        if any(not 1 <= number <= len(filters) for number in numbers):
-            raise ValueError(f"filter expression {match!r} refers to a filter outside 1..{len(filters)}")
-    params.append(("_fm", match))
-    return params
-
-
-# --------------------------------------------------------------------------- batch writes
-
-
-class WriteOp(BaseModel):
-    """One object in a batch write.
-
-    Attributes:
-        action: ``create``, ``update`` or ``delete``.
-        fields: Field values (nested dicts or bracketed keys); None means "set to null".
-        id: Required for update/delete.
-        lock_version: Required for update/delete (optimistic locking).
-    """
-
-    model_config = ConfigDict(frozen=True)
-
-    action: Literal["create", "update", "delete"]
-    fields: dict[str, Any] = Field(default_factory=dict)
-    id: int | None = None
-    lock_version: int | None = None
-
-    @model_validator(mode="after")
-    def _check_identity(self) -> WriteOp:
-        if self.action != "create" and (self.id is None or self.lock_version is None):
-            raise ValueError(f"{self.action} needs both 'id' and 'lock_version' (id={self.id})")
-        return self
-
-
-class ObjectOutcome(BaseModel):
-    """What happened to one WriteOp.
-
-    Attributes:
-        index: Position of the op in the list given to ``write_batch``.
-        action: The op's action.
-        ok: Whether Workbooks saved it.
-        id: Record id (new id for creates).
-        lock_version: The record's lock_version after the write.
-        errors: Messages by field (``"[]"``/``"base"`` for record-level ones).
-        stale_lock_version: The write lost an optimistic-locking race; re-read and re-plan.
-        record: The affected object as returned (creates return every attribute).
-    """
-
-    index: int
-    action: Literal["create", "update", "delete"]
-    ok: bool
-    id: int | None = None
-    lock_version: int | None = None
-    errors: dict[str, list[str]] = Field(default_factory=dict)
-    stale_lock_version: bool = False
-    record: dict[str, Any] = Field(default_factory=dict)
-
-
-_METHOD_FOR_ACTION = {"create": "POST", "update": "PUT", "delete": "DELETE"}
-
-
-def encode_batch(ops: Sequence[WriteOp]) -> list[tuple[str, str]]:
-    """Square-array form body for one batch (no more than 100 ops) plus its selecting filter.
-
-    Every object supplies every key: ``:no_value:`` where it does not set a key another object sets,
-    keys in one sorted order for all objects (as the binding does).
-    """
-    if len(ops) > MAX_OBJECTS_PER_WRITE:
-        raise ValueError(f"a Workbooks batch holds at most {MAX_OBJECTS_PER_WRITE} objects, got {len(ops)}")
-    flat = [flatten_fields(op.fields) for op in ops]
-    for index, fields in enumerate(flat):
-        reserved = {"id", "lock_version", "__method"} & fields.keys()
-        if reserved:
-            raise ValueError(f"write op {index}: field(s) {sorted(reserved)} are set from the op, not from fields")
-    keys = sorted(set().union(*flat)) if flat else []
-    params: list[tuple[str, str]] = []
-    params += [("__method[]", _METHOD_FOR_ACTION[op.action]) for op in ops]
-    params += [("id[]", str(op.id or 0)) for op in ops]
-    params += [("lock_version[]", str(op.lock_version or 0)) for op in ops]
-    for key in keys:
-        for index, fields in enumerate(flat):
-            try:
-                encoded = encode_value(fields[key]) if key in fields else NO_VALUE
-            except (TypeError, ValueError) as exc:
-                raise ValueError(f"write op {index}: field '{key}': {exc}") from exc
-            params.append((f"{key}[]", encoded))
-    for op in ops:
-        params += [("_ff[]", "id"), ("_ft[]", "eq"), ("_fc[]", str(op.id or 0))]
-    params.append(("_fm", "or"))
-    return params
-
-
-def _messages(value: Any) -> list[str]:
-    if value is None or value == "" or value == [] or value == {}:
-        return []
-    if isinstance(value, str):
-        return [value]
-    if isinstance(value, list):
-        return [message for item in value for message in _messages(item)]
-    if isinstance(value, dict):
-        return [message for item in value.values() for message in _messages(item)]
-    return [str(value)]
-
-
-def _errors_by_field(raw: Any) -> dict[str, list[str]]:
-    """Normalise Workbooks' error shapes (dict field->str|list, nested ``{"[]": {...}}``, list) to field->messages."""
-    if not raw:
-        return {}
-    if isinstance(raw, dict):
-        errors: dict[str, list[str]] = {}
-        for field, value in raw.items():
-            if isinstance(value, dict) and field in ("[]", ""):
-                for inner_field, inner in _errors_by_field(value).items():
-                    errors.setdefault(inner_field, []).extend(inner)
-            elif _messages(value):
-                errors.setdefault(str(field), []).extend(_messages(value))
-        return errors
-    return {"base": _messages(raw)}
-
-
-def parse_batch_reply(body: Mapping[str, Any], ops: Sequence[WriteOp], first_index: int = 0) -> list[ObjectOutcome]:
-    """One outcome per op, in order, from a batch reply.
-
-    Handles the per-object shape (``affected_objects`` + ``affected_object_information``), the
-    all-or-nothing failure shape (``affected_object_errors`` / top-level ``errors``) and ``failures``.
-
-    Raises:
-        ValueError: When the reply cannot be matched to the ops.
-    """
-    objects = body.get("affected_objects") or []
-    infos = body.get("affected_object_information") or []
-    object_errors = body.get("affected_object_errors") or []
-    failures = body.get("failures")
-    whole_batch_errors = _errors_by_field(body.get("errors")) if not infos else {}
-    if failures and not whole_batch_errors and not infos:
-        whole_batch_errors = {"base": _messages(failures)}
-    succeeded = bool(body.get("success"))
-    outcomes: list[ObjectOutcome] = []
-    for position, op in enumerate(ops):
-        record = objects[position] if position < len(objects) and isinstance(objects[position], dict) else {}
-        info = infos[position] if position < len(infos) and isinstance(infos[position], dict) else None
-        if info is not None:
-            errors = _errors_by_field(info.get("errors"))
-            ok = bool(info.get("success", not errors)) and not errors
-            if not ok and not errors:
-                # The documentation puts failure diagnostics (a stale lock_version among them) under
-                # `failures`; an object marked failed with no errors of its own takes them from there.
-                errors = {"base": _failures_for(failures, position) or ["Workbooks reported a failure without a reason"]}
-        else:
-            per_object = object_errors[position] if position < len(object_errors) else None
-            errors = _errors_by_field(per_object) or dict(whole_batch_errors)
-            ok = succeeded and not errors and bool(record)
-            if not ok and not errors:
-                errors = {"base": ["Workbooks reported no outcome for this object"]}
-        all_messages = [message for messages in errors.values() for message in messages]
-        outcomes.append(
-            ObjectOutcome(
-                index=first_index + position,
-                action=op.action,
-                ok=ok,
-                id=_optional_int(record.get("id")) or (op.id if op.action != "create" else None),
-                lock_version=_optional_int(record.get("lock_version")),
-                errors=errors,
-                stale_lock_version=any(STALE_LOCK_MESSAGE in message for message in all_messages),
-                record=record,
-            )
-        )
-    return outcomes
-
-
-def _failures_for(failures: Any, position: int) -> list[str]:
-    """Messages of `failures` that belong to the object at `position` (a list, or keys like "[3]")."""
-    if isinstance(failures, list):
-        return _messages(failures[position]) if position < len(failures) else []
-    if isinstance(failures, Mapping):
-        own = failures.get(f"[{position}]", failures.get(str(position)))
-        return _messages(own) if own is not None else _messages(failures)
-    return _messages(failures) if failures else []
-
-
-def _optional_int(value: Any) -> int | None:
-    try:
-        return int(value) if value is not None and value != "" else None
-    except (TypeError, ValueError):
-        return None
 
 
 # --------------------------------------------------------------------------- client
@@ -360,7 +61,7 @@ def _workbooks_error(response: requests.Response) -> tuple[str | None, str | Non
     body = response.json()
     if not isinstance(body, dict):
         return None, None
-    detail = body.get("failure_message") or body.get("flash") or "; ".join(_messages(body.get("errors"))) or None
+    detail = body.get("failure_message") or body.get("flash") or "; ".join(error_messages(body.get("errors"))) or None
     return body.get("failure_reason"), detail
 
 
@@ -383,8 +84,8 @@ class WorkbooksClient:
     """Client for the Workbooks API (real or sandbox).
 
     Args:
-        base_url: ``https://secure.workbooks.com`` for the real service; the sandbox by default.
-        api_key: Sent on every request. Used unless ``username`` is given; defaults to the sandbox key.
+        base_url: ``https://secure.workbooks.com`` for the real service, or a sandbox's URL.
+        api_key: Sent on every request. Used unless ``username`` is given.
         username: Log in with a session instead of an api key.
         password: Password for ``username``.
         logical_database_id: Database to select at login when the user has several.
@@ -392,11 +93,14 @@ class WorkbooksClient:
         retry: Retry bounds.
         sleep: Pause function (inject in tests).
         clock: Epoch-seconds clock (inject in tests).
+
+    Raises:
+        MissingCredentials: Without an api key or a username, or with a username but no password.
     """
 
     def __init__(
         self,
-        base_url: str = SANDBOX_WORKBOOKS_URL,
+        base_url: str,
         *,
         api_key: SecretStr | str | None = None,
         username: str | None = None,
@@ -407,14 +111,15 @@ class WorkbooksClient:
         sleep: SleepFn = time.sleep,
         clock: ClockFn = time.time,
     ) -> None:
-        if username is not None and password is None:
-            raise ValueError("WorkbooksClient: 'password' is required with 'username'")
         self.base_url = base_url.rstrip("/")
-        self.username = username
         self._password = SecretStr(password) if isinstance(password, str) else password
-        if username is None and api_key is None:
-            api_key = SANDBOX_API_KEY
         self._api_key = SecretStr(api_key) if isinstance(api_key, str) else api_key
+        if username:
+            if self._password is None or not self._password.get_secret_value():
+                raise MissingCredentials("WorkbooksClient", self.base_url, ["password"])
+        elif self._api_key is None or not self._api_key.get_secret_value():
+            raise MissingCredentials("WorkbooksClient", self.base_url, ["api_key"], alternative="username and password")
+        self.username = username or None
         self.logical_database_id = logical_database_id
         self.application_name = application_name
         self._session: _Session | None = None
@@ -556,7 +261,7 @@ class WorkbooksClient:
         if body.get("success") is False:
             raise ValidationFailed(
                 "read reported failure", method="GET", path=f"/{controller}.api",
-                error_id=body.get("failure_reason"), detail="; ".join(_messages(body.get("errors"))) or None,
+                error_id=body.get("failure_reason"), detail="; ".join(error_messages(body.get("errors"))) or None,
             )
         total = body.get("total")
         return body["data"], (int(total) if count_total and isinstance(total, int | str) and str(total).isdigit() else None)
@@ -701,8 +406,6 @@ __all__ = [
     "NO_VALUE",
     "NULL_VALUE",
     "REAL_WORKBOOKS_URL",
-    "SANDBOX_API_KEY",
-    "SANDBOX_WORKBOOKS_URL",
     "STALE_LOCK_MESSAGE",
     "ApiError",
     "Filter",

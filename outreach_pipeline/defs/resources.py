@@ -1,7 +1,7 @@
 """Dagster resources: the API clients, the sync ledger and sync settings.
 
-With no credentials in the environment every resource points at the local sandbox (the embedded
-default). Given the Outreach variables (`OUTREACH_CLIENT_ID` and the rest) and the Workbooks ones
+With no credentials in the environment every resource points at the local sandbox (its published
+credentials, from `sandbox.credentials`). Given the Outreach variables (`OUTREACH_CLIENT_ID` and the rest) and the Workbooks ones
 (`WORKBOOKS_API_KEY`, or `WORKBOOKS_USERNAME` and `WORKBOOKS_PASSWORD`), the same code talks to the real
 services; secrets only ever come from `dg.EnvVar`, and never show in a resource's repr.
 """
@@ -20,21 +20,21 @@ from pydantic import Field
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-from outreach_pipeline.clients.outreach import (
-    REAL_OUTREACH_URL,
+from outreach_pipeline.clients.outreach import REAL_OUTREACH_URL, OutreachClient
+from outreach_pipeline.clients.tokens import FileTokenStore
+from outreach_pipeline.clients.workbooks import REAL_WORKBOOKS_URL, WorkbooksClient
+from outreach_pipeline.engine.ledger import SyncLedger
+from outreach_pipeline.mapping.models import MappingSet, load_mapping_set
+from outreach_pipeline.sandbox.credentials import (
+    SANDBOX_API_KEY,
     SANDBOX_CLIENT_ID,
     SANDBOX_CLIENT_SECRET,
     SANDBOX_OUTREACH_URL,
     SANDBOX_REDIRECT_URI,
     SANDBOX_REFRESH_TOKEN,
-    FileTokenStore,
-    OutreachClient,
+    SANDBOX_WORKBOOKS_URL,
 )
-from outreach_pipeline.clients.workbooks import SANDBOX_API_KEY, SANDBOX_WORKBOOKS_URL, WorkbooksClient
-from outreach_pipeline.engine.ledger import SyncLedger
-from outreach_pipeline.mapping.models import MappingSet, load_mapping_set
 
-REAL_WORKBOOKS_URL = "https://secure.workbooks.com"
 OUTREACH_CREDENTIAL_VARIABLES = (
     "OUTREACH_CLIENT_ID", "OUTREACH_CLIENT_SECRET", "OUTREACH_REDIRECT_URI", "OUTREACH_REFRESH_TOKEN",
 )  # fmt: skip

@@ -17,6 +17,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from outreach_pipeline.sandbox import credentials
 from outreach_pipeline.sandbox.faults import (
     ErrorBody,
     FaultInjector,
@@ -38,8 +39,8 @@ from outreach_pipeline.sandbox.workbooks.store import ReadQuery, WorkbooksStore
 
 log = logging.getLogger(__name__)
 
-DEFAULT_OUTREACH_PORT = 8701
-DEFAULT_WORKBOOKS_PORT = 8702
+DEFAULT_OUTREACH_PORT = credentials.DEFAULT_OUTREACH_PORT
+DEFAULT_WORKBOOKS_PORT = credentials.DEFAULT_WORKBOOKS_PORT
 DEFAULT_DATA_DIR = Path(".sandbox")
 OUTREACH_DB = "outreach.db"
 WORKBOOKS_DB = "workbooks.db"
@@ -111,15 +112,15 @@ class RunningSandbox:
         return {
             "outreach": {
                 "url": self.outreach_url,
-                "client_id": outreach_app.SANDBOX_CLIENT_ID,
-                "client_secret": outreach_app.SANDBOX_CLIENT_SECRET,
-                "refresh_token": outreach_app.SANDBOX_REFRESH_TOKEN,
+                "client_id": credentials.SANDBOX_CLIENT_ID,
+                "client_secret": credentials.SANDBOX_CLIENT_SECRET,
+                "refresh_token": credentials.SANDBOX_REFRESH_TOKEN,
             },
             "workbooks": {
                 "url": self.workbooks_url,
-                "api_key": workbooks_app.SANDBOX_API_KEY,
-                "username": workbooks_app.SANDBOX_USERNAME,
-                "password": workbooks_app.SANDBOX_PASSWORD,
+                "api_key": credentials.SANDBOX_API_KEY,
+                "username": credentials.SANDBOX_USERNAME,
+                "password": credentials.SANDBOX_PASSWORD,
             },
             "admin": {
                 "outreach": f"{self.outreach_url}/_sandbox/stats",
@@ -219,7 +220,7 @@ def start_sandbox(config: SandboxConfig | None = None) -> RunningSandbox:
     """Open (or create and seed) both stores and serve both APIs on loopback.
 
     Args:
-        config: what to serve where; the defaults serve `.sandbox/` on ports 8701 and 8702.
+        config: what to serve where; the defaults serve `.sandbox/` on the default ports of `sandbox.credentials`.
 
     Returns:
         The running sandbox; stop it with `stop()` or use it as a context manager.

@@ -8,8 +8,10 @@ import pytest
 import requests
 
 from outreach_pipeline.clients.http import ValidationFailed
-from outreach_pipeline.clients.outreach import OutreachClient, records_to_frame
+from outreach_pipeline.clients.outreach import OutreachClient
 from outreach_pipeline.clients.workbooks import Filter, WorkbooksClient, WriteOp
+from outreach_pipeline.engine.extract import records_to_frame
+from outreach_pipeline.sandbox.credentials import SANDBOX_OUTREACH_AUTH, SANDBOX_WORKBOOKS_AUTH
 from outreach_pipeline.sandbox.outreach.app import create_outreach_app
 from outreach_pipeline.sandbox.outreach.store import OutreachStore
 from outreach_pipeline.sandbox.workbooks.app import create_workbooks_app
@@ -26,7 +28,7 @@ def outreach_client(serve):
         store.create("prospect", {"firstName": f"P{minute}", "emails": [f"p{minute}@example.com"]})
     store.now = lambda: BASE + timedelta(minutes=3)
     store.create("prospect", {"firstName": "Tie", "emails": ["tie@example.com"]})  # shares minute 3
-    client = OutreachClient(serve(create_outreach_app(store)))
+    client = OutreachClient(serve(create_outreach_app(store)), **SANDBOX_OUTREACH_AUTH)
     yield client
     client.close()
 
@@ -56,7 +58,7 @@ def test_outreach_create_lookup_update_and_duplicate_email(outreach_client):
 @pytest.fixture
 def workbooks_client(serve, tmp_path):
     store = WorkbooksStore(f"sqlite:///{tmp_path / 'wb.db'}")
-    client = WorkbooksClient(serve(create_workbooks_app(store)))
+    client = WorkbooksClient(serve(create_workbooks_app(store)), **SANDBOX_WORKBOOKS_AUTH)
     yield client
     client.close()
     store.dispose()

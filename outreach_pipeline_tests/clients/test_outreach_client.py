@@ -24,12 +24,10 @@ from outreach_pipeline.clients.http import (
     WriteOutcomeUnknown,
     parse_retry_after,
 )
-from outreach_pipeline.clients.outreach import (
-    FileTokenStore,
-    OutreachClient,
-    OutreachRecord,
-    records_to_frame,
-)
+from outreach_pipeline.clients.outreach import OutreachClient, OutreachRecord
+from outreach_pipeline.clients.tokens import FileTokenStore
+from outreach_pipeline.engine.extract import records_to_frame
+from outreach_pipeline.sandbox.credentials import SANDBOX_OUTREACH_AUTH
 from outreach_pipeline_tests.clients.conftest import dropping_server, form_pairs
 
 JSON_API = "application/vnd.api+json"
@@ -131,7 +129,7 @@ class FakeOutreach:
 
 def make_client(url: str, clock, fast_retry, store=None) -> OutreachClient:
     return OutreachClient(url, client_id="cid", client_secret=SecretStr("s3cret-value"),
-                          refresh_token="bootstrap-refresh", token_store=store,
+                          redirect_uri="https://app.example/oauth/callback", refresh_token="bootstrap-refresh", token_store=store,
                           retry=fast_retry, sleep=clock.sleep, clock=clock)
 
 
@@ -272,7 +270,7 @@ def test_write_sends_json_api_and_never_retries_5xx(serve, clock, fast_retry):
 
 def test_dropped_connection_on_write_is_outcome_unknown_but_read_is_retried(clock, fast_retry):
     with dropping_server() as (url, received):
-        client = OutreachClient(url, retry=fast_retry, sleep=clock.sleep, clock=clock)
+        client = OutreachClient(url, **SANDBOX_OUTREACH_AUTH, retry=fast_retry, sleep=clock.sleep, clock=clock)
         client._access_token = SecretStr("pre-seeded")  # skip the token endpoint: this server never replies
         client._access_expires_at = clock.now + 7200
         with pytest.raises(WriteOutcomeUnknown, match="POST /api/v2/prospects"):
@@ -321,7 +319,7 @@ def test_parse_retry_after_forms():
 
 
 def test_window_rejects_naive_or_empty_bounds():
-    client = OutreachClient("http://127.0.0.1:9")
+    client = OutreachClient("http://127.0.0.1:9", **SANDBOX_OUTREACH_AUTH)
     with pytest.raises(ValueError, match="timezone-aware"):
         next(client.iter_window("prospects", datetime(2024, 1, 1), datetime(2024, 1, 2)))
     with pytest.raises(ValueError, match="empty window"):

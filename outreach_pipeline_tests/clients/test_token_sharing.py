@@ -20,13 +20,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from outreach_pipeline.clients.outreach import (
-    TOKEN_REFRESH_MARGIN_SECONDS,
-    FileTokenStore,
-    MemoryTokenStore,
-    OutreachClient,
-    StoredTokens,
-)
+from outreach_pipeline.clients.outreach import TOKEN_REFRESH_MARGIN_SECONDS, OutreachClient
+from outreach_pipeline.clients.tokens import FileTokenStore, MemoryTokenStore, StoredTokens
 from outreach_pipeline_tests.clients.conftest import FakeClock, form_pairs
 
 CLIENT_SECRET = "app-secret-9f2"
@@ -93,7 +88,7 @@ def outreach(serve, clock) -> tuple[MintLimitedOutreach, str]:
 
 def client_for(url: str, store, clock: FakeClock, fast_retry) -> OutreachClient:
     return OutreachClient(url, client_id="cid", client_secret=SecretStr(CLIENT_SECRET),
-                          refresh_token=BOOTSTRAP_REFRESH, token_store=store,
+                          redirect_uri="https://app.example/oauth/callback", refresh_token=BOOTSTRAP_REFRESH, token_store=store,
                           retry=fast_retry, sleep=clock.sleep, clock=clock)
 
 

@@ -17,6 +17,7 @@ from outreach_pipeline.engine.ledger import SyncLedger, SyncWindow
 from outreach_pipeline.engine.load import EntityLoader
 from outreach_pipeline.mapping.models import load_mapping_set
 from outreach_pipeline.mapping.transform import stage_records
+from outreach_pipeline.sandbox.credentials import SANDBOX_WORKBOOKS_AUTH
 from outreach_pipeline.sandbox.faults import FaultInjector, SandboxMiddleware, parse_fault_spec
 from outreach_pipeline.sandbox.server import serve_in_thread
 from outreach_pipeline.sandbox.workbooks.app import WorkbooksSettings, create_workbooks_app
@@ -37,7 +38,7 @@ def _extracted(*rows: dict) -> pd.DataFrame:
 def workbooks() -> Iterator[tuple[WorkbooksClient, SandboxMiddleware]]:
     app = SandboxMiddleware(create_workbooks_app(WorkbooksStore("sqlite://"), WorkbooksSettings()), injector=FaultInjector())
     with serve_in_thread(app) as server:
-        client = WorkbooksClient(server.url)
+        client = WorkbooksClient(server.url, **SANDBOX_WORKBOOKS_AUTH)
         install(client, MAPPINGS)
         yield client, app
         client.close()

@@ -13,6 +13,7 @@ from starlette.routing import Route
 
 from outreach_pipeline.clients.outreach import OutreachClient
 from outreach_pipeline.engine.extract import EXTRACT_ERROR_COLUMN, extract_records
+from outreach_pipeline.sandbox.credentials import SANDBOX_OUTREACH_AUTH
 from outreach_pipeline.sandbox.server import serve_in_thread
 
 START, END = datetime(2026, 11, 20, 5, tzinfo=UTC), datetime(2026, 11, 20, 6, tzinfo=UTC)
@@ -45,7 +46,7 @@ async def _prospects(request: Request) -> JSONResponse:
 def test_unreadable_records_are_kept_as_failures_and_the_rest_is_extracted():
     app = Starlette(routes=[Route("/oauth/token", _token, methods=["POST"]), Route("/api/v2/prospects", _prospects)])
     with serve_in_thread(app) as server:
-        client = OutreachClient(server.url)
+        client = OutreachClient(server.url, **SANDBOX_OUTREACH_AUTH)
         try:
             frame = extract_records(client, "prospects", START, END).frame
         finally:

@@ -10,6 +10,7 @@ import pytest
 from outreach_pipeline.clients.outreach import OutreachClient
 from outreach_pipeline.clients.workbooks import WorkbooksClient
 from outreach_pipeline.mapping.models import MappingSet, load_mapping_set
+from outreach_pipeline.sandbox.credentials import SANDBOX_OUTREACH_AUTH, SANDBOX_WORKBOOKS_AUTH
 from outreach_pipeline.sandbox.outreach.app import create_outreach_app
 from outreach_pipeline.sandbox.outreach.settings import OutreachSettings
 from outreach_pipeline.sandbox.outreach.store import OutreachStore
@@ -35,14 +36,14 @@ def outreach_url() -> Iterator[str]:
 
 @pytest.fixture
 def workbooks(workbooks_url: str) -> Iterator[WorkbooksClient]:
-    client = WorkbooksClient(workbooks_url)
+    client = WorkbooksClient(workbooks_url, **SANDBOX_WORKBOOKS_AUTH)
     yield client
     client.close()
 
 
 @pytest.fixture
 def outreach(outreach_url: str) -> Iterator[OutreachClient]:
-    client = OutreachClient(outreach_url)
+    client = OutreachClient(outreach_url, **SANDBOX_OUTREACH_AUTH)
     yield client
     client.close()
 

@@ -9,7 +9,7 @@ import yaml
 from click.testing import CliRunner, Result
 
 from outreach_pipeline.cli import main
-from outreach_pipeline.clients.workbooks import SANDBOX_API_KEY
+from outreach_pipeline.sandbox.credentials import SANDBOX_API_KEY
 from outreach_pipeline_tests.install.conftest import field_entry
 
 CREDENTIAL_VARIABLES = (

@@ -25,6 +25,7 @@ from outreach_pipeline.defs.resources import LedgerResource, OutreachResource, S
 from outreach_pipeline.engine.install import install
 from outreach_pipeline.engine.ledger import SyncLedger
 from outreach_pipeline.mapping.models import load_mapping_set
+from outreach_pipeline.sandbox.credentials import SANDBOX_WORKBOOKS_AUTH
 from outreach_pipeline.sandbox.runtime import RunningSandbox, SandboxConfig, start_sandbox
 from outreach_pipeline.sandbox.workbooks.store import ReadQuery
 
@@ -137,7 +138,7 @@ def start_pinned_sandbox(**config: Any) -> RunningSandbox:
     sandbox = start_sandbox(SandboxConfig(data_dir=None, outreach_port=0, workbooks_port=0, seed_now=PINNED_NOW,
                                           workbooks_people=0, **config))
     sandbox.outreach_store.now = lambda: PINNED_NOW
-    client = WorkbooksClient(sandbox.workbooks_url, api_key="sandbox-api-key")
+    client = WorkbooksClient(sandbox.workbooks_url, **SANDBOX_WORKBOOKS_AUTH)
     try:
         report = install(client, load_mapping_set())
     finally:

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import requests
 
-from outreach_pipeline.sandbox.outreach.settings import (
+from outreach_pipeline.sandbox.credentials import (
     SANDBOX_CLIENT_ID,
     SANDBOX_CLIENT_SECRET,
     SANDBOX_REFRESH_TOKEN,

@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 
 from outreach_pipeline.clients.outreach import OutreachClient
 from outreach_pipeline.clients.workbooks import WorkbooksClient
+from outreach_pipeline.sandbox.credentials import SANDBOX_OUTREACH_AUTH, SANDBOX_WORKBOOKS_AUTH
 from outreach_pipeline.sandbox.runtime import SandboxConfig, start_sandbox
 
 
@@ -20,8 +21,8 @@ def test_the_simulator_creates_and_edits_records_in_both_systems_until_stopped()
     )
     started = datetime.now(UTC)
     with start_sandbox(config) as sandbox:
-        outreach = OutreachClient(sandbox.outreach_url)
-        workbooks = WorkbooksClient(sandbox.workbooks_url)
+        outreach = OutreachClient(sandbox.outreach_url, **SANDBOX_OUTREACH_AUTH)
+        workbooks = WorkbooksClient(sandbox.workbooks_url, **SANDBOX_WORKBOOKS_AUTH)
         prospects_before = sandbox.outreach_store.count_all()["prospect"]
         people_before = _people(workbooks)
         time.sleep(1.5)

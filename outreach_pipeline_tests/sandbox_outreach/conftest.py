@@ -8,13 +8,13 @@ from datetime import UTC, datetime
 import pytest
 import requests
 
-from outreach_pipeline.sandbox.outreach.app import OutreachSandbox, create_outreach_app
-from outreach_pipeline.sandbox.outreach.settings import (
+from outreach_pipeline.sandbox.credentials import (
     SANDBOX_CLIENT_ID,
     SANDBOX_CLIENT_SECRET,
     SANDBOX_REFRESH_TOKEN,
-    OutreachSettings,
 )
+from outreach_pipeline.sandbox.outreach.app import OutreachSandbox, create_outreach_app
+from outreach_pipeline.sandbox.outreach.settings import OutreachSettings
 from outreach_pipeline.sandbox.outreach.store import OutreachStore
 from outreach_pipeline.sandbox.server import ServedApp, serve_in_thread
 

@@ -7,7 +7,7 @@ from urllib.parse import parse_qs, urlparse
 
 import requests
 
-from outreach_pipeline.sandbox.outreach.settings import (
+from outreach_pipeline.sandbox.credentials import (
     SANDBOX_CLIENT_ID,
     SANDBOX_CLIENT_SECRET,
     SANDBOX_REDIRECT_URI,

@@ -33,13 +33,7 @@ from outreach_pipeline.sandbox.outreach.oauth import AccessGrant, OAuthError, OA
 from outreach_pipeline.sandbox.outreach.query import encode_cursor, parse_list_request, sort_position
 from outreach_pipeline.sandbox.outreach.ratelimit import RateLimiter, rate_limit_error
 from outreach_pipeline.sandbox.outreach.render import ResourceRenderer, json_array, json_document, to_json
-from outreach_pipeline.sandbox.outreach.settings import (
-    DEFAULT_USER_ID,
-    SANDBOX_CLIENT_ID,
-    SANDBOX_CLIENT_SECRET,
-    SANDBOX_REFRESH_TOKEN,
-    OutreachSettings,
-)
+from outreach_pipeline.sandbox.outreach.settings import DEFAULT_USER_ID, OutreachSettings
 from outreach_pipeline.sandbox.outreach.spec import ResourceSpec, specs_by_plural
 from outreach_pipeline.sandbox.outreach.store import (
     DuplicateEmailError,
@@ -51,9 +45,6 @@ from outreach_pipeline.sandbox.outreach.validation import parse_write_body
 
 __all__ = [
     "DEFAULT_USER_ID",
-    "SANDBOX_CLIENT_ID",
-    "SANDBOX_CLIENT_SECRET",
-    "SANDBOX_REFRESH_TOKEN",
     "OutreachSandbox",
     "OutreachSettings",
     "create_outreach_app",

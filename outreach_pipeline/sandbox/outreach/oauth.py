@@ -14,12 +14,9 @@ from urllib.parse import urlencode
 
 from pydantic import BaseModel
 
+from outreach_pipeline.sandbox.credentials import SANDBOX_REFRESH_TOKEN
 from outreach_pipeline.sandbox.outreach.errors import ApiError, unauthorized
-from outreach_pipeline.sandbox.outreach.settings import (
-    DEFAULT_USER_ID,
-    SANDBOX_REFRESH_TOKEN,
-    OutreachSettings,
-)
+from outreach_pipeline.sandbox.outreach.settings import DEFAULT_USER_ID, OutreachSettings
 from outreach_pipeline.sandbox.outreach.spec import resource_specs
 
 AUTHORIZATION_CODE_TTL_SECONDS = 600

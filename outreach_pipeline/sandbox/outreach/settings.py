@@ -7,12 +7,13 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 # Sandbox-only credentials, published on purpose so the pipeline finds a local sandbox with no
-# configuration. They mean nothing to the real Outreach service.
-SANDBOX_CLIENT_ID = "sandbox-client-id"
-SANDBOX_CLIENT_SECRET = "sandbox-client-secret"
-SANDBOX_REDIRECT_URI = "http://127.0.0.1/oauth/callback"
-# Bootstrap refresh token: always accepted (never rotated away) and bound to the default user with every scope.
-SANDBOX_REFRESH_TOKEN = "sandbox-refresh-token"
+# configuration; spelled once, in sandbox.credentials.
+from outreach_pipeline.sandbox.credentials import (
+    SANDBOX_CLIENT_ID,
+    SANDBOX_CLIENT_SECRET,
+    SANDBOX_REDIRECT_URI,
+)
+
 DEFAULT_USER_ID = 1
 
 ACCESS_TOKEN_TTL_SECONDS = 7200

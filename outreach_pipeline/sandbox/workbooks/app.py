@@ -6,8 +6,8 @@ itself (Python binding) with a form-urlencoded body carrying `_method=GET|PUT`, 
 merged. Every failure is a JSON body with `success: false` and a message naming the problem;
 unexpected errors are logged and answered with a 500 JSON body that holds no traceback.
 
-Sandbox-only credentials (never real secrets): api key `sandbox-api-key`, user
-`sandbox@example.com` with password `sandbox`.
+Sandbox-only credentials (never real secrets): the api key, user and password of
+`outreach_pipeline.sandbox.credentials`.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
+from outreach_pipeline.sandbox.credentials import SANDBOX_API_KEY, SANDBOX_PASSWORD, SANDBOX_USERNAME
 from outreach_pipeline.sandbox.workbooks.filters import (
     FilterError,
     FilterSpec,
@@ -47,9 +48,6 @@ from outreach_pipeline.sandbox.workbooks.values import FieldValueError, parse_bo
 
 logger = logging.getLogger(__name__)
 
-SANDBOX_API_KEY = "sandbox-api-key"  # sandbox-only credential
-SANDBOX_USERNAME = "sandbox@example.com"  # sandbox-only credential
-SANDBOX_PASSWORD = "sandbox"  # sandbox-only credential
 SESSION_COOKIE = "Workbooks-Session"
 API_VERSION = 1
 # Array parameters that steer a read; every other `key[]` of a write is a square-array attribute.
