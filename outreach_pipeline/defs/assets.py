@@ -25,7 +25,8 @@ from outreach_pipeline.engine.extract import (
 from outreach_pipeline.engine.ledger import SyncWindow
 from outreach_pipeline.engine.load import EntityLoader
 from outreach_pipeline.engine.preflight import run_preflight
-from outreach_pipeline.mapping.transform import column_lineage, outreach_fields, stage_records
+from outreach_pipeline.mapping.errors import ErrorKind, ValidationError, has_kind
+from outreach_pipeline.mapping.transform import lineage_columns, outreach_fields, stage_records
 
 OWNERS = ["team:data-engineering"]
 # single_run() is what a range backfill needs (one extract per range); it is stable in use, only labelled beta.
@@ -189,7 +190,11 @@ def build_staged(flow: EntityFlow) -> dg.AssetsDefinition:
             dg.AssetCheckSpec("no_duplicate_outreach_ids", asset=flow.staged_key, blocking=True,
                               description="Each Outreach record appears once per window; a repeat would be written twice."),
             dg.AssetCheckSpec("required_fields_present", asset=flow.staged_key, blocking=True,
-                              description="Rows missing a required field (they fail per record; the rest still load)."),
+                              description=(
+                                  "Blocks the load (ERROR) when more than `required_missing_block_share` of a "
+                                  "window of at least `required_missing_block_min_rows` rows lacks a required "
+                                  "field: a sign the mapping or the source broke. Otherwise it passes, and each "
+                                  "such row fails alone at load.")),
         ],
         description=(
             f"Outreach {flow.outreach_name} mapped to Workbooks {flow.workbooks_name} fields through the mapping "
@@ -207,16 +212,16 @@ def build_staged(flow: EntityFlow) -> dg.AssetsDefinition:
         if EXTRACT_ERROR_COLUMN in extracted:
             # An unreadable API record fails alone, with the reader's message rather than its empty fields'.
             frame["validation_errors"] = [
-                [error] if isinstance(error, str) else list(errors)
+                [ValidationError(field=None, kind=ErrorKind.UNREADABLE, message=error).as_record()]
+                if isinstance(error, str) else list(errors)
                 for errors, error in zip(frame["validation_errors"], extracted[EXTRACT_ERROR_COLUMN], strict=True)
             ]
         invalid = int(frame["validation_errors"].map(bool).sum())
         duplicates = frame.loc[frame["outreach_id"].duplicated(keep=False), "outreach_id"].drop_duplicates().tolist()
-        missing_required = frame["validation_errors"].map(lambda errors: any("(required)" in e for e in errors))
+        missing_required = frame["validation_errors"].map(lambda errors: has_kind(errors, ErrorKind.REQUIRED))
         lineage = {
-            column: [dg.TableColumnDep(asset_key=flow.extract_key, column_name=source.split("[")[0].split(".")[0])
-                     for source in sources]
-            for column, sources in column_lineage(entity).items()
+            column: [dg.TableColumnDep(asset_key=flow.extract_key, column_name=source) for source in sources]
+            for column, sources in lineage_columns(entity).items()
         }
         return dg.MaterializeResult(
             value=frame,
@@ -234,14 +239,7 @@ def build_staged(flow: EntityFlow) -> dg.AssetsDefinition:
                     severity=dg.AssetCheckSeverity.ERROR,
                     metadata={"duplicate_ids": dg.MetadataValue.json([int(i) for i in duplicates[:50]])},
                 ),
-                dg.AssetCheckResult(
-                    check_name="required_fields_present", passed=not missing_required.any(),
-                    # WARN, not ERROR: such rows end as per-record failures and must not hold back the window.
-                    severity=dg.AssetCheckSeverity.WARN,
-                    metadata={"rows_missing_required": int(missing_required.sum()),
-                              "examples": dg.MetadataValue.json(
-                                  [e for errors in frame.loc[missing_required, "validation_errors"].head(5) for e in errors])},
-                ),
+                _required_fields_check(missing_required, sync_settings),
             ],
         )
 
@@ -308,6 +306,26 @@ def build_load(flow: EntityFlow) -> dg.AssetsDefinition:
         )
 
     return load
+
+
+def _required_fields_check(missing_required: pd.Series, settings: SyncSettings) -> dg.AssetCheckResult:
+    """ERROR, which blocks the load, when more than the set share of a large enough window lacks a required
+    field; a few bad rows in a small window fail alone at load instead."""
+    share = float(missing_required.mean()) if len(missing_required) else 0.0
+    blocks = len(missing_required) >= settings.required_missing_block_min_rows and (
+        share > settings.required_missing_block_share
+    )
+    return dg.AssetCheckResult(
+        check_name="required_fields_present",
+        passed=not blocks,
+        severity=dg.AssetCheckSeverity.ERROR,
+        metadata={
+            "rows_missing_required": int(missing_required.sum()),
+            "share_missing_required": share,
+            "block_above_share": settings.required_missing_block_share,
+            "block_from_rows": settings.required_missing_block_min_rows,
+        },
+    )
 
 
 def _failure_rate_check(failed: int, extracted: int, settings: SyncSettings) -> dg.AssetCheckResult:

@@ -155,6 +155,14 @@ class SyncSettings(dg.ConfigurableResource):
     mapping_path: str | None = Field(default=None, description="YAML mapping file; default: the packaged default.yaml")
     failure_rate_warn: float = Field(default=0.01, ge=0, le=1, description="failed/extracted above this warns")
     failure_rate_error: float = Field(default=0.10, ge=0, le=1, description="failed/extracted above this fails the check")
+    required_missing_block_share: float = Field(
+        default=0.5, ge=0, le=1,
+        description="share of a window's rows lacking a required field above which the load is blocked",
+    )
+    required_missing_block_min_rows: int = Field(
+        default=20, ge=1,
+        description="rows a window must have before that share can block it (a few bad rows fail alone)",
+    )
 
     def mappings(self) -> MappingSet:
         return load_mapping_set(Path(self.mapping_path) if self.mapping_path else None)
