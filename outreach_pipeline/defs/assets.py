@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import dagster as dg
 import pandas as pd
 
-from outreach_pipeline.defs.partitions import SYNC_WINDOWS, WINDOW_COLUMN
+from outreach_pipeline.defs.partitions import WINDOW_COLUMN
 from outreach_pipeline.defs.resources import LedgerResource, OutreachResource, SyncSettings, WorkbooksResource
 from outreach_pipeline.engine.extract import (
     EXTRACT_ERROR_COLUMN,
@@ -85,15 +85,18 @@ def _window(context: dg.AssetExecutionContext) -> SyncWindow:
     return SyncWindow(start=window.start, end=window.end)
 
 
-@dg.asset(
-    key=PREFLIGHT_KEY,
-    partitions_def=SYNC_WINDOWS,
-    backfill_policy=BACKFILL_IN_ONE_RUN,
-    group_name="workbooks_load",
-    kinds={"workbooks", "outreach"},
-    owners=OWNERS,
-    pool="workbooks_api",
-)
+def build_preflight(windows: dg.PartitionsDefinition) -> dg.AssetsDefinition:
+    return dg.asset(
+        key=PREFLIGHT_KEY,
+        partitions_def=windows,
+        backfill_policy=BACKFILL_IN_ONE_RUN,
+        group_name="workbooks_load",
+        kinds={"workbooks", "outreach"},
+        owners=OWNERS,
+        pool="workbooks_api",
+    )(field_preflight)
+
+
 def field_preflight(
     context: dg.AssetExecutionContext,
     outreach: OutreachResource,
@@ -116,13 +119,13 @@ def field_preflight(
     return dg.MaterializeResult(metadata={"fields_checked": sum(len(mappings.entity(f.entity).fields) for f in FLOWS)})
 
 
-def build_extract(flow: EntityFlow) -> dg.AssetsDefinition:
+def build_extract(flow: EntityFlow, windows: dg.PartitionsDefinition) -> dg.AssetsDefinition:
     referencing = {f"referencing_{name}": dg.AssetIn(dg.AssetKey(["outreach", name])) for name, _ in flow.referenced_by}
 
     @dg.asset(
         key=flow.extract_key,
         ins=referencing,
-        partitions_def=SYNC_WINDOWS,
+        partitions_def=windows,
         backfill_policy=BACKFILL_IN_ONE_RUN,
         group_name="outreach_extract",
         kinds={"outreach", "pandas"},
@@ -175,11 +178,11 @@ def build_extract(flow: EntityFlow) -> dg.AssetsDefinition:
     return extract
 
 
-def build_staged(flow: EntityFlow) -> dg.AssetsDefinition:
+def build_staged(flow: EntityFlow, windows: dg.PartitionsDefinition) -> dg.AssetsDefinition:
     @dg.asset(
         key=flow.staged_key,
         ins={"extracted": dg.AssetIn(flow.extract_key)},
-        partitions_def=SYNC_WINDOWS,
+        partitions_def=windows,
         backfill_policy=BACKFILL_IN_ONE_RUN,
         group_name="mapping",
         kinds={"pandas"},
@@ -246,12 +249,12 @@ def build_staged(flow: EntityFlow) -> dg.AssetsDefinition:
     return staged
 
 
-def build_load(flow: EntityFlow) -> dg.AssetsDefinition:
+def build_load(flow: EntityFlow, windows: dg.PartitionsDefinition) -> dg.AssetsDefinition:
     @dg.asset(
         key=flow.load_key,
         ins={"staged": dg.AssetIn(flow.staged_key)},
         deps=[PREFLIGHT_KEY, *(dg.AssetKey(["workbooks", name]) for name in flow.loads_after)],
-        partitions_def=SYNC_WINDOWS,
+        partitions_def=windows,
         backfill_policy=BACKFILL_IN_ONE_RUN,
         group_name="workbooks_load",
         kinds={"workbooks", "pandas"},
@@ -340,4 +343,9 @@ def _failure_rate_check(failed: int, extracted: int, settings: SyncSettings) -> 
     )
 
 
-ASSETS = [field_preflight, *(build(flow) for flow in FLOWS for build in (build_extract, build_staged, build_load))]
+def build_assets(windows: dg.PartitionsDefinition) -> list[dg.AssetsDefinition]:
+    """Every asset of the sync, partitioned by `windows`, in data-flow order."""
+    return [
+        build_preflight(windows),
+        *(build(flow, windows) for flow in FLOWS for build in (build_extract, build_staged, build_load)),
+    ]
