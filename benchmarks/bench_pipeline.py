@@ -32,16 +32,17 @@ import requests
 from pydantic import BaseModel
 
 from outreach_pipeline.clients.workbooks import WorkbooksClient
-from outreach_pipeline.defs.assets import ASSETS, FLOWS
-from outreach_pipeline.defs.headless import WINDOW_FORMAT
+from outreach_pipeline.definitions import build_definitions as build_code_location
+from outreach_pipeline.defs.assets import FLOWS
+from outreach_pipeline.defs.headless import sync_windows_of
 from outreach_pipeline.defs.io_manager import WindowedParquetIOManager
-from outreach_pipeline.defs.jobs import outreach_to_workbooks_job
-from outreach_pipeline.defs.partitions import PARTITIONS_START
+from outreach_pipeline.defs.jobs import SYNC_JOB
 from outreach_pipeline.defs.resources import LedgerResource, OutreachResource, SyncSettings, WorkbooksResource
 from outreach_pipeline.engine.install import install
 from outreach_pipeline.mapping.models import load_mapping_set
 from outreach_pipeline.sandbox.credentials import SANDBOX_WORKBOOKS_AUTH
 from outreach_pipeline.sandbox.runtime import SandboxConfig
+from outreach_pipeline.settings import load_settings
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SANDBOX_COMMAND = str(Path(sys.executable).with_name("outreach-pipeline"))
@@ -164,22 +165,22 @@ def install_fields(workbooks_url: str) -> None:
         raise RuntimeError(f"install failed: {[item.model_dump() for item in report.conflicts]}")
 
 
-def windows_covering(seeded_from: datetime, now: datetime) -> tuple[str, str]:
+def windows_covering(defs: dg.Definitions, seeded_from: datetime, now: datetime) -> tuple[str, str]:
     """First and last partition keys of the complete windows from `seeded_from` up to `now`.
 
     Records updated in the current, incomplete hour belong to no partition yet; they are not extracted.
     """
-    partitions_start = datetime.strptime(PARTITIONS_START, WINDOW_FORMAT).replace(tzinfo=UTC)
-    first = max(seeded_from.replace(minute=0, second=0, microsecond=0), partitions_start)
+    partitions = sync_windows_of(defs)
+    first = max(seeded_from.replace(minute=0, second=0, microsecond=0), partitions.start)
     last = now.astimezone(UTC).replace(minute=0, second=0, microsecond=0) - WINDOW
-    return first.strftime(WINDOW_FORMAT), last.strftime(WINDOW_FORMAT)
+    return (partitions.get_partition_key_for_timestamp(first.timestamp()),
+            partitions.get_partition_key_for_timestamp(last.timestamp()))
 
 
 def build_definitions(endpoints: SandboxEndpoints, home: Path) -> dg.Definitions:
     """The production assets and job, with resources pointed at the sandbox process and files under `home`."""
-    return dg.Definitions(
-        assets=ASSETS,
-        jobs=[outreach_to_workbooks_job],
+    return build_code_location(
+        load_settings(),
         resources={
             "outreach": OutreachResource(base_url=endpoints.outreach_url, token_store_path=str(home / "tokens.json")),
             "workbooks": WorkbooksResource(base_url=endpoints.workbooks_url),
@@ -210,7 +211,7 @@ def measure_run(
     if trace_memory:
         tracemalloc.start()
     server_cpu_before, cpu_before, started = sandbox.cpu_seconds(), _cpu_seconds_self(), time.perf_counter()
-    result = defs.resolve_job_def(outreach_to_workbooks_job.name).execute_in_process(
+    result = defs.resolve_job_def(SYNC_JOB).execute_in_process(
         instance=instance,
         tags={"dagster/asset_partition_range_start": windows[0], "dagster/asset_partition_range_end": windows[1]},
         raise_on_error=False,
@@ -234,10 +235,10 @@ def measure_run(
         peak_rss_bytes=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
         peak_traced_bytes=peak_traced,
         extracted={
-            flow.outreach_name: int(_first_metadata(result, f"outreach__{flow.outreach_name}").get("dagster/row_count", 0))
+            flow.outreach_name: int(_first_metadata(result, flow.extract_key.to_python_identifier()).get("dagster/row_count", 0))
             for flow in FLOWS
         },
-        load_counts={flow.workbooks_name: _first_metadata(result, f"workbooks__{flow.workbooks_name}") for flow in FLOWS},
+        load_counts={flow.workbooks_name: _first_metadata(result, flow.load_key.to_python_identifier()) for flow in FLOWS},
         outreach_requests=sandbox.stats("outreach")["requests"],
         workbooks_requests=sandbox.stats("workbooks")["requests"],
     )
@@ -301,10 +302,10 @@ def run_benchmark(prospects: int, *, trace_memory: bool, keep: bool) -> RunFigur
     try:
         print(f"sandbox seeded and serving in {time.perf_counter() - started:.1f} s", flush=True)
         install_fields(sandbox.endpoints.workbooks_url)
-        windows = windows_covering(seeded_from, datetime.now(UTC))
+        defs = build_definitions(sandbox.endpoints, home)
+        windows = windows_covering(defs, seeded_from, datetime.now(UTC))
         with dg.DagsterInstance.get() as instance:
-            figures = measure_run(build_definitions(sandbox.endpoints, home), instance, sandbox, windows,
-                                  trace_memory=trace_memory)
+            figures = measure_run(defs, instance, sandbox, windows, trace_memory=trace_memory)
         print(format_report(figures, sandbox.endpoints.seeded), flush=True)
         return figures
     finally:

@@ -122,28 +122,31 @@ def sync(windows: int | None, from_: str | None, to: str | None) -> None:
     import dagster as dg
     from tabulate import tabulate
 
-    from outreach_pipeline.defs.headless import last_complete_windows, parse_window, run_sync
+    from outreach_pipeline.definitions import build_definitions
+    from outreach_pipeline.defs.headless import last_complete_windows, parse_window, run_sync, sync_windows_of
     from outreach_pipeline.defs.resources import ResourceConfigError, dagster_home
+    from outreach_pipeline.settings import SettingsError, load_settings
 
     if windows is None and from_ is None:
         raise click.UsageError("give --windows N, or --from (and optionally --to)")
     if windows is not None and from_ is not None:
         raise click.UsageError("--windows and --from are alternatives")
-    try:
-        if windows is not None:
-            first, last = last_complete_windows(windows)
-        else:
-            first = parse_window(from_ or "")
-            last = parse_window(to) if to else last_complete_windows(1)[1]
-    except ValueError as exc:
-        raise click.BadParameter(str(exc)) from exc
     home = dagster_home()
     home.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("DAGSTER_HOME", str(home))
     try:
-        from outreach_pipeline.definitions import defs
-    except ResourceConfigError as exc:  # e.g. a real Workbooks configured with the sandbox Outreach
+        defs = build_definitions(load_settings())
+    except (ResourceConfigError, SettingsError) as exc:  # e.g. a real Workbooks with the sandbox Outreach
         raise click.ClickException(str(exc)) from exc
+    partitions = sync_windows_of(defs)
+    try:
+        if windows is not None:
+            first, last = last_complete_windows(partitions, windows)
+        else:
+            first = parse_window(partitions, from_ or "")
+            last = parse_window(partitions, to) if to else last_complete_windows(partitions, 1)[1]
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from exc
 
     with dg.DagsterInstance.get() as instance:
         try:
@@ -160,12 +163,20 @@ def sync(windows: int | None, from_: str | None, to: str | None) -> None:
 @main.command("history")
 @click.argument("entity", type=click.Choice(["accounts", "prospects", "opportunities", "tasks", "calls", "sequences", "sequence_states"]))
 @click.argument("outreach_id", type=int)
-@click.option("--ledger-url", envvar="OUTREACH_PIPELINE_LEDGER_URL", help="default: sqlite under $DAGSTER_HOME")
+@click.option("--ledger-url", help="default: the ledger_url setting, else sqlite under $DAGSTER_HOME")
 def history(entity: str, outreach_id: int, ledger_url: str | None) -> None:
     """Print the sync ledger's history of one Outreach record: every run, window, outcome and change."""
     from tabulate import tabulate
 
     from outreach_pipeline.defs.resources import LedgerResource
+    from outreach_pipeline.settings import SettingsError, load_settings
+
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        raise click.ClickException(str(exc)) from exc
+    if ledger_url is None and settings.ledger_url is not None:
+        ledger_url = settings.ledger_url.get_secret_value()
 
     with LedgerResource(url=ledger_url).open() as ledger:
         entries = ledger.history(entity, outreach_id)
@@ -194,7 +205,7 @@ def history(entity: str, outreach_id: int, ledger_url: str | None) -> None:
 @click.option("--prospects", default=2000, show_default=True, type=click.IntRange(0, 1_000_000))
 @click.option("--simulate/--no-simulate", default=True, show_default=True)
 def dev(port: int, dagster_home: Path, data_dir: Path, prospects: int, simulate: bool) -> None:
-    """Start the sandbox (with its activity simulator) and `dagster dev` (UI and daemon, schedule on)."""
+    """Start the sandbox (with its activity simulator) and `dg dev` (UI and daemon, schedule on)."""
     import os
     import shutil
     import subprocess
@@ -226,10 +237,9 @@ def dev(port: int, dagster_home: Path, data_dir: Path, prospects: int, simulate:
             os.environ, outreach_url=running.outreach_url, workbooks_url=running.workbooks_url
         )
         env["DAGSTER_HOME"] = str(dagster_home)
-        command = [
-            str(Path(sys.executable).with_name("dagster")), "dev",
-            "-h", "127.0.0.1", "-p", str(port), "-w", str(project_root / "workspace.yaml"),
-        ]
+        # `dg dev` serves this dg project (pyproject's [tool.dg]) from its root, in this virtualenv.
+        env["VIRTUAL_ENV"] = sys.prefix
+        command = [str(Path(sys.executable).with_name("dg")), "dev", "--host", "127.0.0.1", "--port", str(port)]
         process = subprocess.Popen(command, env=env, cwd=project_root)
         try:
             process.wait()

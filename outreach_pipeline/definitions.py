@@ -1,20 +1,43 @@
-"""The Dagster code location: assets, jobs, the hourly schedule and resources."""
+"""The Dagster code location: assets, jobs, the hourly schedule and resources.
+
+Definitions are built when Dagster loads them (``@dg.definitions``), from the typed settings: a bad setting
+or an inconsistent set of credentials shows as a load error of the code location naming the variable,
+rather than as an import error.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import dagster as dg
 
-from outreach_pipeline.defs.assets import ASSETS
+from outreach_pipeline.defs.assets import build_assets
 from outreach_pipeline.defs.io_manager import WindowedParquetIOManager
-from outreach_pipeline.defs.jobs import full_sync_job, outreach_send_receive, outreach_to_workbooks_job
+from outreach_pipeline.defs.jobs import build_jobs
+from outreach_pipeline.defs.partitions import sync_windows
 from outreach_pipeline.defs.resources import build_resources, dagster_home
+from outreach_pipeline.settings import PipelineSettings, load_settings
 
-defs = dg.Definitions(
-    assets=ASSETS,
-    jobs=[outreach_to_workbooks_job, full_sync_job],
-    schedules=[outreach_send_receive],
-    resources={
-        **build_resources(),
-        "window_io_manager": WindowedParquetIOManager(base_dir=str(dagster_home() / "windows")),
-    },
-)
+
+def build_definitions(settings: PipelineSettings, resources: Mapping[str, Any] | None = None) -> dg.Definitions:
+    """The code location for `settings`; `resources` replaces the ones the environment configures (tests,
+    benchmarks)."""
+    jobs = build_jobs(settings.schedule_minute)
+    if resources is None:
+        resources = {
+            **build_resources(settings),
+            "window_io_manager": WindowedParquetIOManager(base_dir=str(dagster_home() / "windows")),
+        }
+    return dg.Definitions(
+        assets=build_assets(sync_windows(settings.partitions_start)),
+        jobs=jobs.jobs,
+        schedules=jobs.schedules,
+        resources=dict(resources),
+    )
+
+
+@dg.definitions
+def defs() -> dg.Definitions:
+    """The code location as the environment configures it."""
+    return build_definitions(load_settings())

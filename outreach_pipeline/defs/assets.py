@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import dagster as dg
 import pandas as pd
 
-from outreach_pipeline.defs.partitions import SYNC_WINDOWS, WINDOW_COLUMN
+from outreach_pipeline.defs.partitions import WINDOW_COLUMN
 from outreach_pipeline.defs.resources import LedgerResource, OutreachResource, SyncSettings, WorkbooksResource
 from outreach_pipeline.engine.extract import (
     EXTRACT_ERROR_COLUMN,
@@ -25,7 +25,8 @@ from outreach_pipeline.engine.extract import (
 from outreach_pipeline.engine.ledger import SyncWindow
 from outreach_pipeline.engine.load import EntityLoader
 from outreach_pipeline.engine.preflight import run_preflight
-from outreach_pipeline.mapping.transform import column_lineage, outreach_fields, stage_records
+from outreach_pipeline.mapping.errors import ErrorKind, ValidationError, has_kind
+from outreach_pipeline.mapping.transform import lineage_columns, outreach_fields, stage_records
 
 OWNERS = ["team:data-engineering"]
 # single_run() is what a range backfill needs (one extract per range); it is stable in use, only labelled beta.
@@ -84,15 +85,18 @@ def _window(context: dg.AssetExecutionContext) -> SyncWindow:
     return SyncWindow(start=window.start, end=window.end)
 
 
-@dg.asset(
-    key=PREFLIGHT_KEY,
-    partitions_def=SYNC_WINDOWS,
-    backfill_policy=BACKFILL_IN_ONE_RUN,
-    group_name="workbooks_load",
-    kinds={"workbooks", "outreach"},
-    owners=OWNERS,
-    pool="workbooks_api",
-)
+def build_preflight(windows: dg.PartitionsDefinition) -> dg.AssetsDefinition:
+    return dg.asset(
+        key=PREFLIGHT_KEY,
+        partitions_def=windows,
+        backfill_policy=BACKFILL_IN_ONE_RUN,
+        group_name="workbooks_load",
+        kinds={"workbooks", "outreach"},
+        owners=OWNERS,
+        pool="workbooks_api",
+    )(field_preflight)
+
+
 def field_preflight(
     context: dg.AssetExecutionContext,
     outreach: OutreachResource,
@@ -115,13 +119,13 @@ def field_preflight(
     return dg.MaterializeResult(metadata={"fields_checked": sum(len(mappings.entity(f.entity).fields) for f in FLOWS)})
 
 
-def build_extract(flow: EntityFlow) -> dg.AssetsDefinition:
+def build_extract(flow: EntityFlow, windows: dg.PartitionsDefinition) -> dg.AssetsDefinition:
     referencing = {f"referencing_{name}": dg.AssetIn(dg.AssetKey(["outreach", name])) for name, _ in flow.referenced_by}
 
     @dg.asset(
         key=flow.extract_key,
         ins=referencing,
-        partitions_def=SYNC_WINDOWS,
+        partitions_def=windows,
         backfill_policy=BACKFILL_IN_ONE_RUN,
         group_name="outreach_extract",
         kinds={"outreach", "pandas"},
@@ -174,11 +178,11 @@ def build_extract(flow: EntityFlow) -> dg.AssetsDefinition:
     return extract
 
 
-def build_staged(flow: EntityFlow) -> dg.AssetsDefinition:
+def build_staged(flow: EntityFlow, windows: dg.PartitionsDefinition) -> dg.AssetsDefinition:
     @dg.asset(
         key=flow.staged_key,
         ins={"extracted": dg.AssetIn(flow.extract_key)},
-        partitions_def=SYNC_WINDOWS,
+        partitions_def=windows,
         backfill_policy=BACKFILL_IN_ONE_RUN,
         group_name="mapping",
         kinds={"pandas"},
@@ -189,7 +193,11 @@ def build_staged(flow: EntityFlow) -> dg.AssetsDefinition:
             dg.AssetCheckSpec("no_duplicate_outreach_ids", asset=flow.staged_key, blocking=True,
                               description="Each Outreach record appears once per window; a repeat would be written twice."),
             dg.AssetCheckSpec("required_fields_present", asset=flow.staged_key, blocking=True,
-                              description="Rows missing a required field (they fail per record; the rest still load)."),
+                              description=(
+                                  "Blocks the load (ERROR) when more than `required_missing_block_share` of a "
+                                  "window of at least `required_missing_block_min_rows` rows lacks a required "
+                                  "field: a sign the mapping or the source broke. Otherwise it passes, and each "
+                                  "such row fails alone at load.")),
         ],
         description=(
             f"Outreach {flow.outreach_name} mapped to Workbooks {flow.workbooks_name} fields through the mapping "
@@ -207,16 +215,16 @@ def build_staged(flow: EntityFlow) -> dg.AssetsDefinition:
         if EXTRACT_ERROR_COLUMN in extracted:
             # An unreadable API record fails alone, with the reader's message rather than its empty fields'.
             frame["validation_errors"] = [
-                [error] if isinstance(error, str) else list(errors)
+                [ValidationError(field=None, kind=ErrorKind.UNREADABLE, message=error).as_record()]
+                if isinstance(error, str) else list(errors)
                 for errors, error in zip(frame["validation_errors"], extracted[EXTRACT_ERROR_COLUMN], strict=True)
             ]
         invalid = int(frame["validation_errors"].map(bool).sum())
         duplicates = frame.loc[frame["outreach_id"].duplicated(keep=False), "outreach_id"].drop_duplicates().tolist()
-        missing_required = frame["validation_errors"].map(lambda errors: any("(required)" in e for e in errors))
+        missing_required = frame["validation_errors"].map(lambda errors: has_kind(errors, ErrorKind.REQUIRED))
         lineage = {
-            column: [dg.TableColumnDep(asset_key=flow.extract_key, column_name=source.split("[")[0].split(".")[0])
-                     for source in sources]
-            for column, sources in column_lineage(entity).items()
+            column: [dg.TableColumnDep(asset_key=flow.extract_key, column_name=source) for source in sources]
+            for column, sources in lineage_columns(entity).items()
         }
         return dg.MaterializeResult(
             value=frame,
@@ -234,26 +242,19 @@ def build_staged(flow: EntityFlow) -> dg.AssetsDefinition:
                     severity=dg.AssetCheckSeverity.ERROR,
                     metadata={"duplicate_ids": dg.MetadataValue.json([int(i) for i in duplicates[:50]])},
                 ),
-                dg.AssetCheckResult(
-                    check_name="required_fields_present", passed=not missing_required.any(),
-                    # WARN, not ERROR: such rows end as per-record failures and must not hold back the window.
-                    severity=dg.AssetCheckSeverity.WARN,
-                    metadata={"rows_missing_required": int(missing_required.sum()),
-                              "examples": dg.MetadataValue.json(
-                                  [e for errors in frame.loc[missing_required, "validation_errors"].head(5) for e in errors])},
-                ),
+                _required_fields_check(missing_required, sync_settings),
             ],
         )
 
     return staged
 
 
-def build_load(flow: EntityFlow) -> dg.AssetsDefinition:
+def build_load(flow: EntityFlow, windows: dg.PartitionsDefinition) -> dg.AssetsDefinition:
     @dg.asset(
         key=flow.load_key,
         ins={"staged": dg.AssetIn(flow.staged_key)},
         deps=[PREFLIGHT_KEY, *(dg.AssetKey(["workbooks", name]) for name in flow.loads_after)],
-        partitions_def=SYNC_WINDOWS,
+        partitions_def=windows,
         backfill_policy=BACKFILL_IN_ONE_RUN,
         group_name="workbooks_load",
         kinds={"workbooks", "pandas"},
@@ -310,6 +311,26 @@ def build_load(flow: EntityFlow) -> dg.AssetsDefinition:
     return load
 
 
+def _required_fields_check(missing_required: pd.Series, settings: SyncSettings) -> dg.AssetCheckResult:
+    """ERROR, which blocks the load, when more than the set share of a large enough window lacks a required
+    field; a few bad rows in a small window fail alone at load instead."""
+    share = float(missing_required.mean()) if len(missing_required) else 0.0
+    blocks = len(missing_required) >= settings.required_missing_block_min_rows and (
+        share > settings.required_missing_block_share
+    )
+    return dg.AssetCheckResult(
+        check_name="required_fields_present",
+        passed=not blocks,
+        severity=dg.AssetCheckSeverity.ERROR,
+        metadata={
+            "rows_missing_required": int(missing_required.sum()),
+            "share_missing_required": share,
+            "block_above_share": settings.required_missing_block_share,
+            "block_from_rows": settings.required_missing_block_min_rows,
+        },
+    )
+
+
 def _failure_rate_check(failed: int, extracted: int, settings: SyncSettings) -> dg.AssetCheckResult:
     rate = failed / extracted if extracted else 0.0
     severity = dg.AssetCheckSeverity.ERROR if rate > settings.failure_rate_error else dg.AssetCheckSeverity.WARN
@@ -322,4 +343,9 @@ def _failure_rate_check(failed: int, extracted: int, settings: SyncSettings) -> 
     )
 
 
-ASSETS = [field_preflight, *(build(flow) for flow in FLOWS for build in (build_extract, build_staged, build_load))]
+def build_assets(windows: dg.PartitionsDefinition) -> list[dg.AssetsDefinition]:
+    """Every asset of the sync, partitioned by `windows`, in data-flow order."""
+    return [
+        build_preflight(windows),
+        *(build(flow, windows) for flow in FLOWS for build in (build_extract, build_staged, build_load)),
+    ]

@@ -8,31 +8,40 @@ from datetime import UTC, datetime, timedelta
 import dagster as dg
 
 from outreach_pipeline.defs.assets import FLOWS
-from outreach_pipeline.defs.partitions import SYNC_WINDOWS
-
-WINDOW_FORMAT = "%Y-%m-%d-%H:%M"
+from outreach_pipeline.defs.jobs import SYNC_JOB
 
 
-def last_complete_windows(count: int, *, now: datetime | None = None) -> tuple[str, str]:
+def last_complete_windows(
+    windows: dg.TimeWindowPartitionsDefinition, count: int, *, now: datetime | None = None
+) -> tuple[str, str]:
     """Partition keys of the first and last of the `count` most recent complete hourly windows."""
     if count < 1:
         raise ValueError(f"--windows must be at least 1, got {count}")
     end = (now or datetime.now(UTC)).astimezone(UTC).replace(minute=0, second=0, microsecond=0)
-    first = end - timedelta(hours=count)
-    return first.strftime(WINDOW_FORMAT), (end - timedelta(hours=1)).strftime(WINDOW_FORMAT)
+    first, last = end - timedelta(hours=count), end - timedelta(hours=1)
+    return windows.get_partition_key_for_timestamp(first.timestamp()), windows.get_partition_key_for_timestamp(
+        last.timestamp()
+    )
 
 
-def parse_window(text: str) -> str:
+def parse_window(windows: dg.TimeWindowPartitionsDefinition, text: str) -> str:
     """Accept a partition key (`2026-11-27-05:00`) or an ISO datetime, return the key of its window."""
     try:
-        moment = datetime.strptime(text, WINDOW_FORMAT).replace(tzinfo=UTC)
+        return windows.get_partition_key_for_timestamp(windows.time_window_for_partition_key(text).start.timestamp())
     except ValueError:
         try:
             moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
         except ValueError as exc:
             raise ValueError(f"{text!r} is neither a window key like 2026-11-27-05:00 nor an ISO datetime") from exc
-        moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-    return moment.replace(minute=0, second=0, microsecond=0).strftime(WINDOW_FORMAT)
+    moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+    return windows.get_partition_key_for_timestamp(moment.timestamp())
+
+
+def sync_windows_of(defs: dg.Definitions) -> dg.TimeWindowPartitionsDefinition:
+    """The hourly partitions of the code location's sync job."""
+    windows = defs.resolve_job_def(SYNC_JOB).partitions_def
+    assert isinstance(windows, dg.TimeWindowPartitionsDefinition), windows
+    return windows
 
 
 @dataclass
@@ -45,16 +54,18 @@ class SyncSummary:
 
 
 def run_sync(defs: dg.Definitions, instance: dg.DagsterInstance, first: str, last: str) -> SyncSummary:
-    """Materialise `outreach_to_workbooks_job` over [first, last] in one run and collect per-entity counts."""
-    keys = SYNC_WINDOWS.get_partition_keys()
+    """Materialise the sync job over [first, last] in one run and collect per-entity counts."""
+    job = defs.resolve_job_def(SYNC_JOB)
+    windows = sync_windows_of(defs)
+    keys = windows.get_partition_keys()
     if not keys:
-        raise ValueError(f"no complete window yet: the partitions start at {SYNC_WINDOWS.start:%Y-%m-%d-%H:%M}")
+        raise ValueError(f"no complete window yet: the partitions start at {windows.start:%Y-%m-%d-%H:%M}")
     for key in (first, last):
         if key not in keys:
             raise ValueError(f"window {key} is outside the partitions ({keys[0]} .. {keys[-1]})")
     if first > last:
         raise ValueError(f"--from {first} is after --to {last}")
-    result = defs.resolve_job_def("outreach_to_workbooks_job").execute_in_process(
+    result = job.execute_in_process(
         instance=instance,
         tags={"dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": last},
         raise_on_error=False,
@@ -63,7 +74,7 @@ def run_sync(defs: dg.Definitions, instance: dg.DagsterInstance, first: str, las
     )
     rows = []
     for flow in FLOWS:
-        materializations = result.asset_materializations_for_node(f"workbooks__{flow.workbooks_name}")
+        materializations = result.asset_materializations_for_node(flow.load_key.to_python_identifier())
         # A ranged run reports one materialisation per window with the same run-wide metadata.
         metadata = {k: v.value for k, v in materializations[0].metadata.items()} if materializations else {}
         rows.append({

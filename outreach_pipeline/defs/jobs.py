@@ -2,42 +2,60 @@
 
 from __future__ import annotations
 
-import os
+from dataclasses import dataclass
 
 import dagster as dg
 
-from outreach_pipeline.defs.assets import FLOWS, PREFLIGHT_KEY
+from outreach_pipeline.defs.assets import FLOWS, PREFLIGHT_KEY, ExtractConfig
 
-#: Minutes past the hour the schedule runs the last complete window (late writes get this long to land).
-SCHEDULE_MINUTE = int(os.environ.get("OUTREACH_PIPELINE_SCHEDULE_MINUTE", "10"))
+SYNC_JOB = "outreach_to_workbooks_job"
+FULL_SYNC_JOB = "full_sync_job"
+SEND_RECEIVE_SCHEDULE = "outreach_send_receive"
 
-_SELECTION = dg.AssetSelection.assets(PREFLIGHT_KEY, *(k for f in FLOWS for k in (f.extract_key, f.staged_key, f.load_key)))
-
-outreach_to_workbooks_job = dg.define_asset_job(
-    "outreach_to_workbooks_job",
-    selection=_SELECTION,
-    description="Outreach accounts, prospects and opportunities into Workbooks for the selected sync windows.",
-    executor_def=dg.in_process_executor,
+SELECTION = dg.AssetSelection.assets(
+    PREFLIGHT_KEY, *(key for flow in FLOWS for key in (flow.extract_key, flow.staged_key, flow.load_key))
 )
 
-#: Run config of the full sync: every extract reads without a lower bound.
-FULL_SYNC_CONFIG = {"ops": {f"outreach__{f.outreach_name}": {"config": {"from_beginning": True}} for f in FLOWS}}
 
-full_sync_job = dg.define_asset_job(
-    "full_sync_job",
-    selection=_SELECTION,
-    description=(
-        "Like outreach_to_workbooks_job, but the read has no lower bound: launch it on the first window (or any "
-        "range) to cover records last changed before the first sync window."
-    ),
-    config=FULL_SYNC_CONFIG,
-    executor_def=dg.in_process_executor,
-)
+def full_sync_run_config() -> dg.RunConfig:
+    """Run config of the full sync: every extract reads without a lower bound."""
+    return dg.RunConfig(
+        ops={flow.extract_key.to_python_identifier(): ExtractConfig(from_beginning=True) for flow in FLOWS}
+    )
 
-outreach_send_receive = dg.build_schedule_from_partitioned_job(
-    outreach_to_workbooks_job,
-    name="outreach_send_receive",
-    minute_of_hour=SCHEDULE_MINUTE,
-    default_status=dg.DefaultScheduleStatus.RUNNING,
-    description="Hourly: syncs the last complete window, SCHEDULE_MINUTE minutes past the hour.",
-)
+
+@dataclass(frozen=True)
+class SyncJobs:
+    """The jobs and schedules of the code location."""
+
+    jobs: list[dg.UnresolvedAssetJobDefinition]
+    schedules: list[dg.ScheduleDefinition]
+
+
+def build_jobs(schedule_minute: int) -> SyncJobs:
+    """The sync job, the full-sync job and the hourly schedule that runs the last complete window
+    `schedule_minute` minutes past the hour (late writes get that long to land)."""
+    sync_job = dg.define_asset_job(
+        SYNC_JOB,
+        selection=SELECTION,
+        description="Outreach accounts, prospects and opportunities into Workbooks for the selected sync windows.",
+        executor_def=dg.in_process_executor,
+    )
+    full_sync_job = dg.define_asset_job(
+        FULL_SYNC_JOB,
+        selection=SELECTION,
+        description=(
+            f"Like {SYNC_JOB}, but the read has no lower bound: launch it on the first window (or any range) to "
+            "cover records last changed before the first sync window."
+        ),
+        config=full_sync_run_config(),
+        executor_def=dg.in_process_executor,
+    )
+    schedule = dg.build_schedule_from_partitioned_job(
+        sync_job,
+        name=SEND_RECEIVE_SCHEDULE,
+        minute_of_hour=schedule_minute,
+        default_status=dg.DefaultScheduleStatus.RUNNING,
+        description=f"Hourly: syncs the last complete window, {schedule_minute} minutes past the hour.",
+    )
+    return SyncJobs(jobs=[sync_job, full_sync_job], schedules=[schedule])

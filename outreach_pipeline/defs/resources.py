@@ -34,13 +34,14 @@ from outreach_pipeline.sandbox.credentials import (
     SANDBOX_REFRESH_TOKEN,
     SANDBOX_WORKBOOKS_URL,
 )
+from outreach_pipeline.settings import PipelineSettings, load_settings
 
 OUTREACH_CREDENTIAL_VARIABLES = (
     "OUTREACH_CLIENT_ID", "OUTREACH_CLIENT_SECRET", "OUTREACH_REDIRECT_URI", "OUTREACH_REFRESH_TOKEN",
 )  # fmt: skip
 WORKBOOKS_CREDENTIAL_VARIABLES = ("WORKBOOKS_API_KEY", "WORKBOOKS_USERNAME", "WORKBOOKS_PASSWORD")
-LEDGER_URL_VARIABLE = "OUTREACH_PIPELINE_LEDGER_URL"
-ALLOW_MIXED_VARIABLE = "OUTREACH_PIPELINE_ALLOW_MIXED"
+LEDGER_URL_VARIABLE = PipelineSettings.variable("ledger_url")
+ALLOW_MIXED_VARIABLE = PipelineSettings.variable("allow_mixed")
 REAL_SERVICE_VARIABLES = (*OUTREACH_CREDENTIAL_VARIABLES, *WORKBOOKS_CREDENTIAL_VARIABLES, LEDGER_URL_VARIABLE)
 """Every variable that points the pipeline at real services or production state."""
 REDACTED = "<redacted>"
@@ -155,6 +156,14 @@ class SyncSettings(dg.ConfigurableResource):
     mapping_path: str | None = Field(default=None, description="YAML mapping file; default: the packaged default.yaml")
     failure_rate_warn: float = Field(default=0.01, ge=0, le=1, description="failed/extracted above this warns")
     failure_rate_error: float = Field(default=0.10, ge=0, le=1, description="failed/extracted above this fails the check")
+    required_missing_block_share: float = Field(
+        default=0.5, ge=0, le=1,
+        description="share of a window's rows lacking a required field above which the load is blocked",
+    )
+    required_missing_block_min_rows: int = Field(
+        default=20, ge=1,
+        description="rows a window must have before that share can block it (a few bad rows fail alone)",
+    )
 
     def mappings(self) -> MappingSet:
         return load_mapping_set(Path(self.mapping_path) if self.mapping_path else None)
@@ -230,19 +239,20 @@ def workbooks_resource_from_env(base_url: str | None = None) -> WorkbooksResourc
     )
 
 
-def check_services_not_mixed(environ: Mapping[str, str]) -> None:
+def check_services_not_mixed(environ: Mapping[str, str], *, allow_mixed: bool) -> None:
     """Refuse a real Outreach with the sandbox Workbooks or the other way round.
 
     A sync would otherwise load sandbox records into a real Workbooks (or real Outreach records into
     the sandbox) because one set of credentials was missing. ``OUTREACH_PIPELINE_ALLOW_MIXED=1`` allows it.
 
     Args:
-        environ: The environment to judge (``os.environ`` in production).
+        environ: The environment whose credential variables are judged (``os.environ`` in production).
+        allow_mixed: The `allow_mixed` setting.
 
     Raises:
         ResourceConfigError: Naming the variables that are set and the ones that are missing.
     """
-    if environ.get(ALLOW_MIXED_VARIABLE) == "1":
+    if allow_mixed:
         return
     outreach_set = _set_variables(OUTREACH_CREDENTIAL_VARIABLES, environ)
     workbooks_set = _set_variables(WORKBOOKS_CREDENTIAL_VARIABLES, environ)
@@ -279,18 +289,24 @@ def sandbox_only_environment(environ: Mapping[str, str], *, outreach_url: str, w
     return {**kept, "OUTREACH_BASE_URL": outreach_url, "WORKBOOKS_BASE_URL": workbooks_url}
 
 
-def build_resources() -> dict[str, dg.ConfigurableResource]:
+def build_resources(settings: PipelineSettings | None = None) -> dict[str, dg.ConfigurableResource]:
     """Real services when their credentials are in the environment, else the sandbox defaults.
+
+    Args:
+        settings: The pipeline settings (default: read from the environment).
 
     Raises:
         ResourceConfigError: When one service is real and the other the sandbox (see
             :func:`check_services_not_mixed`), or a service's credentials are incomplete.
     """
-    check_services_not_mixed(os.environ)
-    ledger_url = dg.EnvVar(LEDGER_URL_VARIABLE) if os.environ.get(LEDGER_URL_VARIABLE) else None
+    settings = settings or load_settings()
+    check_services_not_mixed(os.environ, allow_mixed=settings.allow_mixed)
+    # The URL may hold a password: the resource reads it through EnvVar, so it stays out of run config.
+    ledger_url = dg.EnvVar(LEDGER_URL_VARIABLE) if settings.ledger_url is not None else None
+    mapping_path = str(settings.mapping_path) if settings.mapping_path is not None else None
     return {
         "outreach": outreach_resource_from_env(),
         "workbooks": workbooks_resource_from_env(),
         "ledger": LedgerResource(url=ledger_url),
-        "sync_settings": SyncSettings(),
+        "sync_settings": SyncSettings(mapping_path=mapping_path),
     }

@@ -38,6 +38,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
 from outreach_pipeline.engine.ledger import Outcome, PendingRelation, RecordState
+from outreach_pipeline.mapping.errors import ErrorKind, ValidationError, read_errors
 from outreach_pipeline.mapping.models import (
     BooleanTransform,
     EntityMapping,
@@ -98,7 +99,7 @@ class Decision(PlanModel):
     lock_version: int | None = None
     fields: dict[str, Any] = Field(default_factory=dict)
     values: dict[str, Any] | None = None
-    errors: list[str] = Field(default_factory=list)
+    errors: list[ValidationError] = Field(default_factory=list)
     error: str | None = None
     pending_relations: list[PendingRelation] = Field(default_factory=list)
     outreach_updated_at: datetime | None = None
@@ -260,7 +261,7 @@ class _Planner:
             return Decision(action="skip", reason="duplicate_match", **base)
 
         target = candidates[0] if candidates else None
-        errors = list(row.get("validation_errors") or [])
+        errors = read_errors(row.get("validation_errors"))
         if self._natural_key_must_be_unique(row) and (own_key := self._natural_key(row)) is not None:
             errors += self._natural_key_conflicts(row, own_key, natural_holders)
         if target is not None:
@@ -280,7 +281,7 @@ class _Planner:
 
     def _natural_key_conflicts(
         self, row: Mapping[str, Any], natural: tuple, natural_holders: Mapping[tuple, set[int]]
-    ) -> list[str]:
+    ) -> list[ValidationError]:
         """Why a record may not take its natural key: another Outreach record holds it too.
 
         Holders are the other staged rows of this run and those the caller found in Outreach itself
@@ -294,10 +295,14 @@ class _Planner:
         holders = set(natural_holders.get(natural, set())) | {int(i) for i in (row.get(SHARERS_COLUMN) or [])}
         holders.discard(outreach_id)
         problems = []
+        key_field = self.entity.match.natural_keys[0]
         if holders:
             others = ", ".join(str(i) for i in sorted(holders))
-            problems.append(f"{label}: {fields} {value!r} is also held by Outreach {self.entity.outreach_type} {others} "
-                            "(Outreach duplicate)")
+            problems.append(ValidationError(
+                field=key_field, kind=ErrorKind.DUPLICATE,
+                message=f"{label}: {fields} {value!r} is also held by Outreach {self.entity.outreach_type} {others} "
+                "(Outreach duplicate)",
+            ))
         own_link = normalise_link_key(row.get(self.entity.match.link_key))
         others = [
             r for r in self.linked_by_natural.get(natural, [])
@@ -306,10 +311,11 @@ class _Planner:
         owners = sorted({str(read_field(r, self.entity.match.link_key)) for r in others})
         if owners:
             ids = ", ".join(f"#{r['id']}" for r in others)
-            problems.append(
-                f"{label}: {fields} {value!r} already belongs to Workbooks record {ids} linked to "
-                f"{self.entity.outreach_type} {', '.join(owners)} (Outreach duplicate)"
-            )
+            problems.append(ValidationError(
+                field=key_field, kind=ErrorKind.DUPLICATE,
+                message=f"{label}: {fields} {value!r} already belongs to Workbooks record {ids} linked to "
+                f"{self.entity.outreach_type} {', '.join(owners)} (Outreach duplicate)",
+            ))
         return problems
 
     def _flag_skip_reason(self, target: Mapping[str, Any], state: RecordState | None) -> SkipReason | None:
@@ -339,8 +345,10 @@ class _Planner:
                     fields={field: True},
                 )
 
-    def _failed(self, target: Mapping[str, Any] | None, errors: list[str], base: dict[str, Any]) -> Decision:
-        message = "; ".join(errors)[:ERROR_MESSAGE_LIMIT]
+    def _failed(
+        self, target: Mapping[str, Any] | None, errors: list[ValidationError], base: dict[str, Any]
+    ) -> Decision:
+        message = "; ".join(error.message for error in errors)[:ERROR_MESSAGE_LIMIT]
         fields: dict[str, Any] = {}
         flags = self.entity.flags
         if target is not None and flags is not None:

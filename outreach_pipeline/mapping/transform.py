@@ -2,7 +2,8 @@
 
 Each field mapping is staged column-at-a-time: the source column is read, converted by its transform, and
 every invalid cell becomes a message naming the record (``prospect 17``), the Outreach source and the
-Workbooks field. Messages are gathered into a per-row ``validation_errors`` list without a row loop.
+Workbooks field. Problems are gathered into a per-row ``validation_errors`` list of error records (field,
+kind, message; see ``mapping.errors``) without a row loop.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from outreach_pipeline.clients.formats import format_wb_currency, format_wb_date, format_wb_datetime
+from outreach_pipeline.mapping.errors import ErrorKind, ValidationError
 from outreach_pipeline.mapping.models import (
     EntityMapping,
     FieldMapping,
@@ -25,7 +27,7 @@ from outreach_pipeline.mapping.models import (
 from outreach_pipeline.mapping.normalise import FALSE_WORDS, TRUE_WORDS
 from outreach_pipeline.mapping.preflight import preflight
 
-__all__ = ["STAGING_META_COLUMNS", "column_lineage", "preflight", "stage_records"]
+__all__ = ["STAGING_META_COLUMNS", "column_lineage", "lineage_columns", "preflight", "stage_records"]
 
 STAGING_META_COLUMNS = ("outreach_id", "outreach_updated_at", "validation_errors")
 _PREVIEW_CHARS = 40
@@ -33,11 +35,27 @@ _CURRENCY_CODE_PATTERN = r"^[A-Z]{3}$"
 
 
 @dataclass(frozen=True)
+class _Problems:
+    """Per row, the message of one kind of problem with one field (NA where there is none)."""
+
+    field: str | None
+    kind: ErrorKind
+    messages: pd.Series
+
+
+@dataclass(frozen=True)
 class _StagedColumn:
-    """A transformed column and, per row, the message of its problem (NA where the cell is valid)."""
+    """A transformed column and its problems, at most one per row across the list."""
 
     values: pd.Series
-    problems: pd.Series
+    problems: list[_Problems]
+
+    def valid(self) -> pd.Series:
+        """Rows where no problem was found."""
+        mask = pd.Series(True, index=self.values.index)
+        for problem in self.problems:
+            mask &= problem.messages.isna()
+        return mask
 
 
 @dataclass(frozen=True)
@@ -76,12 +94,12 @@ def stage_records(
     prefix = entity.outreach_type + " " + ids.astype("string").fillna("?") + ": "
 
     staged: dict[str, pd.Series] = {}
-    problems: list[pd.Series] = [_duplicate_id_problems(ids, prefix)]
+    problems: list[_Problems] = [_duplicate_id_problems(ids, prefix)]
     for field in entity.to_workbooks_fields():
         context = _Context(frame=frame, entity=entity, field=field, prefix=prefix)
         column = _stage_field(context, _read_source(context, lookups))
         staged[field.workbooks] = column.values
-        problems.append(column.problems)
+        problems.extend(column.problems)
         if field.required:
             problems.append(_required_problems(context, column))
     staged[entity.match.link_key] = _link_key_values(frame, entity)
@@ -138,6 +156,22 @@ def column_lineage(entity: EntityMapping) -> dict[str, list[str]]:
             sources.append(field.transform.currency_source)
         lineage[field.workbooks] = sources
     return lineage
+
+
+def lineage_columns(entity: EntityMapping) -> dict[str, list[str]]:
+    """Workbooks field -> the extracted frame's columns it is computed from (column lineage).
+
+    Source expressions are read with the mapping's own parser: ``emails[0]`` comes from ``emails``,
+    ``opportunityStage.name`` from ``opportunityStageId``, a collection from its relation.
+    """
+    def column_of(expression: str) -> str:
+        source = SourceRef.parse(expression)
+        return (source.relation or source.column) if source.kind == "collection" else source.column
+
+    return {
+        field: list(dict.fromkeys(column_of(source) for source in sources))
+        for field, sources in column_lineage(entity).items()
+    }
 
 
 # --- reading sources -------------------------------------------------------------------------------------
@@ -236,10 +270,10 @@ def _stage_field(context: _Context, raw: pd.Series) -> _StagedColumn:
     return stagers[transform.kind](context, raw)
 
 
-def _problems_where(context: _Context, mask: pd.Series, detail: pd.Series | str) -> pd.Series:
-    """Messages ``"<type> <id>: <detail>"`` on rows where ``mask`` holds, NA elsewhere."""
-    messages = context.prefix + detail
-    return messages.where(mask.fillna(False).astype(bool), pd.NA)
+def _problems_where(context: _Context, mask: pd.Series, detail: pd.Series | str, kind: ErrorKind) -> _Problems:
+    """Problems of ``kind`` with messages ``"<type> <id>: <detail>"`` on rows where ``mask`` holds."""
+    messages = (context.prefix + detail).where(mask.fillna(False).astype(bool), pd.NA)
+    return _Problems(field=context.field.workbooks, kind=kind, messages=messages)
 
 
 def _preview(raw: pd.Series) -> pd.Series:
@@ -252,8 +286,8 @@ def _clean_text(raw: pd.Series) -> pd.Series:
     return text.mask(text == "", pd.NA)
 
 
-def _no_problems(raw: pd.Series) -> pd.Series:
-    return pd.Series(pd.NA, index=raw.index, dtype="string")
+def _no_problems() -> list[_Problems]:
+    return []
 
 
 def _stage_string(context: _Context, raw: pd.Series) -> _StagedColumn:
@@ -261,14 +295,14 @@ def _stage_string(context: _Context, raw: pd.Series) -> _StagedColumn:
     transform = context.field.transform
     max_length = transform.max_length if isinstance(transform, StringTransform) else None
     if max_length is None:
-        return _StagedColumn(text, _no_problems(raw))
+        return _StagedColumn(text, _no_problems())
     lengths = text.str.len()
     detail = (
         f"{context.field.outreach} is "
         + lengths.astype("string")
         + f" characters, over the {max_length} limit of {context.field.workbooks}"
     )
-    return _StagedColumn(text, _problems_where(context, lengths > max_length, detail))
+    return _StagedColumn(text, [_problems_where(context, lengths > max_length, detail, ErrorKind.TOO_LONG)])
 
 
 def _stage_integer(context: _Context, raw: pd.Series) -> _StagedColumn:
@@ -278,7 +312,7 @@ def _stage_integer(context: _Context, raw: pd.Series) -> _StagedColumn:
     invalid = present & ~integral
     values = numbers.where(integral).astype("Float64").astype("Int64")
     detail = f"{context.field.outreach} " + _preview(raw) + f" is not an integer ({context.field.workbooks})"
-    return _StagedColumn(values, _problems_where(context, invalid, detail))
+    return _StagedColumn(values, [_problems_where(context, invalid, detail, ErrorKind.INVALID_NUMBER)])
 
 
 def _stage_boolean(context: _Context, raw: pd.Series) -> _StagedColumn:
@@ -289,7 +323,7 @@ def _stage_boolean(context: _Context, raw: pd.Series) -> _StagedColumn:
     )
     invalid = words.notna() & values.isna()
     detail = f"{context.field.outreach} " + _preview(raw) + f" is not a boolean ({context.field.workbooks})"
-    return _StagedColumn(values, _problems_where(context, invalid, detail))
+    return _StagedColumn(values, [_problems_where(context, invalid, detail, ErrorKind.INVALID_BOOLEAN)])
 
 
 def _parse_moments(raw: pd.Series) -> tuple[pd.Series, pd.Series]:
@@ -308,7 +342,7 @@ def _stage_moment(context: _Context, raw: pd.Series, formatter: Callable, noun: 
     detail = (
         f"{context.field.outreach} " + _preview(raw) + f" is not a valid {noun} ({context.field.workbooks})"
     )
-    return _StagedColumn(values, _problems_where(context, invalid, detail))
+    return _StagedColumn(values, [_problems_where(context, invalid, detail, ErrorKind.INVALID_DATE)])
 
 
 def _stage_date(context: _Context, raw: pd.Series) -> _StagedColumn:
@@ -346,10 +380,10 @@ def _stage_currency(context: _Context, raw: pd.Series) -> _StagedColumn:
         + _preview(codes.fillna(""))
         + f" is not a currency code ({context.field.workbooks})"
     )
-    problems = _problems_where(context, bad_amount, amount_detail).fillna(
-        _problems_where(context, bad_code, code_detail)
-    )
-    return _StagedColumn(values, problems)
+    return _StagedColumn(values, [
+        _problems_where(context, bad_amount, amount_detail, ErrorKind.INVALID_NUMBER),
+        _problems_where(context, bad_code, code_detail, ErrorKind.INVALID_CURRENCY),
+    ])
 
 
 def _stage_picklist(context: _Context, raw: pd.Series) -> _StagedColumn:
@@ -361,14 +395,14 @@ def _stage_picklist(context: _Context, raw: pd.Series) -> _StagedColumn:
     all_bool = all(isinstance(value, bool) for value in transform.values.values())
     values = mapped.astype("boolean" if all_bool else "string")
     if transform.unmapped == "blank":
-        return _StagedColumn(values, _no_problems(raw))
+        return _StagedColumn(values, _no_problems())
     allowed = ", ".join(sorted(transform.values))
     detail = (
         f"{context.field.outreach} "
         + _preview(raw)
         + f" is not in the picklist map of {context.field.workbooks} (allowed: {allowed})"
     )
-    return _StagedColumn(values, _problems_where(context, unmapped, detail))
+    return _StagedColumn(values, [_problems_where(context, unmapped, detail, ErrorKind.NOT_IN_PICKLIST)])
 
 
 def _stage_string_list(context: _Context, raw: pd.Series) -> _StagedColumn:
@@ -378,7 +412,7 @@ def _stage_string_list(context: _Context, raw: pd.Series) -> _StagedColumn:
             str(item).strip() or None if item is not None and not pd.isna(item) else None for item in items
         ]
 
-    return _StagedColumn(raw.map(clean), _no_problems(raw))
+    return _StagedColumn(raw.map(clean), _no_problems())
 
 
 def _stage_int_list(context: _Context, raw: pd.Series) -> _StagedColumn:
@@ -391,7 +425,9 @@ def _stage_int_list(context: _Context, raw: pd.Series) -> _StagedColumn:
 
     values = raw.map(to_ints)
     detail = f"{context.field.outreach} has a non-integer id ({context.field.workbooks})"
-    return _StagedColumn(values.map(lambda cell: cell or []), _problems_where(context, values.isna(), detail))
+    return _StagedColumn(
+        values.map(lambda cell: cell or []), [_problems_where(context, values.isna(), detail, ErrorKind.INVALID_ID)]
+    )
 
 
 # --- checks shared by all fields -------------------------------------------------------------------------
@@ -403,28 +439,35 @@ def _present(raw: pd.Series) -> pd.Series:
     return (raw.notna() & as_text.ne("").fillna(True)).astype(bool)
 
 
-def _required_problems(context: _Context, column: _StagedColumn) -> pd.Series:
+def _required_problems(context: _Context, column: _StagedColumn) -> _Problems:
     values = column.values
     if values.dtype == object:
         blank = values.map(lambda cell: not cell if isinstance(cell, list) else pd.isna(cell)).astype(bool)
     else:
         blank = values.isna()
     detail = f"{context.field.workbooks} is blank (required)"
-    return _problems_where(context, blank & column.problems.isna(), detail)
+    return _problems_where(context, blank & column.valid(), detail, ErrorKind.REQUIRED)
 
 
-def _duplicate_id_problems(ids: pd.Series, prefix: pd.Series) -> pd.Series:
+def _duplicate_id_problems(ids: pd.Series, prefix: pd.Series) -> _Problems:
     counts = ids.map(ids.value_counts())
     duplicated = ids.duplicated(keep=False) & ids.notna()
     detail = "id appears " + counts.astype("string") + " times in this window (duplicate outreach id)"
-    return (prefix + detail).where(duplicated, pd.NA)
+    return _Problems(field=None, kind=ErrorKind.DUPLICATE, messages=(prefix + detail).where(duplicated, pd.NA))
 
 
-def _collect_problems(problems: list[pd.Series], index: pd.Index) -> pd.Series:
-    """Per row, the list of non-NA messages across all problem columns, in field order."""
-    table = pd.concat([series.astype("string") for series in problems], axis=1, ignore_index=True)
-    stacked = table.stack().dropna().astype(object)
-    grouped = stacked.groupby(level=0).agg(list).reindex(index)
+def _collect_problems(problems: list[_Problems], index: pd.Index) -> pd.Series:
+    """Per row, the list of error records across all problems, in field order."""
+    if not problems:
+        return pd.Series([[] for _ in index], index=index, dtype=object)
+    table = pd.concat([p.messages.astype("string") for p in problems], axis=1, ignore_index=True)
+    # Only invalid cells become records: (row, problem position) pairs of the non-NA messages.
+    stacked = table.stack().dropna()
+    records = [
+        ValidationError(field=problems[position].field, kind=problems[position].kind, message=str(message)).as_record()
+        for (_, position), message in stacked.items()
+    ]
+    grouped = pd.Series(records, index=stacked.index, dtype=object).groupby(level=0).agg(list).reindex(index)
     return grouped.map(lambda cell: cell if isinstance(cell, list) else []).astype(object)
 
 

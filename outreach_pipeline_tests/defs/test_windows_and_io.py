@@ -12,10 +12,11 @@ import pytest
 
 from outreach_pipeline.defs.headless import last_complete_windows, parse_window
 from outreach_pipeline.defs.io_manager import WindowedParquetIOManager
-from outreach_pipeline.defs.partitions import SYNC_WINDOWS, WINDOW_COLUMN
+from outreach_pipeline.defs.partitions import WINDOW_COLUMN, sync_windows
 from outreach_pipeline.engine.extract import window_of
 
 FIRST, LAST = "2026-11-20-00:00", "2026-11-20-02:00"
+SYNC_WINDOWS = sync_windows("2026-11-01-00:00")
 
 
 @dg.asset(partitions_def=SYNC_WINDOWS, backfill_policy=dg.BackfillPolicy.single_run(), io_manager_key="windows")
@@ -90,12 +91,12 @@ def test_window_of_floors_to_the_hour_and_clamps_retried_rows_into_the_range():
 
 def test_last_complete_windows_and_window_parsing():
     now = datetime(2026, 11, 27, 5, 42, tzinfo=UTC)
-    assert last_complete_windows(1, now=now) == ("2026-11-27-04:00", "2026-11-27-04:00")
-    assert last_complete_windows(24, now=now) == ("2026-11-26-05:00", "2026-11-27-04:00")
-    assert parse_window("2026-11-27-05:00") == "2026-11-27-05:00"
-    assert parse_window("2026-11-27T05:30:00Z") == "2026-11-27-05:00"
-    assert parse_window("2026-11-27T07:30:00+02:00") == "2026-11-27-05:00"
+    assert last_complete_windows(SYNC_WINDOWS, 1, now=now) == ("2026-11-27-04:00", "2026-11-27-04:00")
+    assert last_complete_windows(SYNC_WINDOWS, 24, now=now) == ("2026-11-26-05:00", "2026-11-27-04:00")
+    assert parse_window(SYNC_WINDOWS, "2026-11-27-05:00") == "2026-11-27-05:00"
+    assert parse_window(SYNC_WINDOWS, "2026-11-27T05:30:00Z") == "2026-11-27-05:00"
+    assert parse_window(SYNC_WINDOWS, "2026-11-27T07:30:00+02:00") == "2026-11-27-05:00"
     with pytest.raises(ValueError, match="neither a window key"):
-        parse_window("yesterday")
+        parse_window(SYNC_WINDOWS, "yesterday")
     with pytest.raises(ValueError, match="at least 1"):
-        last_complete_windows(0, now=now)
+        last_complete_windows(SYNC_WINDOWS, 0, now=now)

@@ -4,7 +4,8 @@ import pandas as pd
 import pytest
 
 from outreach_pipeline.mapping import load_mapping_set
-from outreach_pipeline.mapping.transform import column_lineage, preflight, stage_records
+from outreach_pipeline.mapping.errors import ErrorKind, messages, read_errors
+from outreach_pipeline.mapping.transform import column_lineage, lineage_columns, preflight, stage_records
 
 MAPPING = load_mapping_set()
 UPDATED = pd.Timestamp("2024-03-01T10:00:00Z")
@@ -107,7 +108,7 @@ def test_string_is_stripped(raw: str, expected: str) -> None:
 def test_blank_strings_become_none(raw) -> None:
     row = _stage_one("accounts", _accounts(industry=[raw]))
     assert pd.isna(row["industry"])
-    assert row["validation_errors"] == []
+    assert messages(row["validation_errors"]) == []
 
 
 @pytest.mark.parametrize(
@@ -127,8 +128,8 @@ def test_integer(raw, expected, error) -> None:
         if expected is None
         else row["organisation_num_employees"] == expected
     )
-    assert [m for m in row["validation_errors"] if error and error in m] or (
-        error is None and not row["validation_errors"]
+    assert [m for m in messages(row["validation_errors"]) if error and error in m] or (
+        error is None and not messages(row["validation_errors"])
     )
 
 
@@ -146,9 +147,9 @@ def test_integer(raw, expected, error) -> None:
 def test_boolean(raw, expected, valid) -> None:
     row = _stage_one("prospects", _prospects(emailOptedOut=pd.Series([raw], dtype=object)))
     assert pd.isna(row["no_email_soliciting"]) if expected is None else row["no_email_soliciting"] == expected
-    assert (row["validation_errors"] == []) is valid
+    assert (messages(row["validation_errors"]) == []) is valid
     if not valid:
-        assert row["validation_errors"] == [
+        assert messages(row["validation_errors"]) == [
             "prospect 1: emailOptedOut 'maybe' is not a boolean (no_email_soliciting)"
         ]
 
@@ -171,7 +172,7 @@ def test_opportunity_transforms_and_lookups() -> None:
     # Contacts sorted by the role record's id so the role list stays aligned with the id list.
     assert row["opportunity_contact_ids"] == [20, 30]
     assert row["opportunity_contact_roles"] == ["Buyer", "Champion"]
-    assert row["validation_errors"] == []
+    assert messages(row["validation_errors"]) == []
 
 
 def test_currency_uses_default_code_and_reports_bad_values() -> None:
@@ -185,8 +186,8 @@ def test_currency_uses_default_code_and_reports_bad_values() -> None:
     frame["id"] = pd.array([1, 2, 3], dtype="Int64")
     staged = stage_records(frame, MAPPING.entity("opportunities"), lookups=OPPORTUNITY_LOOKUPS)
     assert staged["amount"].iloc[0] == "100 GBP 0"
-    assert staged["validation_errors"].iloc[1] == ["opportunity 2: amount 'ten' is not a number (amount)"]
-    assert staged["validation_errors"].iloc[2] == [
+    assert messages(staged["validation_errors"].iloc[1]) == ["opportunity 2: amount 'ten' is not a number (amount)"]
+    assert messages(staged["validation_errors"].iloc[2]) == [
         "opportunity 3: currencyType 'EURO' is not a currency code (amount)"
     ]
 
@@ -194,7 +195,7 @@ def test_currency_uses_default_code_and_reports_bad_values() -> None:
 @pytest.mark.parametrize("raw", ["not-a-date", "2024-13-45T00:00:00Z", "31/02/2024"])
 def test_invalid_dates_name_record_and_field(raw: str) -> None:
     row = _stage_one("opportunities", _opportunities(closeDate=[raw]), lookups=OPPORTUNITY_LOOKUPS)
-    assert row["validation_errors"] == [
+    assert messages(row["validation_errors"]) == [
         f"opportunity 1: closeDate '{raw}' is not a valid date (predicted_close_date)"
     ]
 
@@ -224,7 +225,7 @@ def test_datetime_picklist_related_and_bool_picklist_for_sequence_states() -> No
         18,
         19,
     ]  # the person of the state, not the state id
-    assert staged["validation_errors"].iloc[2] == [
+    assert messages(staged["validation_errors"].iloc[2]) == [
         "sequenceState 3: state 'unknown' is not in the picklist map of cf_person_outreach_sequence_state "
         "(allowed: active, bounced, disabled, failed, finished, opted_out, paused, pending)"
     ]
@@ -243,7 +244,7 @@ def test_32kb_string_over_limit_and_required_blank() -> None:
     huge = "x" * 32768
     frame = _prospects(2, firstName=[huge, "Ann"], emails=[["a@example.com"], ["   "]])
     staged = stage_records(frame, MAPPING.entity("prospects"))
-    assert staged["validation_errors"].tolist() == [
+    assert [messages(cell) for cell in staged["validation_errors"]] == [
         ["prospect 1: firstName is 32768 characters, over the 255 limit of person_first_name"],
         ["prospect 2: main_location[email] is blank (required)"],
     ]
@@ -260,7 +261,7 @@ def test_array_elements_and_missing_elements() -> None:
 def test_duplicate_outreach_ids_are_errors_on_every_copy() -> None:
     frame = _prospects(3)
     frame["id"] = pd.array([5, 5, 6], dtype="Int64")
-    errors = stage_records(frame, MAPPING.entity("prospects"))["validation_errors"].tolist()
+    errors = [messages(cell) for cell in stage_records(frame, MAPPING.entity("prospects"))["validation_errors"]]
     assert errors[0] == errors[1] == ["prospect 5: id appears 2 times in this window (duplicate outreach id)"]
     assert errors[2] == []
 
@@ -287,6 +288,27 @@ def test_column_lineage() -> None:
     assert lineage["amount"] == ["amount", "currencyType"]
     assert lineage["cf_opportunity_outreach_id"] == ["id"]
     assert lineage["opportunity_stage"] == ["opportunityStage.name"]
+
+
+def test_lineage_columns_are_read_with_the_mapping_parser() -> None:
+    lineage = lineage_columns(MAPPING.entity("opportunities"))
+    assert lineage["amount"] == ["amount", "currencyType"]
+    assert lineage["opportunity_stage"] == ["opportunityStageId"]  # the extracted column of the relation
+    assert lineage["opportunity_contact_ids"] == ["opportunityProspectRole"]
+    assert lineage_columns(MAPPING.entity("prospects"))["main_location[email]"] == ["emails"]
+
+
+def test_errors_are_records_with_field_and_kind() -> None:
+    frame = _prospects(3, firstName=["x" * 300, "Ann", "Bo"], emails=[["a@x.com"], ["   "], ["b@x.com"]])
+    frame["id"] = pd.array([1, 2, 2], dtype="Int64")
+    frame["emailOptedOut"] = pd.Series([None, None, "maybe"], dtype=object)
+    cells = stage_records(frame, MAPPING.entity("prospects"))["validation_errors"].tolist()
+    kinds = [[(e.field, e.kind) for e in read_errors(cell)] for cell in cells]
+    assert kinds == [
+        [("person_first_name", ErrorKind.TOO_LONG)],
+        [(None, ErrorKind.DUPLICATE), ("main_location[email]", ErrorKind.REQUIRED)],
+        [(None, ErrorKind.DUPLICATE), ("no_email_soliciting", ErrorKind.INVALID_BOOLEAN)],
+    ]
 
 
 # --- preflight ---------------------------------------------------------------------------------------------

@@ -18,9 +18,10 @@ from typing import Any
 import dagster as dg
 
 from outreach_pipeline.clients.workbooks import WorkbooksClient
-from outreach_pipeline.defs.assets import ASSETS, FLOWS
+from outreach_pipeline.definitions import build_definitions as build_code_location
+from outreach_pipeline.defs.assets import FLOWS
 from outreach_pipeline.defs.io_manager import WindowedParquetIOManager
-from outreach_pipeline.defs.jobs import FULL_SYNC_CONFIG, full_sync_job, outreach_to_workbooks_job
+from outreach_pipeline.defs.jobs import FULL_SYNC_JOB, SYNC_JOB, full_sync_run_config
 from outreach_pipeline.defs.resources import LedgerResource, OutreachResource, SyncSettings, WorkbooksResource
 from outreach_pipeline.engine.install import install
 from outreach_pipeline.engine.ledger import SyncLedger
@@ -28,13 +29,14 @@ from outreach_pipeline.mapping.models import load_mapping_set
 from outreach_pipeline.sandbox.credentials import SANDBOX_WORKBOOKS_AUTH
 from outreach_pipeline.sandbox.runtime import RunningSandbox, SandboxConfig, start_sandbox
 from outreach_pipeline.sandbox.workbooks.store import ReadQuery
+from outreach_pipeline.settings import PipelineSettings
 
 #: End of the seeded span: two days of hourly windows after the first partition (2026-11-01-00:00).
 PINNED_NOW = datetime(2026, 11, 3, tzinfo=UTC)
 WINDOW = timedelta(hours=1)
 PARTITION_FORMAT = "%Y-%m-%d-%H:%M"
 QUIET_LOGS = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
-JOB_NAME = outreach_to_workbooks_job.name
+JOB_NAME = SYNC_JOB
 WORKBOOKS_WRITE = "PUT /crm/{}.api"
 LINK_KEYS = {"accounts": "cf_organisation_outreach_id", "prospects": "cf_person_outreach_id",
              "opportunities": "cf_opportunity_outreach_id"}
@@ -73,7 +75,9 @@ class Pipeline:
             raise_on_error=raise_on_error,
             # Per-step DEBUG lines cost about a tenth of a short run; warnings and errors still show. Run config
             # given here replaces a job's own, so the full sync's is merged back in.
-            run_config={**QUIET_LOGS, **(FULL_SYNC_CONFIG if job == full_sync_job.name else {})},
+            run_config=dg.RunConfig(
+                ops=full_sync_run_config().ops if job == FULL_SYNC_JOB else None, loggers=QUIET_LOGS["loggers"]
+            ),
         )
 
     def open_ledger(self) -> SyncLedger:
@@ -113,16 +117,15 @@ class Pipeline:
         """The load assets' record counts of one run, per Workbooks asset name (one value per run)."""
         metadata: dict[str, dict[str, Any]] = {}
         for flow in FLOWS:
-            for materialization in result.asset_materializations_for_node(f"workbooks__{flow.workbooks_name}"):
+            for materialization in result.asset_materializations_for_node(flow.load_key.to_python_identifier()):
                 metadata[flow.workbooks_name] = {k: v.value for k, v in materialization.metadata.items()}
         return metadata
 
 
 def build_definitions(sandbox: RunningSandbox, home: Path, ledger_url: str | None = None) -> dg.Definitions:
     """The production assets and job, with resources pointed at the sandbox and files under `home`."""
-    return dg.Definitions(
-        assets=ASSETS,
-        jobs=[outreach_to_workbooks_job, full_sync_job],
+    return build_code_location(
+        PipelineSettings(),
         resources={
             "outreach": OutreachResource(base_url=sandbox.outreach_url, token_store_path=str(home / "tokens.json")),
             "workbooks": WorkbooksResource(base_url=sandbox.workbooks_url),

@@ -24,7 +24,7 @@ def defs():
     from outreach_pipeline.definitions import defs as code_location
 
     with dg.instance_for_test():
-        yield code_location
+        yield code_location()
 
 
 def test_dagster_definitions_validate_passes(tmp_path: Path) -> None:
@@ -34,6 +34,28 @@ def test_dagster_definitions_validate_passes(tmp_path: Path) -> None:
         check=False,
     )
     assert completed.returncode == 0, completed.stdout + completed.stderr
+
+
+def _dg(tmp_path: Path, *args: str, **environ: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(VENV_BIN / "dg"), *args], cwd=Path(__file__).resolve().parents[2], capture_output=True, text=True,
+        timeout=180, env={"DAGSTER_HOME": str(tmp_path), "PATH": str(VENV_BIN), "HOME": str(tmp_path), **environ},
+        check=False,
+    )
+
+
+def test_dg_check_and_list_defs_load_the_project(tmp_path: Path) -> None:
+    checked = _dg(tmp_path, "check", "defs")
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    listed = _dg(tmp_path, "list", "defs", "--json")
+    assert listed.returncode == 0, listed.stdout + listed.stderr
+    assert "workbooks/people" in listed.stdout and "outreach_send_receive" in listed.stdout
+
+
+def test_a_bad_setting_is_a_load_error_naming_the_variable(tmp_path: Path) -> None:
+    checked = _dg(tmp_path, "check", "defs", OUTREACH_PIPELINE_SCHEDULE_MINUTE="75")
+    assert checked.returncode != 0
+    assert "OUTREACH_PIPELINE_SCHEDULE_MINUTE" in checked.stdout + checked.stderr
 
 
 def test_every_asset_is_hourly_partitioned_in_utc(defs: dg.Definitions) -> None:

@@ -1,0 +1,82 @@
+"""The pipeline's settings: one typed object for everything read from the environment but credentials.
+
+Every setting is an environment variable named ``OUTREACH_PIPELINE_<NAME>`` (``OUTREACH_PIPELINE_SCHEDULE_MINUTE``
+for ``schedule_minute``). Credentials are not settings: the resources read them through ``dg.EnvVar`` so they
+never enter Dagster's config or logs. A bad value fails with one message naming the variable and what it
+accepts (``SettingsError``), wherever the settings are first read: the code location, ``sync`` or ``install``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ENV_PREFIX = "OUTREACH_PIPELINE_"
+WINDOW_KEY_FORMAT = "%Y-%m-%d-%H:%M"
+
+
+class SettingsError(ValueError):
+    """One or more settings are invalid; the message names each variable and the value it needs."""
+
+
+class PipelineSettings(BaseSettings):
+    """Where the pipeline keeps its state and when it runs."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True)
+
+    schedule_minute: int = Field(
+        default=10, ge=0, le=59,
+        description="minutes past the hour the schedule syncs the last complete window (late writes get this long)",
+    )
+    partitions_start: str = Field(
+        default="2026-11-01-00:00",
+        description="first hourly sync window, as YYYY-MM-DD-HH:00 (UTC); older records come with a full sync",
+    )
+    ledger_url: SecretStr | None = Field(
+        default=None, description="SQLAlchemy URL of the sync ledger; default: SQLite under DAGSTER_HOME",
+    )
+    allow_mixed: bool = Field(
+        default=False, description="allow one real service with the other's sandbox (normally refused)",
+    )
+    mapping_path: Path | None = Field(
+        default=None, description="mapping YAML; default: the packaged default.yaml",
+    )
+
+    @field_validator("partitions_start")
+    @classmethod
+    def _hourly_window_key(cls, value: str) -> str:
+        try:
+            moment = datetime.strptime(value, WINDOW_KEY_FORMAT)
+        except ValueError as exc:
+            raise ValueError("must look like 2026-11-01-00:00 (YYYY-MM-DD-HH:MM, UTC)") from exc
+        if moment.minute:
+            raise ValueError("must start an hour (minutes 00)")
+        return value
+
+    @classmethod
+    def variable(cls, name: str) -> str:
+        """The environment variable of a setting."""
+        if name not in cls.model_fields:
+            raise KeyError(name)
+        return f"{ENV_PREFIX}{name.upper()}"
+
+
+def load_settings() -> PipelineSettings:
+    """The settings from the process environment.
+
+    Raises:
+        SettingsError: naming every invalid variable, its value's problem and the setting's meaning.
+    """
+    try:
+        return PipelineSettings()
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            name = str(error["loc"][0]) if error["loc"] else "?"
+            field = PipelineSettings.model_fields.get(name)
+            meaning = f" ({field.description})" if field is not None and field.description else ""
+            problems.append(f"{PipelineSettings.variable(name)}: {error['msg']}{meaning}")
+        raise SettingsError("invalid setting: " + "; ".join(problems)) from None
