@@ -21,6 +21,7 @@ from outreach_pipeline.engine import migrations
 from outreach_pipeline.engine.ledger import RecordOutcome, SyncLedger, SyncWindow, metadata
 from outreach_pipeline.engine.migrations import (
     BASELINE_TABLES,
+    VERSION_TABLE,
     PartialLegacyLedgerError,
     UnknownLedgerRevisionError,
     UnmigratedTablesError,
@@ -104,7 +105,7 @@ def _id(state: Any) -> int:
 
 def test_legacy_ledger_upgrades_in_place_with_its_history_intact(dialect: str, legacy_url: str) -> None:
     assert _tables(legacy_url) >= BASELINE_TABLES
-    assert "alembic_version" not in _tables(legacy_url)
+    assert VERSION_TABLE not in _tables(legacy_url)
     expected = EXPECTED[dialect]
 
     ledger = SyncLedger(legacy_url)
@@ -189,7 +190,10 @@ def test_baseline_revision_is_exactly_the_legacy_schema(dialect: str, legacy_url
             command.upgrade(config, migrations.BASELINE_REVISION)
         assert _schema(fresh_url) == _schema(legacy_url)
         if dialect == "sqlite":
-            statements = "SELECT type, name, sql FROM sqlite_master WHERE name LIKE 'sync_%' ORDER BY name"
+            statements = (
+                "SELECT type, name, sql FROM sqlite_master "
+                f"WHERE name LIKE 'sync_%' AND name != '{VERSION_TABLE}' ORDER BY name"
+            )
             with sqlite3.connect(sa.make_url(fresh_url).database) as fresh, sqlite3.connect(
                 sa.make_url(legacy_url).database
             ) as legacy:
@@ -206,7 +210,7 @@ def test_new_ledger_is_created_at_head_matching_the_ledger_metadata(empty_url: s
     ledger = SyncLedger(empty_url)
     assert current_revision(ledger.engine) == head_revision()
     with ledger.engine.connect() as connection:
-        differences = compare_metadata(MigrationContext.configure(connection, opts={"compare_type": True}), metadata)
+        differences = compare_metadata(MigrationContext.configure(connection, opts={"compare_type": True, "version_table": VERSION_TABLE}), metadata)
     assert differences == []
     ledger.dispose()
 
@@ -242,7 +246,7 @@ def test_legacy_ledger_is_stamped_then_runs_later_revisions(legacy_url: str, tmp
     engine.dispose()
     legacy_only = sa.create_engine(legacy_url)
     with legacy_only.begin() as connection:
-        connection.exec_driver_sql("DROP TABLE alembic_version")  # back to the pre-migration state
+        connection.exec_driver_sql(f"DROP TABLE {VERSION_TABLE}")  # back to the pre-migration state
     legacy_only.dispose()
 
     config = alembic_config(_later_revision(tmp_path / "later"))
@@ -270,7 +274,7 @@ def test_a_ledger_from_a_newer_release_is_refused_untouched(empty_url: str) -> N
     SyncLedger(empty_url).dispose()
     engine = sa.create_engine(empty_url)
     with engine.begin() as connection:
-        connection.exec_driver_sql("UPDATE alembic_version SET version_num = 'f00d'")
+        connection.exec_driver_sql(f"UPDATE {VERSION_TABLE} SET version_num = 'f00d'")
     engine.dispose()
     with pytest.raises(UnknownLedgerRevisionError) as raised:
         SyncLedger(empty_url)
@@ -315,7 +319,7 @@ def test_processes_opening_a_new_ledger_at_once_all_succeed(empty_url: str) -> N
     assert outcomes == [("ok", head_revision())] * len(processes)
     engine = sa.create_engine(empty_url)
     with engine.connect() as connection:
-        assert connection.execute(sa.text("SELECT version_num FROM alembic_version")).scalars().all() == [
+        assert connection.execute(sa.text(f"SELECT version_num FROM {VERSION_TABLE}")).scalars().all() == [
             head_revision()
         ]
     engine.dispose()
@@ -331,3 +335,24 @@ def test_a_table_no_revision_creates_is_refused(tmp_path: Path) -> None:
         upgrade_to_head(ledger.engine, extended)
     assert raised.value.tables == ["sync_writer_lock"]
     ledger.dispose()
+
+
+def test_a_ledger_sharing_a_database_with_dagster_storage_keeps_both_histories(postgres_database_url: str) -> None:
+    """Dagster's Postgres storage keeps its own Alembic revision in ``alembic_version`` in the same database."""
+    from dagster_postgres import PostgresRunStorage
+
+    dagster_url = postgres_database_url
+    PostgresRunStorage(postgres_url=dagster_url).dispose()
+    engine = sa.create_engine(postgres_database_url)
+    with engine.connect() as connection:
+        dagster_revision = connection.execute(sa.text("SELECT version_num FROM alembic_version")).scalar_one()
+    engine.dispose()
+
+    ledger = SyncLedger(postgres_database_url)
+    assert current_revision(ledger.engine) == head_revision()
+    with ledger.engine.connect() as connection:
+        assert connection.execute(sa.text("SELECT version_num FROM alembic_version")).scalar_one() == dagster_revision
+    ledger.dispose()
+    storage = PostgresRunStorage(postgres_url=dagster_url)  # Dagster still finds its schema current
+    assert storage.get_runs() == []
+    storage.dispose()

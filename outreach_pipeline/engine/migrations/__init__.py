@@ -2,10 +2,12 @@
 
 Rules:
 * The ledger's tables change only through a revision under ``versions/``. Revision ``0001`` is exactly
-  the schema the ledger had before migrations existed (made by ``metadata.create_all``, no
-  ``alembic_version`` table); later revisions build on it.
+  the schema the ledger had before migrations existed (made by ``metadata.create_all``); later revisions
+  build on it.
+* The revision is kept in ``sync_ledger_version``, not Alembic's default ``alembic_version``: the ledger
+  may share a database with Dagster's own storage, which has its own Alembic history there.
 * Opening brings the database to head. An empty database runs every revision. A ledger made before
-  migrations (all four ledger tables, no ``alembic_version``) is stamped ``0001`` and upgraded, its rows
+  migrations (all four ledger tables, no version table) is stamped ``0001`` and upgraded, its rows
   untouched. A database already at head is only read, no lock taken.
 * The upgrade is one transaction holding a lock, so processes opening the same ledger at once queue and
   the later ones find head: PostgreSQL takes a transaction-scoped advisory lock, SQLite's transactions
@@ -32,8 +34,9 @@ from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection, Engine
 
 BASELINE_REVISION = "0001"
+VERSION_TABLE = "sync_ledger_version"
 MIGRATIONS_DIR = Path(__file__).parent
-# The tables of the baseline schema: their presence without alembic_version marks a pre-migration ledger.
+# The tables of the baseline schema: their presence without a version table marks a pre-migration ledger.
 BASELINE_TABLES = frozenset({"sync_record_state", "sync_history", "sync_pending_relation", "sync_run"})
 _LOCK_KEY = zlib.crc32(b"sync_ledger:schema")
 
@@ -60,7 +63,7 @@ class PartialLegacyLedgerError(LedgerSchemaError):
     def __init__(self, missing: list[str]) -> None:
         self.missing = missing
         super().__init__(
-            f"the sync ledger has no alembic_version table and only some of its tables (missing: "
+            f"the sync ledger has no {VERSION_TABLE} table and only some of its tables (missing: "
             f"{', '.join(missing)}): restore it from a backup or point OUTREACH_PIPELINE_LEDGER_URL elsewhere"
         )
 
@@ -95,9 +98,9 @@ def head_revision(config: Config | None = None) -> str:
 
 
 def current_revision(engine: Engine) -> str | None:
-    """The database's revision, or None when it has no ``alembic_version`` table (empty or pre-migration)."""
+    """The database's revision, or None when it has no version table (empty or pre-migration)."""
     with engine.connect() as connection:
-        return MigrationContext.configure(connection).get_current_revision()
+        return _read_revision(connection)
 
 
 def upgrade_to_head(engine: Engine, metadata: sa.MetaData, config: Config | None = None) -> str:
@@ -121,7 +124,7 @@ def _lock(connection: Connection) -> None:
 
 def _upgrade_locked(connection: Connection, config: Config, head: str) -> str:
     # Read again under the lock: another process may have upgraded while this one waited.
-    revision = MigrationContext.configure(connection).get_current_revision()
+    revision = _read_revision(connection)
     if revision == head:
         return head
     script = ScriptDirectory.from_config(config)
@@ -135,6 +138,10 @@ def _upgrade_locked(connection: Connection, config: Config, head: str) -> str:
     finally:
         del config.attributes["connection"]
     return head
+
+
+def _read_revision(connection: Connection) -> str | None:
+    return MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE}).get_current_revision()
 
 
 def _is_legacy(connection: Connection) -> bool:

@@ -12,6 +12,7 @@ from typing import Any
 from alembic import context
 
 from outreach_pipeline.engine.ledger import metadata
+from outreach_pipeline.engine.migrations import VERSION_TABLE
 from outreach_pipeline.engine.utc_datetime import UtcDateTime
 
 
@@ -29,6 +30,7 @@ context.configure(
     target_metadata=metadata,
     render_item=_render_item,
     compare_type=True,
+    version_table=VERSION_TABLE,
 )
 with context.begin_transaction():
     context.run_migrations()
