@@ -4,6 +4,10 @@ SQLAlchemy Core on SQLite (a file under DAGSTER_HOME) or PostgreSQL. Every write
 with one statement per table per batch. Writers are serialised so that two processes recording outcomes
 for the same entity cannot interleave their read-merge-write: SQLite takes the write lock up front
 (``BEGIN IMMEDIATE``, WAL, busy timeout), PostgreSQL takes a transaction-scoped advisory lock per entity.
+
+The schema is versioned by the Alembic revisions in ``engine/migrations``, applied when a ledger is opened:
+a change to these tables needs a revision. Timestamps are ``UtcDateTime`` columns, stored as UTC and read
+back aware in UTC on both databases.
 """
 
 from __future__ import annotations
@@ -21,6 +25,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
+from outreach_pipeline.engine import migrations
+from outreach_pipeline.engine.utc_datetime import UtcDateTime, to_utc
+
 Outcome = Literal["created", "updated", "unchanged", "skipped", "failed"]
 OUTCOMES: tuple[Outcome, ...] = ("created", "updated", "unchanged", "skipped", "failed")
 _APPLIED: frozenset[str] = frozenset({"created", "updated", "unchanged"})
@@ -34,17 +41,17 @@ record_state = sa.Table(
     sa.Column("entity", sa.String(64), primary_key=True),
     sa.Column("outreach_id", sa.BigInteger, primary_key=True),
     sa.Column("workbooks_id", sa.BigInteger),
-    sa.Column("outreach_updated_at", sa.DateTime(timezone=True)),
+    sa.Column("outreach_updated_at", UtcDateTime()),
     sa.Column("values_hash", sa.String(64)),
     sa.Column("values_json", sa.Text),
     sa.Column("last_outcome", sa.String(16), nullable=False),
     sa.Column("last_reason", sa.String(64)),
     sa.Column("last_error", sa.Text),
-    sa.Column("window_start", sa.DateTime(timezone=True)),
-    sa.Column("window_end", sa.DateTime(timezone=True)),
+    sa.Column("window_start", UtcDateTime()),
+    sa.Column("window_end", UtcDateTime()),
     sa.Column("last_run_id", sa.String(128), nullable=False),
     sa.Column("needs_retry", sa.Boolean, nullable=False, default=False),
-    sa.Column("recorded_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("recorded_at", UtcDateTime(), nullable=False),
 )
 
 history = sa.Table(
@@ -58,12 +65,12 @@ history = sa.Table(
     sa.Column("outcome", sa.String(16), nullable=False),
     sa.Column("reason", sa.String(64)),
     sa.Column("error", sa.Text),
-    sa.Column("outreach_updated_at", sa.DateTime(timezone=True)),
-    sa.Column("window_start", sa.DateTime(timezone=True)),
-    sa.Column("window_end", sa.DateTime(timezone=True)),
+    sa.Column("outreach_updated_at", UtcDateTime()),
+    sa.Column("window_start", UtcDateTime()),
+    sa.Column("window_end", UtcDateTime()),
     sa.Column("values_hash", sa.String(64)),
     sa.Column("diff_json", sa.Text),
-    sa.Column("recorded_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("recorded_at", UtcDateTime(), nullable=False),
     sa.Index("ix_sync_history_record", "entity", "outreach_id"),
     sa.Index("ix_sync_history_run", "run_id"),
 )
@@ -78,7 +85,7 @@ pending_relation = sa.Table(
     sa.Column("target_outreach_id", sa.BigInteger, primary_key=True),
     sa.Column("first_run_id", sa.String(128), nullable=False),
     sa.Column("last_run_id", sa.String(128), nullable=False),
-    sa.Column("recorded_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("recorded_at", UtcDateTime(), nullable=False),
     sa.Index("ix_sync_pending_target", "target_entity", "target_outreach_id"),
 )
 
@@ -87,27 +94,27 @@ runs = sa.Table(
     metadata,
     sa.Column("run_id", sa.String(128), primary_key=True),
     sa.Column("entity", sa.String(64), primary_key=True),
-    sa.Column("window_start", sa.DateTime(timezone=True)),
-    sa.Column("window_end", sa.DateTime(timezone=True)),
+    sa.Column("window_start", UtcDateTime()),
+    sa.Column("window_end", UtcDateTime()),
     *(sa.Column(outcome, sa.Integer, nullable=False, default=0) for outcome in OUTCOMES),
-    sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("finished_at", sa.DateTime(timezone=True)),
+    sa.Column("started_at", UtcDateTime(), nullable=False),
+    sa.Column("finished_at", UtcDateTime()),
 )
 
 
 class LedgerModel(BaseModel):
-    """Base of ledger records: immutable, unknown keys rejected, datetimes stored as UTC."""
+    """Base of ledger records: immutable, unknown keys rejected, datetimes aware and in UTC."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     @field_validator("*", mode="after")
     @classmethod
     def _datetimes_in_utc(cls, value: Any) -> Any:
-        # SQLite stores datetimes without an offset, so everything is converted to UTC before it gets there.
+        # A naive datetime is refused where it enters, naming the field, rather than at the database.
         if isinstance(value, datetime):
             if value.tzinfo is None:
                 raise ValueError("datetimes must be timezone-aware")
-            return _utc(value)
+            return to_utc(value)
         return value
 
 
@@ -206,7 +213,7 @@ def values_hash(values: dict[str, Any] | None) -> str | None:
 
 
 class SyncLedger:
-    """Sync ledger on SQLite or PostgreSQL; tables are created on first use.
+    """Sync ledger on SQLite or PostgreSQL; opening creates or upgrades its tables to the current schema.
 
     Args:
         url: SQLAlchemy URL, e.g. ``sqlite:///<DAGSTER_HOME>/sync_ledger.db`` or
@@ -215,7 +222,7 @@ class SyncLedger:
 
     def __init__(self, url: str) -> None:
         self._engine = _make_engine(url)
-        metadata.create_all(self._engine)
+        migrations.upgrade_to_head(self._engine, metadata)
 
     def __repr__(self) -> str:
         return f"SyncLedger({self._engine.url.render_as_string(hide_password=True)!r})"
@@ -275,11 +282,11 @@ class SyncLedger:
         return RunSummary(
             run_id=row["run_id"],
             entity=row["entity"],
-            window_start=_utc(row["window_start"]),
-            window_end=_utc(row["window_end"]),
+            window_start=row["window_start"],
+            window_end=row["window_end"],
             counts={outcome: row[outcome] for outcome in OUTCOMES},
-            started_at=_utc(row["started_at"]),
-            finished_at=_utc(row["finished_at"]),
+            started_at=row["started_at"],
+            finished_at=row["finished_at"],
         )
 
     # --- records -----------------------------------------------------------------------------------------
@@ -568,17 +575,17 @@ def _record_state(row: Any) -> RecordState:
         entity=row["entity"],
         outreach_id=row["outreach_id"],
         workbooks_id=row["workbooks_id"],
-        outreach_updated_at=_utc(row["outreach_updated_at"]),
+        outreach_updated_at=row["outreach_updated_at"],
         values_hash=row["values_hash"],
         values=_loads(row["values_json"]),
         last_outcome=row["last_outcome"],
         last_reason=row["last_reason"],
         last_error=row["last_error"],
-        window_start=_utc(row["window_start"]),
-        window_end=_utc(row["window_end"]),
+        window_start=row["window_start"],
+        window_end=row["window_end"],
         last_run_id=row["last_run_id"],
         needs_retry=bool(row["needs_retry"]),
-        recorded_at=_utc(row["recorded_at"]),
+        recorded_at=row["recorded_at"],
     )
 
 
@@ -591,12 +598,12 @@ def _history_entry(row: Any) -> HistoryEntry:
         outcome=row["outcome"],
         reason=row["reason"],
         error=row["error"],
-        outreach_updated_at=_utc(row["outreach_updated_at"]),
-        window_start=_utc(row["window_start"]),
-        window_end=_utc(row["window_end"]),
+        outreach_updated_at=row["outreach_updated_at"],
+        window_start=row["window_start"],
+        window_end=row["window_end"],
         values_hash=row["values_hash"],
         diff=_loads(row["diff_json"]),
-        recorded_at=_utc(row["recorded_at"]),
+        recorded_at=row["recorded_at"],
     )
 
 
@@ -614,15 +621,6 @@ def _dumps(value: Any) -> str | None:
 
 def _loads(text: str | None) -> Any:
     return None if text is None else json.loads(text)
-
-
-def _utc(moment: datetime | None) -> datetime | None:
-    # SQLite hands back naive datetimes; every value the ledger stores is UTC.
-    if moment is None:
-        return None
-    if hasattr(moment, "to_pydatetime"):
-        moment = moment.to_pydatetime()
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 def _now() -> datetime:
