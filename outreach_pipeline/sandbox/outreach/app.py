@@ -40,7 +40,7 @@ from outreach_pipeline.sandbox.outreach.settings import (
     SANDBOX_REFRESH_TOKEN,
     OutreachSettings,
 )
-from outreach_pipeline.sandbox.outreach.spec import ResourceSpec, specs_by_plural
+from outreach_pipeline.sandbox.outreach.spec import ResourceSpec, openapi_bytes, specs_by_plural
 from outreach_pipeline.sandbox.outreach.store import (
     DuplicateEmailError,
     OutreachStore,
@@ -285,6 +285,11 @@ class OutreachSandbox:
     async def types(self, _request: Request, _grant: AccessGrant) -> Response:
         return _api_response(types_document())
 
+    @staticmethod
+    async def openapi(_request: Request) -> Response:
+        # Outreach links this document from its docs with no token (only /types and schema.json take one).
+        return Response(openapi_bytes(), media_type="application/json")
+
     # ----------------------------------------------------------------- OAuth and admin
 
     async def authorize(self, request: Request) -> Response:
@@ -420,6 +425,7 @@ def create_outreach_app(store: OutreachStore, settings: OutreachSettings | None 
 
     routes = [
         Route("/api/v2/types", api(sandbox.types, _no_scope), methods=["GET"]),
+        Route("/api/v2/schema/openapi.json", sandbox.openapi, methods=["GET"]),
         Route("/api/v2/{plural}", collection, methods=["GET", "POST"]),
         Route("/api/v2/{plural}/{record_id}", member, methods=["GET", "PATCH", "DELETE"]),
         Route(
