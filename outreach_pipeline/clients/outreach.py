@@ -44,6 +44,7 @@ from outreach_pipeline.clients.http import (
     ServerError,
     SleepFn,
 )
+from outreach_pipeline.clients.outreach_schema import OPENAPI_PATH, OutreachSchema, parse_openapi
 
 REAL_OUTREACH_URL = "https://api.outreach.io"
 SANDBOX_OUTREACH_URL = "http://127.0.0.1:8701"
@@ -823,6 +824,20 @@ class OutreachClient:
         """
         body = self._call("GET", f"{API_PREFIX}/types", idempotent=True, validate=_require_collection)
         return [entry for entry in body["data"] if isinstance(entry, dict)]
+
+    def get_schema(self) -> OutreachSchema:
+        """The service's own OpenAPI document (``GET /api/v2/schema/openapi.json``), as typed records.
+
+        Raises:
+            NotFoundError: The service does not serve the document.
+            MalformedResponse: It is not JSON, or not an OpenAPI document describing resource types.
+        """
+        url = self._api_url(OPENAPI_PATH)
+        # Validated while the reply is read, so a truncated or foreign body is retried like any malformed one.
+        parsed: list[OutreachSchema] = []
+        self._call("GET", url, idempotent=True, headers={"Accept": "application/json"},
+                   validate=lambda document: parsed.append(parse_openapi(document, url)))
+        return parsed[-1]
 
     # ----------------------------------------------------------------- writes
 
