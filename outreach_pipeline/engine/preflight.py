@@ -17,13 +17,16 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from outreach_pipeline.clients.http import MalformedResponse, NotFoundError
+from outreach_pipeline.clients.http import ApiError, MalformedResponse, NotFoundError
 from outreach_pipeline.clients.outreach import OutreachClient
 from outreach_pipeline.clients.outreach_schema import OutreachSchema, packaged_schema
 from outreach_pipeline.clients.workbooks import WorkbooksClient
 from outreach_pipeline.engine.install import normalise_data_type
 from outreach_pipeline.mapping.models import EntityMapping, MappingSet
 from outreach_pipeline.mapping.preflight import preflight
+
+SCHEMA_NOT_SERVED_STATUSES = frozenset({403, 406})
+"""Answers to the schema request that mean "not served to us", besides 404 and an unreadable body."""
 
 OUTREACH_TO_WORKBOOKS_CORE_ENTITIES = ("accounts", "prospects", "opportunities")
 """The entities whose Outreach -> Workbooks sync the install command checks by default."""
@@ -57,12 +60,15 @@ def fetch_outreach_types(outreach: OutreachClient) -> list[dict[str, Any]]:
 def fetch_outreach_schema(outreach: OutreachClient) -> OutreachSchema:
     """Outreach's schema from the service, or the packaged copy when the service does not serve one.
 
-    Only a missing or unreadable document falls back: a refused token or a service that is down raises, as
-    every other preflight request would.
+    Only a document that is missing, withheld from this token (403), not offered as JSON (406) or unreadable
+    falls back; a service that is down or a token it rejects raises, as every other preflight request would
+    (``/types`` is asked first, with the same token).
     """
     try:
         return outreach.get_schema()
-    except (NotFoundError, MalformedResponse) as exc:
+    except ApiError as exc:
+        if not isinstance(exc, NotFoundError | MalformedResponse) and exc.status not in SCHEMA_NOT_SERVED_STATUSES:
+            raise
         fallback = packaged_schema()
         return fallback.model_copy(update={"source": f"{fallback.source} ({exc.path} not served: {exc.status or exc})"})
 

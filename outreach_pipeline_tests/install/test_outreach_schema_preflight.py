@@ -7,6 +7,7 @@ from); a service that does not serve it is checked against the packaged copy.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -16,6 +17,7 @@ import yaml
 from click.testing import CliRunner
 
 from outreach_pipeline.cli import main
+from outreach_pipeline.clients.http import AuthenticationError
 from outreach_pipeline.clients.outreach import OutreachClient
 from outreach_pipeline.clients.outreach_schema import OPENAPI_PATH
 from outreach_pipeline.defs.assets import field_preflight
@@ -85,29 +87,36 @@ def test_unknown_relationships_and_related_attributes_are_named(workbooks, outre
     ]
 
 
-@pytest.fixture
-def outreach_without_schema_url() -> Iterator[str]:
-    """An Outreach that answers 404 to its schema document, as a service that does not publish one would."""
-    rule = FaultRule(kind="status", status=404, path=OPENAPI_PATH)
+@contextmanager
+def outreach_answering_schema_with(status: int) -> Iterator[OutreachClient]:
+    """A client of an Outreach that answers `status` to its schema document (and normally to the rest)."""
+    rule = FaultRule(kind="status", status=status, path=OPENAPI_PATH)
     app = SandboxMiddleware(create_outreach_app(OutreachStore("sqlite://"), OutreachSettings()),
                             injector=FaultInjector([rule]))
     with serve_in_thread(app) as served:
-        yield served.url
+        client = OutreachClient(served.url)
+        try:
+            yield client
+        finally:
+            client.close()
 
 
-def test_without_a_served_schema_the_packaged_copy_is_used(
-    workbooks, outreach_without_schema_url, default_mapping, mapping_variant
-):
+@pytest.mark.parametrize("status", [404, 403])
+def test_without_a_served_schema_the_packaged_copy_is_used(workbooks, default_mapping, mapping_variant, status):
     install(workbooks, default_mapping)
-    client = OutreachClient(outreach_without_schema_url)
-    try:
+    with outreach_answering_schema_with(status) as client:
         schema = fetch_outreach_schema(client)
         problems = run_preflight(workbooks, client, mapping_variant(misspell_first_name), entities=CORE)
-    finally:
-        client.close()
 
-    assert schema.source.startswith("the packaged outreach_openapi.json") and "404" in schema.source
+    assert schema.source.startswith("the packaged outreach_openapi.json") and str(status) in schema.source
     assert len(problems) == 1 and "no attribute fristName on prospect" in problems[0]
+
+
+def test_a_rejected_token_is_not_hidden_by_the_fallback():
+    with outreach_answering_schema_with(401) as client, pytest.raises(AuthenticationError) as caught:
+        fetch_outreach_schema(client)
+
+    assert caught.value.status == 401 and caught.value.path == OPENAPI_PATH
 
 
 def test_install_fails_naming_the_attribute_and_the_mapping_file(
