@@ -47,7 +47,7 @@ from outreach_pipeline.mapping.models import EntityMapping, LinkTransform, Mappi
 from outreach_pipeline.mapping.normalise import normalise_natural_key
 
 #: URL-encoded characters of the `filter[emails][]=a&filter[emails][]=b...` pairs per Outreach request: with the
-#: rest of the URL it stays under the 8 KB request-line limit common to web servers (about 130 typical emails).
+#: rest of the URL it stays under the 8 KB request-line limit common to web servers (about 115 emails of 30 characters).
 SHARER_QUERY_CHARS = 7000
 RECONCILE_ROUNDS = 3
 OUTCOME_COLUMNS = ["outreach_id", "workbooks_id", "outcome", "reason", "error", "fields_written"]
