@@ -41,6 +41,7 @@ from outreach_pipeline.clients.outreach_records import (
     parse_resource,
     write_resource,
 )
+from outreach_pipeline.clients.outreach_schema import OPENAPI_PATH, OutreachSchema, parse_openapi
 from outreach_pipeline.clients.tokens import MemoryTokenStore, StoredTokens, TokenStore
 
 REAL_OUTREACH_URL = "https://api.outreach.io"
@@ -290,11 +291,15 @@ class OutreachClient:
 
         Args:
             path: ``/api/v2/<resource>`` or ``<resource>``.
-            params: Query parameters for the first request (later pages carry them in ``links.next``).
+            params: Query parameters for the first request (later pages carry them in ``links.next``); a
+                list value repeats its key once per item (``filter[emails][]`` with ``newFilterSyntax``).
         """
         url = self._api_url(path)
         if params:
-            url = _with_query(url, {key: str(value) for key, value in params.items()})
+            url = _with_query(url, {
+                key: [str(item) for item in value] if isinstance(value, list | tuple) else str(value)
+                for key, value in params.items()
+            })
         while url:
             # The parsed body is not kept across the yield: a 1,000-prospect page is tens of MB of objects.
             page = parse_page(self._get_collection(url), url)
@@ -419,6 +424,20 @@ class OutreachClient:
         body = self._call("GET", f"{API_PREFIX}/types", idempotent=True, validate=_require_collection)
         return [entry for entry in body["data"] if isinstance(entry, dict)]
 
+    def get_schema(self) -> OutreachSchema:
+        """The service's own OpenAPI document (``GET /api/v2/schema/openapi.json``), as typed records.
+
+        Raises:
+            NotFoundError: The service does not serve the document.
+            MalformedResponse: It is not JSON, or not an OpenAPI document describing resource types.
+        """
+        url = self._api_url(OPENAPI_PATH)
+        # Validated while the reply is read, so a truncated or foreign body is retried like any malformed one.
+        parsed: list[OutreachSchema] = []
+        self._call("GET", url, idempotent=True, headers={"Accept": "application/json"},
+                   validate=lambda document: parsed.append(parse_openapi(document, url)))
+        return parsed[-1]
+
     # ----------------------------------------------------------------- writes
 
     def create(
@@ -481,9 +500,16 @@ def _query_value(url: str, key: str) -> str | None:
     return dict(parse_qsl(urlsplit(url).query, keep_blank_values=True)).get(key)
 
 
-def _with_query(url: str, updates: Mapping[str, str]) -> str:
-    """``url`` with the given query parameters set (replacing existing ones, keeping the rest in order)."""
+def _with_query(url: str, updates: Mapping[str, str | list[str]]) -> str:
+    """``url`` with the given query parameters set (replacing existing ones, keeping the rest in order).
+
+    A list value sets its key once per item, in order.
+    """
     parts = urlsplit(url)
     pairs = [(key, value) for key, value in parse_qsl(parts.query, keep_blank_values=True) if key not in updates]
-    pairs.extend(updates.items())
+    for key, value in updates.items():
+        if isinstance(value, list):
+            pairs.extend((key, item) for item in value)
+        else:
+            pairs.append((key, value))
     return urlunsplit(parts._replace(query=urlencode(pairs)))

@@ -103,10 +103,11 @@ def field_preflight(
     workbooks: WorkbooksResource,
     sync_settings: SyncSettings,
 ) -> dg.MaterializeResult:
-    """Checks every mapped field against Workbooks metadata/types and Outreach custom-field types before any write.
+    """Checks every mapped field against Workbooks metadata/types, and every Outreach attribute and relationship
+    the mapping reads against Outreach's schema and custom-field types, before any write.
 
-    Fails the run, naming each unknown or mistyped field, so a renamed field in a real Workbooks database stops
-    the sync instead of failing every record.
+    Fails the run, naming each unknown or mistyped field and the mapping file to fix, so a renamed field in a
+    real Workbooks database or a misspelt Outreach attribute stops the sync instead of failing every record.
     """
     mappings = sync_settings.mappings()
     with outreach.open() as outreach_client, workbooks.open() as workbooks_client:

@@ -20,7 +20,7 @@ import contextlib
 from collections.abc import Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import urlencode
 
 import pandas as pd
 
@@ -46,8 +46,8 @@ from outreach_pipeline.engine.plan import (
 from outreach_pipeline.mapping.models import EntityMapping, LinkTransform, MappingSet
 from outreach_pipeline.mapping.normalise import normalise_natural_key
 
-#: URL-encoded characters of values per Outreach `filter[emails]=a,b,...` request: with the rest of the URL
-#: it stays under the 8 KB request-line limit common to web servers (about 200 typical emails).
+#: URL-encoded characters of the `filter[emails][]=a&filter[emails][]=b...` pairs per Outreach request: with the
+#: rest of the URL it stays under the 8 KB request-line limit common to web servers (about 115 emails of 30 characters).
 SHARER_QUERY_CHARS = 7000
 RECONCILE_ROUNDS = 3
 OUTCOME_COLUMNS = ["outreach_id", "workbooks_id", "outcome", "reason", "error", "fields_written"]
@@ -102,16 +102,18 @@ def outreach_holders(
     """Outreach ids holding each natural-key value (normalised), asked of Outreach in batches.
 
     A value held by two Outreach records must not be matched or created from either, whichever window each
-    is synced in; the run alone cannot know that, only Outreach can.
+    is synced in; the run alone cannot know that, only Outreach can. Several values are asked for in the
+    form Outreach documents for them, `newFilterSyntax=true&filter[emails][]=a&filter[emails][]=b`: a comma
+    list is documented for ids only, and an Outreach reading `a,b` as one address would find no holder and
+    let the check pass in silence. The array form also takes values holding `,` or `..` literally.
     """
     filter_name = entity.match.outreach_duplicate_filter
     assert filter_name is not None
     source = entity.field(entity.match.natural_keys[0]).source
-    # Filter syntax reserves `,` and `..`; such a value cannot be asked for (nor is it a valid email).
-    queryable = sorted({v for v in values if "," not in v and ".." not in v})
+    filter_key = f"filter[{filter_name}][]"
     holders: dict[Hashable, set[int]] = {}
-    for batch in _batches_by_url_length(queryable, SHARER_QUERY_CHARS):
-        params = {f"filter[{filter_name}]": ",".join(batch), "page[size]": "1000", "count": "false",
+    for batch in _batches_by_url_length(filter_key, sorted(set(values)), SHARER_QUERY_CHARS):
+        params = {"newFilterSyntax": "true", filter_key: batch, "page[size]": "1000", "count": "false",
                   f"fields[{entity.outreach_type}]": source.column}
         for record in client.iter_records(f"{API_PREFIX}/{resource}", params):
             value = record.attributes.get(source.column)
@@ -122,12 +124,12 @@ def outreach_holders(
     return holders
 
 
-def _batches_by_url_length(values: list[str], budget: int) -> Iterable[list[str]]:
-    """Split values into comma-joined lists whose URL-encoded length stays within `budget`."""
+def _batches_by_url_length(key: str, values: list[str], budget: int) -> Iterable[list[str]]:
+    """Split values into batches whose `key=value&...` pairs, URL-encoded as the client sends them, fit `budget`."""
     batch: list[str] = []
     used = 0
     for value in values:
-        size = len(quote(value, safe="")) + 3  # and its encoded comma
+        size = len(urlencode([(key, value)])) + 1  # and the `&` before the next pair
         if batch and used + size > budget:
             yield batch
             batch, used = [], 0

@@ -2,6 +2,14 @@
 
 The checks themselves are the pure ``outreach_pipeline.mapping.preflight.preflight``; this module only
 decides which entities are checked and fetches what they need over HTTP.
+
+Where Outreach's schema comes from: the service's own ``GET /api/v2/schema/openapi.json``, the document
+Outreach names in its API description as the machine-readable definition, so the check follows the API the
+org is actually served (attributes added or retired since this package was built included). When a service
+does not serve it (404, or a body that is not an OpenAPI document), the copy shipped in the package is used
+(the schema's ``source`` says which): standard attributes change rarely, and a check against the shipped copy
+still catches a misspelt source. Custom fields come from ``GET /api/v2/types`` in both cases: the
+OpenAPI document lists custom1..custom150 for every org, only ``/types`` says which are configured.
 """
 
 from __future__ import annotations
@@ -9,11 +17,16 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from outreach_pipeline.clients.http import ApiError, MalformedResponse, NotFoundError
 from outreach_pipeline.clients.outreach import OutreachClient
+from outreach_pipeline.clients.outreach_schema import OutreachSchema, packaged_schema
 from outreach_pipeline.clients.workbooks import WorkbooksClient
 from outreach_pipeline.engine.install import normalise_data_type
 from outreach_pipeline.mapping.models import EntityMapping, MappingSet
 from outreach_pipeline.mapping.preflight import preflight
+
+SCHEMA_NOT_SERVED_STATUSES = frozenset({403, 406})
+"""Answers to the schema request that mean "not served to us", besides 404 and an unreadable body."""
 
 OUTREACH_TO_WORKBOOKS_CORE_ENTITIES = ("accounts", "prospects", "opportunities")
 """The entities whose Outreach -> Workbooks sync the install command checks by default."""
@@ -44,6 +57,22 @@ def fetch_outreach_types(outreach: OutreachClient) -> list[dict[str, Any]]:
     return outreach.get_custom_field_types()
 
 
+def fetch_outreach_schema(outreach: OutreachClient) -> OutreachSchema:
+    """Outreach's schema from the service, or the packaged copy when the service does not serve one.
+
+    Only a document that is missing, withheld from this token (403), not offered as JSON (406) or unreadable
+    falls back; a service that is down or a token it rejects raises, as every other preflight request would
+    (``/types`` is asked first, with the same token).
+    """
+    try:
+        return outreach.get_schema()
+    except ApiError as exc:
+        if not isinstance(exc, NotFoundError | MalformedResponse) and exc.status not in SCHEMA_NOT_SERVED_STATUSES:
+            raise
+        fallback = packaged_schema()
+        return fallback.model_copy(update={"source": f"{fallback.source} ({exc.path} not served: {exc.status or exc})"})
+
+
 def run_preflight(
     workbooks: WorkbooksClient,
     outreach: OutreachClient,
@@ -69,7 +98,11 @@ def run_preflight(
     selected = select_entities(mapping_set, entities)
     workbooks_types = fetch_workbooks_types(workbooks, selected)
     outreach_types = fetch_outreach_types(outreach)
-    return [*preflight(selected, workbooks_types, outreach_types), *owned_field_problems(selected, workbooks_types)]
+    outreach_schema = fetch_outreach_schema(outreach)
+    return [
+        *preflight(selected, workbooks_types, outreach_types, outreach_schema),
+        *owned_field_problems(selected, workbooks_types),
+    ]
 
 
 def owned_field_problems(mapping_set: MappingSet, workbooks_types: list[dict[str, Any]]) -> list[str]:

@@ -12,7 +12,15 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 DEFAULT_MAPPING_PATH = Path(__file__).with_name("default.yaml")
 
@@ -309,6 +317,13 @@ class MappingSet(StrictModel):
     version: Literal[1] = 1
     entities: dict[str, EntityMapping]
     custom_fields: dict[str, list[CustomFieldSpec]] = Field(default_factory=dict)
+    # The file it was loaded from, so a problem found later (preflight) says which file to fix.
+    _source: Path | None = PrivateAttr(default=None)
+
+    @property
+    def source_label(self) -> str:
+        """The mapping file it was loaded from, or "the mapping file" for one built in code."""
+        return str(self._source) if self._source is not None else "the mapping file"
 
     @model_validator(mode="before")
     @classmethod
@@ -367,10 +382,12 @@ def load_mapping_set(path: Path | None = None) -> MappingSet:
     except (OSError, yaml.YAMLError) as exc:
         raise MappingError(f"{path}: cannot read mapping file: {exc}") from exc
     try:
-        return MappingSet.model_validate(raw)
+        mapping_set = MappingSet.model_validate(raw)
     except ValidationError as exc:
         problems = [_describe_error(raw, error) for error in exc.errors()]
         raise MappingError(f"{path}: invalid mapping:\n  " + "\n  ".join(problems)) from None
+    mapping_set._source = path
+    return mapping_set
 
 
 def _describe_error(raw: Any, error: Any) -> str:

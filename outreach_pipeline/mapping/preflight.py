@@ -1,8 +1,12 @@
 """Pre-flight check of a mapping set against the live schemas of both systems, before any write.
 
-Workbooks ``metadata/types`` gives ``[{class_name, fields: [{name, datatype, ...}]}]``; Outreach ``/types`` gives
-``[{type, meta: {validations: {customN: {type, ...}}}}]`` (custom fields only, so standard Outreach attributes are
-not checked here: the OpenAPI spec fixes them).
+Workbooks ``metadata/types`` gives ``[{class_name, fields: [{name, datatype, ...}]}]``. On the Outreach side
+every source a field mapping reads (an attribute, an array element, a to-one relationship's id, an attribute
+of a related record, a role list, a currency column, a link key other than ``id``) must be an attribute or
+relationship of its type in Outreach's schema (``OutreachSchema``, from its OpenAPI document), so a typo such
+as ``fristName`` stops the sync here instead of as a 400 on every sparse read. ``customN`` attributes exist
+for every org in that document; which ones an org has configured, and their types, come from ``/types``
+(``[{type, meta: {validations: {customN: {type, ...}}}}]``).
 """
 
 from __future__ import annotations
@@ -10,7 +14,15 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from outreach_pipeline.mapping.models import EntityMapping, FieldMapping, LinkTransform, MappingSet
+from outreach_pipeline.clients.outreach_schema import OutreachSchema, OutreachType, RelationshipShape
+from outreach_pipeline.mapping.models import (
+    EntityMapping,
+    FieldMapping,
+    LinkTransform,
+    MappingSet,
+    SourceRef,
+    WbCurrencyTransform,
+)
 
 # Workbooks datatypes a transform may write into. Text-like targets accept anything that renders as text.
 _TEXT = frozenset({"string", "text", "email", "url", "telephone", "phone", "html", "rich_text", "memo"})
@@ -42,7 +54,10 @@ _OUTREACH_COMPATIBLE: dict[str, frozenset[str]] = {
 
 
 def preflight(
-    mapping_set: MappingSet, workbooks_types: list[dict[str, Any]], outreach_types: list[dict[str, Any]]
+    mapping_set: MappingSet,
+    workbooks_types: list[dict[str, Any]],
+    outreach_types: list[dict[str, Any]],
+    outreach_schema: OutreachSchema | None = None,
 ) -> list[str]:
     """Check every mapped field against the Workbooks and Outreach schemas.
 
@@ -50,6 +65,8 @@ def preflight(
         mapping_set: the mappings to check.
         workbooks_types: the ``data`` of Workbooks ``metadata/types``.
         outreach_types: the ``data`` of Outreach ``/types``.
+        outreach_schema: Outreach's types, attributes and relationships; None skips that check (the
+            runner always gives it).
 
     Returns:
         One message per problem, naming the entity and the field; an empty list means the mapping is usable.
@@ -65,6 +82,8 @@ def preflight(
     problems: list[str] = []
     for entity in mapping_set.entities.values():
         problems.extend(_workbooks_problems(entity, workbooks_fields.get(entity.workbooks_record_type)))
+        if outreach_schema is not None:
+            problems.extend(outreach_schema_problems(entity, outreach_schema, mapping_set.source_label))
         problems.extend(_outreach_problems(entity, outreach_fields.get(entity.outreach_type.lower(), {})))
     return problems
 
@@ -133,3 +152,77 @@ def _compatibility_kind(field: FieldMapping) -> str:
     if isinstance(transform, LinkTransform) and transform.many:
         return "link_many"
     return transform.kind
+
+
+def outreach_schema_problems(entity: EntityMapping, schema: OutreachSchema, mapping_file: str) -> list[str]:
+    """Every Outreach source of ``entity`` that its type in ``schema`` lacks, one message each.
+
+    Both directions are checked: a source read for Workbooks and one written back must both exist.
+
+    Args:
+        entity: the entity mapping.
+        schema: Outreach's types.
+        mapping_file: the mapping file, named in each message as the place to fix.
+    """
+    own = schema.types.get(entity.outreach_type)
+    if own is None:
+        return [f"{entity.name}: Outreach has no type {entity.outreach_type}; fix outreach_type in {mapping_file}"]
+    problems: list[str] = []
+    for field in entity.fields:
+        for problem in _source_problems(own, field.source, schema):
+            problems.append(f"{entity.name}: {problem} (source {field.outreach!r} of {field.workbooks}); "
+                            f"fix the source in {mapping_file}")
+        if isinstance(field.transform, WbCurrencyTransform):
+            for problem in _column_problems(own, field.transform.currency_source):
+                problems.append(f"{entity.name}: {problem} (currency_source of {field.workbooks}); "
+                                f"fix the currency_source in {mapping_file}")
+    if entity.match.outreach_key != "id":
+        for problem in _column_problems(own, entity.match.outreach_key):
+            problems.append(f"{entity.name}: {problem} (match.outreach_key); fix it in {mapping_file}")
+    return problems
+
+
+def _source_problems(own: OutreachType, source: SourceRef, schema: OutreachSchema) -> list[str]:
+    if source.is_custom_field:
+        return []  # which customN fields exist is the org's configuration: checked against /types
+    if source.kind == "column":
+        return _column_problems(own, source.column)
+    if source.kind == "element":
+        kind = own.attributes.get(source.column)
+        if kind is None:
+            return [f"Outreach has no attribute {source.column} on {own.type}"]
+        return [] if kind == "array" else [f"Outreach attribute {source.column} on {own.type} is not a list"]
+    if source.kind == "related":
+        relation = source.relation or ""
+        problems = _to_one_problems(own, relation)
+        if problems:
+            return problems
+        targets = own.relationships[relation].target_types or (relation,)
+        if not any(source.attribute in getattr(schema.types.get(t), "attributes", {}) for t in targets):
+            return [f"Outreach has no attribute {source.attribute} on {' or '.join(targets)}"]
+        return []
+    related = schema.types.get(source.relation or "")
+    if related is None:
+        return [f"Outreach has no type {source.relation}"]
+    return [*_column_problems(related, source.column), *_column_problems(related, source.attribute or "")]
+
+
+def _column_problems(owner: OutreachType, column: str) -> list[str]:
+    """A column of the extracted frame: an attribute, ``id``, or a to-one relationship flattened as ``<name>Id``."""
+    if column == "id" or column in owner.attributes:
+        return []
+    if column.endswith("Id") and column.removesuffix("Id") in owner.relationships:
+        return _to_one_problems(owner, column.removesuffix("Id"))
+    if column.endswith("Id"):
+        return [f"Outreach has no attribute {column} and no relationship {column.removesuffix('Id')} on {owner.type}"]
+    return [f"Outreach has no attribute {column} on {owner.type}"]
+
+
+def _to_one_problems(owner: OutreachType, name: str) -> list[str]:
+    relationship = owner.relationships.get(name)
+    if relationship is None:
+        return [f"Outreach has no relationship {name} on {owner.type}"]
+    if relationship.shape is not RelationshipShape.TO_ONE:
+        return [f"Outreach relationship {name} on {owner.type} is {relationship.shape.value.replace('_', '-')}, "
+                "so it has no single id to read"]
+    return []

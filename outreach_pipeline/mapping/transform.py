@@ -83,8 +83,10 @@ def stage_records(
         One row per input row, in input order: one column per Workbooks field written by this direction,
         the link key column, ``outreach_id``, ``outreach_updated_at`` and ``validation_errors``.
 
+    A source column missing from ``frame`` reads as empty on every row (see ``_extracted_column``).
+
     Raises:
-        KeyError: a source column or lookup frame the mapping needs is missing (names entity and field).
+        KeyError: a lookup frame the mapping needs, or the link key column, is missing (names entity and field).
     """
     lookups = lookups or {}
     frame = frame.reset_index(drop=True)
@@ -197,11 +199,12 @@ def _require_column(context: _Context, frame: pd.DataFrame, column: str, what: s
 
 
 def _extracted_column(context: _Context, column: str) -> pd.Series:
-    # A window with no changes extracts a frame with no attribute columns at all; its rows (none) simply
-    # have no value. A non-empty frame without the column still names the mapping's mistake.
-    if context.frame.empty and column not in context.frame.columns:
+    # A column is missing when no record of the read carried the attribute: a window with no changes, or
+    # responses that left out a requested attribute. Such a value is empty, as a null would be. A misspelt
+    # source never gets this far: the preflight checks every source against Outreach's schema first.
+    if column not in context.frame.columns:
         return pd.Series([None] * len(context.frame), index=context.frame.index, dtype=object)
-    return _require_column(context, context.frame, column, "the extracted frame")
+    return context.frame[column]
 
 
 def _read_column(context: _Context, source: SourceRef, _: dict[str, pd.DataFrame]) -> pd.Series:

@@ -34,7 +34,7 @@ from outreach_pipeline.sandbox.outreach.query import encode_cursor, parse_list_r
 from outreach_pipeline.sandbox.outreach.ratelimit import RateLimiter, rate_limit_error
 from outreach_pipeline.sandbox.outreach.render import ResourceRenderer, json_array, json_document, to_json
 from outreach_pipeline.sandbox.outreach.settings import DEFAULT_USER_ID, OutreachSettings
-from outreach_pipeline.sandbox.outreach.spec import ResourceSpec, specs_by_plural
+from outreach_pipeline.sandbox.outreach.spec import ResourceSpec, openapi_bytes, specs_by_plural
 from outreach_pipeline.sandbox.outreach.store import (
     DuplicateEmailError,
     OutreachStore,
@@ -276,6 +276,11 @@ class OutreachSandbox:
     async def types(self, _request: Request, _grant: AccessGrant) -> Response:
         return _api_response(types_document())
 
+    @staticmethod
+    async def openapi(_request: Request) -> Response:
+        # Outreach links this document from its docs with no token (only /types and schema.json take one).
+        return Response(openapi_bytes(), media_type="application/json")
+
     # ----------------------------------------------------------------- OAuth and admin
 
     async def authorize(self, request: Request) -> Response:
@@ -411,6 +416,7 @@ def create_outreach_app(store: OutreachStore, settings: OutreachSettings | None 
 
     routes = [
         Route("/api/v2/types", api(sandbox.types, _no_scope), methods=["GET"]),
+        Route("/api/v2/schema/openapi.json", sandbox.openapi, methods=["GET"]),
         Route("/api/v2/{plural}", collection, methods=["GET", "POST"]),
         Route("/api/v2/{plural}/{record_id}", member, methods=["GET", "PATCH", "DELETE"]),
         Route(

@@ -1,4 +1,8 @@
-"""Resource descriptions derived from Outreach's own OpenAPI document (shipped as `openapi.json`).
+"""Resource descriptions derived from Outreach's own OpenAPI document.
+
+The document is shipped once, as `outreach_pipeline/clients/outreach_openapi.json`: the client's preflight
+falls back to the same copy when a service does not serve it, and this sandbox serves it at
+`/api/v2/schema/openapi.json` as the real service does.
 
 The spec marks read-only, filterable and sortable properties with badge images in each property's
 description (`<img src=https://developers.outreach.io/badges/readonly.svg>` ...), not with `readOnly` or
@@ -15,7 +19,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-SPEC_FILE = "openapi.json"
+SPEC_PACKAGE = "outreach_pipeline.clients"
+SPEC_FILE = "outreach_openapi.json"
 READONLY_BADGE = "badges/readonly.svg"
 FILTERABLE_BADGE = "badges/filterable.svg"
 SORTABLE_BADGE = "badges/sortable.svg"
@@ -102,10 +107,15 @@ class ResourceSpec(BaseModel):
 
 
 @cache
+def openapi_bytes() -> bytes:
+    """The shipped copy of Outreach's OpenAPI document, as published (read once per process)."""
+    return resources.files(SPEC_PACKAGE).joinpath(SPEC_FILE).read_bytes()
+
+
+@cache
 def load_openapi() -> dict[str, Any]:
     """Load the shipped copy of Outreach's OpenAPI document (parsed once per process)."""
-    text = resources.files(__package__).joinpath(SPEC_FILE).read_text(encoding="utf-8")
-    return json.loads(text)
+    return json.loads(openapi_bytes())
 
 
 def _attribute_kind(prop: dict[str, Any]) -> AttributeKind:
