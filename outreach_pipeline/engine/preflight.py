@@ -14,6 +14,7 @@ from outreach_pipeline.clients.workbooks import WorkbooksClient
 from outreach_pipeline.engine.install import normalise_data_type
 from outreach_pipeline.mapping.models import EntityMapping, MappingSet
 from outreach_pipeline.mapping.preflight import preflight
+from outreach_pipeline.mapping.scopes import missing_scopes, required_scopes
 
 OUTREACH_TO_WORKBOOKS_CORE_ENTITIES = ("accounts", "prospects", "opportunities")
 """The entities whose Outreach -> Workbooks sync the install command checks by default."""
@@ -69,7 +70,27 @@ def run_preflight(
     selected = select_entities(mapping_set, entities)
     workbooks_types = fetch_workbooks_types(workbooks, selected)
     outreach_types = fetch_outreach_types(outreach)
-    return [*preflight(selected, workbooks_types, outreach_types), *owned_field_problems(selected, workbooks_types)]
+    return [
+        *scope_problems(outreach, selected),
+        *preflight(selected, workbooks_types, outreach_types),
+        *owned_field_problems(selected, workbooks_types),
+    ]
+
+
+def scope_problems(outreach: OutreachClient, mapping_set: MappingSet) -> list[str]:
+    """One message per scope the mapping needs that the connected account's grant lacks.
+
+    The grant's scopes come from Outreach's token response; when it named none, there is nothing to
+    compare and a missing scope shows as a 403 naming it at run time instead.
+    """
+    granted = outreach.granted_scopes()
+    if granted is None:
+        return []
+    return [
+        f"Outreach: the connected account was not granted scope {scope}, which the mapping needs; run "
+        "`outreach-pipeline auth connect` to grant it"
+        for scope in missing_scopes(required_scopes(mapping_set), granted)
+    ]
 
 
 def owned_field_problems(mapping_set: MappingSet, workbooks_types: list[dict[str, Any]]) -> list[str]:
