@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 
+from outreach_pipeline.cli_auth import auth
 from outreach_pipeline.sandbox.credentials import (
     DEFAULT_OUTREACH_PORT,
     DEFAULT_WORKBOOKS_PORT,
@@ -22,6 +23,9 @@ from outreach_pipeline.sandbox.faults import FaultSpecError, parse_fault_spec
 @click.group()
 def main() -> None:
     """Sync Outreach and Workbooks with Dagster, and run local sandboxes of both APIs."""
+
+
+main.add_command(auth)
 
 
 @main.group()

@@ -56,7 +56,7 @@ TOKEN_REFRESH_MARGIN_SECONDS = 300.0
 # --------------------------------------------------------------------------- client
 
 
-def _outreach_error(response: requests.Response) -> tuple[str | None, str | None]:
+def outreach_error(response: requests.Response) -> tuple[str | None, str | None]:
     body = response.json()
     if isinstance(body, dict) and isinstance(body.get("errors"), list) and body["errors"]:
         first = body["errors"][0]
@@ -84,7 +84,47 @@ def _require_resource(body: Any) -> None:
         raise ValueError("body has no top-level 'data' object")
 
 
-def _require_token(body: Any) -> None:
+UNAUTHORIZED_SCOPE_ERROR = "unauthorizedOauthScope"
+
+
+def scope_for_request(method: str, path: str) -> str | None:
+    """The scope an API request needs: ``GET /api/v2/prospects/1`` -> ``prospects.read``; None off the API."""
+    parts = [part for part in urlsplit(path).path.split("/") if part]
+    if len(parts) < 3 or parts[:2] != ["api", "v2"]:
+        return None
+    action = {"GET": "read", "DELETE": "delete"}.get(method.upper(), "write")
+    return f"{parts[2]}.{action}"
+
+
+class MissingScope(AuthenticationError):
+    """Outreach refused a request because the connected account's grant lacks the scope it needs.
+
+    Attributes:
+        scope: The scope the request needs (from its method and collection), e.g. ``prospects.write``.
+    """
+
+    scope: str | None
+
+    @classmethod
+    def of(cls, error: ApiError) -> MissingScope:
+        scope = scope_for_request(error.method, error.path)
+        missing = cls(
+            f"the connected Outreach account was not granted scope {scope or '(unknown)'}: connect again with "
+            "`outreach-pipeline auth connect`, which asks for every scope the mapping needs",
+            method=error.method, path=error.path, status=error.status, error_id=error.error_id, detail=error.detail,
+        )
+        missing.scope = scope
+        return missing
+
+
+def token_scopes(raw: object) -> tuple[str, ...] | None:
+    """Scopes of a token response (space- or plus-separated), sorted; None when it names none."""
+    if not isinstance(raw, str) or not raw.strip():
+        return None
+    return tuple(sorted({part for part in raw.replace("+", " ").split() if part}))
+
+
+def require_token(body: Any) -> None:
     if not isinstance(body, dict) or not isinstance(body.get("access_token"), str):
         raise ValueError("token response has no 'access_token'")
 
@@ -133,6 +173,7 @@ class OutreachClient:
         self._refresh_token: SecretStr | None = configured
         self._access_token: SecretStr | None = None
         self._access_expires_at = 0.0
+        self._scopes: tuple[str, ...] | None = None
         stored = self.token_store.load()
         if stored is not None:
             self._adopt(stored)
@@ -154,7 +195,7 @@ class OutreachClient:
         self._token_lock = threading.Lock()
         self.transport = HttpTransport(
             self.base_url,
-            error_parser=_outreach_error,
+            error_parser=outreach_error,
             retry=retry,
             sleep=sleep,
             clock=clock,
@@ -189,7 +230,7 @@ class OutreachClient:
             # Safe to retry: Outreach keeps an old refresh token valid after rotation (until 14 days
             # or 100 newer tokens), so a lost reply does not burn it.
             body = self.transport.request_json(
-                "POST", "/oauth/token", data=form, idempotent=True, validate=_require_token
+                "POST", "/oauth/token", data=form, idempotent=True, validate=require_token
             )
         except ApiError as exc:
             configured = self._configured_refresh_token
@@ -218,6 +259,7 @@ class OutreachClient:
             self._refresh_token = SecretStr(rotated)
         self._access_token = SecretStr(body["access_token"])
         self._access_expires_at = self.transport.clock() + float(body.get("expires_in") or 7200)
+        self._scopes = token_scopes(body.get("scope")) or self._scopes
         # Saved before first use: the rotated refresh token must survive a crash, and other clients of
         # the store take the access token instead of minting their own.
         self.token_store.save(
@@ -225,6 +267,7 @@ class OutreachClient:
                 refresh_token=self._refresh_token,
                 access_token=self._access_token,
                 access_token_expires_at=self._access_expires_at,
+                scopes=self._scopes,
             )
         )
 
@@ -232,6 +275,12 @@ class OutreachClient:
         self._refresh_token = stored.refresh_token
         self._access_token = stored.access_token
         self._access_expires_at = stored.access_token_expires_at or 0.0
+        self._scopes = stored.scopes
+
+    def granted_scopes(self) -> tuple[str, ...] | None:
+        """The scopes Outreach granted the current token (minting one if none is held); None if it did not say."""
+        self._current_access_token()
+        return self._scopes
 
     def _usable_access_token(self, rejected: SecretStr | None) -> SecretStr | None:
         """The held access token unless it is missing, within the refresh margin of expiry, or ``rejected``."""
@@ -273,6 +322,8 @@ class OutreachClient:
                 method, path_or_url, idempotent=idempotent, headers={**headers, **_bearer(access_token)}, **kwargs
             )
         except AuthenticationError as exc:
+            if exc.status == 403 and exc.error_id == UNAUTHORIZED_SCOPE_ERROR:
+                raise MissingScope.of(exc) from None
             if exc.status != 401:
                 raise
         # A 401 is rejected before any work, so even a write is safe to resend once.

@@ -28,6 +28,7 @@ class StoredTokens(BaseModel):
         access_token: The last access token minted, shared so a new client does not mint another one
             (Outreach answers 429 to a second mint for the same user within 60 s).
         access_token_expires_at: When ``access_token`` expires, in epoch seconds.
+        scopes: The scopes Outreach granted with the last token (its token response says), when known.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -35,6 +36,7 @@ class StoredTokens(BaseModel):
     refresh_token: SecretStr = Field(min_length=1)
     access_token: SecretStr | None = None
     access_token_expires_at: float | None = None
+    scopes: tuple[str, ...] | None = None
 
 
 class TokenStore(Protocol):
@@ -46,6 +48,10 @@ class TokenStore(Protocol):
 
     def save(self, tokens: StoredTokens) -> None:
         """Persist newly issued tokens durably before they are used."""
+        ...
+
+    def clear(self) -> bool:
+        """Forget the stored tokens; True when there were any."""
         ...
 
     def refresh_lock(self) -> AbstractContextManager[object]:
@@ -74,6 +80,11 @@ class MemoryTokenStore:
     def save(self, tokens: StoredTokens) -> None:
         """Replace the stored tokens."""
         self._tokens = tokens
+
+    def clear(self) -> bool:
+        """Forget the stored tokens."""
+        had, self._tokens = self._tokens is not None, None
+        return had
 
     def refresh_lock(self) -> AbstractContextManager[object]:
         """A lock shared by the clients of this store (threads of one process)."""
@@ -131,6 +142,7 @@ class FileTokenStore:
                 "refresh_token": tokens.refresh_token.get_secret_value(),
                 "access_token": tokens.access_token.get_secret_value() if tokens.access_token else None,
                 "access_token_expires_at": tokens.access_token_expires_at,
+                "scopes": list(tokens.scopes) if tokens.scopes is not None else None,
             }
         )
         descriptor, temp_name = tempfile.mkstemp(prefix=".token-", dir=self.path.parent)
@@ -144,6 +156,13 @@ class FileTokenStore:
         except BaseException:
             Path(temp_name).unlink(missing_ok=True)
             raise
+
+    def clear(self) -> bool:
+        """Delete the token file, under the refresh lock so no client is rotating it meanwhile."""
+        with self.refresh_lock():
+            existed = self.path.exists()
+            self.path.unlink(missing_ok=True)
+        return existed
 
     @contextmanager
     def refresh_lock(self) -> Iterator[None]:

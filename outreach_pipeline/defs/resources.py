@@ -20,6 +20,7 @@ from pydantic import Field
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from outreach_pipeline.clients.credentials import MissingCredentials
 from outreach_pipeline.clients.outreach import REAL_OUTREACH_URL, OutreachClient
 from outreach_pipeline.clients.tokens import FileTokenStore
 from outreach_pipeline.clients.workbooks import REAL_WORKBOOKS_URL, WorkbooksClient
@@ -36,9 +37,11 @@ from outreach_pipeline.sandbox.credentials import (
 )
 from outreach_pipeline.settings import PipelineSettings, load_settings
 
-OUTREACH_CREDENTIAL_VARIABLES = (
-    "OUTREACH_CLIENT_ID", "OUTREACH_CLIENT_SECRET", "OUTREACH_REDIRECT_URI", "OUTREACH_REFRESH_TOKEN",
-)  # fmt: skip
+#: The Outreach app; an account is connected with `outreach-pipeline auth connect` (its grant is stored), or
+#: given as OUTREACH_REFRESH_TOKEN where nothing can be stored (CI, containers).
+OUTREACH_APP_VARIABLES = ("OUTREACH_CLIENT_ID", "OUTREACH_CLIENT_SECRET", "OUTREACH_REDIRECT_URI")
+OUTREACH_REFRESH_TOKEN_VARIABLE = "OUTREACH_REFRESH_TOKEN"
+OUTREACH_CREDENTIAL_VARIABLES = (*OUTREACH_APP_VARIABLES, OUTREACH_REFRESH_TOKEN_VARIABLE)
 WORKBOOKS_CREDENTIAL_VARIABLES = ("WORKBOOKS_API_KEY", "WORKBOOKS_USERNAME", "WORKBOOKS_PASSWORD")
 LEDGER_URL_VARIABLE = PipelineSettings.variable("ledger_url")
 ALLOW_MIXED_VARIABLE = PipelineSettings.variable("allow_mixed")
@@ -49,6 +52,10 @@ REDACTED = "<redacted>"
 
 class ResourceConfigError(ValueError):
     """The environment configures the services inconsistently; the message names the variables."""
+
+
+class OutreachNotConnected(ResourceConfigError):
+    """No Outreach account is connected for this app and service: no stored grant, no refresh token."""
 
 
 def dagster_home() -> Path:
@@ -79,8 +86,15 @@ class OutreachResource(_SecretMaskingResource):
     client_id: str = SANDBOX_CLIENT_ID
     client_secret: str = SANDBOX_CLIENT_SECRET
     redirect_uri: str = SANDBOX_REDIRECT_URI
-    refresh_token: str = Field(default=SANDBOX_REFRESH_TOKEN, description="initial grant; rotated ones are stored")
+    refresh_token: str | None = Field(
+        default=SANDBOX_REFRESH_TOKEN,
+        description="a grant to start from when none is stored (`auth connect` stores one); rotated ones are stored",
+    )
     token_store_path: str | None = Field(default=None, description="default: DAGSTER_HOME/outreach_tokens/<app>.json")
+
+    def token_store(self) -> FileTokenStore:
+        """Where this app's grant for this service is kept (written by `auth connect` and every refresh)."""
+        return FileTokenStore(self._token_path())
 
     def _token_path(self) -> Path:
         if self.token_store_path:
@@ -91,14 +105,22 @@ class OutreachResource(_SecretMaskingResource):
 
     @contextmanager
     def open(self) -> Iterator[OutreachClient]:
-        client = OutreachClient(
-            self.base_url,
-            client_id=self.client_id,
-            client_secret=self.client_secret,
-            redirect_uri=self.redirect_uri,
-            refresh_token=self.refresh_token,
-            token_store=FileTokenStore(self._token_path()),
-        )
+        try:
+            client = OutreachClient(
+                self.base_url,
+                client_id=self.client_id,
+                client_secret=self.client_secret,
+                redirect_uri=self.redirect_uri,
+                refresh_token=self.refresh_token,
+                token_store=self.token_store(),
+            )
+        except MissingCredentials as exc:
+            if exc.missing != ("refresh_token",):
+                raise
+            raise OutreachNotConnected(
+                f"no Outreach account is connected for {self.base_url}: run `outreach-pipeline auth connect` "
+                f"(or set {OUTREACH_REFRESH_TOKEN_VARIABLE} where no grant can be stored)"
+            ) from None
         try:
             yield client
         finally:
@@ -189,7 +211,8 @@ def _require_variables(names: tuple[str, ...], needed_by: str, environ: Mapping[
 
 def outreach_resource_from_env(base_url: str | None = None) -> OutreachResource:
     """The Outreach resource the environment configures: the real service when any Outreach credential
-    variable is set (then all four are required), else the sandbox.
+    variable is set (then the app's three are required; the refresh token is optional, as a connected
+    account's grant is stored), else the sandbox.
 
     Args:
         base_url: Overrides ``$OUTREACH_BASE_URL`` and the default URL.
@@ -203,13 +226,13 @@ def outreach_resource_from_env(base_url: str | None = None) -> OutreachResource:
     if not present:
         # Without credentials the base URL may still move (a sandbox on other ports or another host).
         return OutreachResource(base_url=base_url or SANDBOX_OUTREACH_URL)
-    _require_variables(OUTREACH_CREDENTIAL_VARIABLES, present[0], environ)
+    _require_variables(OUTREACH_APP_VARIABLES, present[0], environ)
     return OutreachResource(
         base_url=base_url or REAL_OUTREACH_URL,
         client_id=dg.EnvVar("OUTREACH_CLIENT_ID"),
         client_secret=dg.EnvVar("OUTREACH_CLIENT_SECRET"),
         redirect_uri=dg.EnvVar("OUTREACH_REDIRECT_URI"),
-        refresh_token=dg.EnvVar("OUTREACH_REFRESH_TOKEN"),
+        refresh_token=dg.EnvVar(OUTREACH_REFRESH_TOKEN_VARIABLE) if environ.get(OUTREACH_REFRESH_TOKEN_VARIABLE) else None,
     )
 
 
@@ -259,7 +282,7 @@ def check_services_not_mixed(environ: Mapping[str, str], *, allow_mixed: bool) -
     if bool(outreach_set) == bool(workbooks_set):
         return
     workbooks_wanted = "WORKBOOKS_API_KEY (or WORKBOOKS_USERNAME and WORKBOOKS_PASSWORD)"
-    outreach_wanted = ", ".join(OUTREACH_CREDENTIAL_VARIABLES)
+    outreach_wanted = f"{', '.join(OUTREACH_APP_VARIABLES)} (then `outreach-pipeline auth connect`)"
     if outreach_set:
         real, present, sandbox, wanted = "Outreach", outreach_set, "Workbooks", workbooks_wanted
     else:

@@ -24,6 +24,7 @@ from outreach_pipeline.clients.workbooks import WorkbooksClient
 from outreach_pipeline.engine.install import normalise_data_type
 from outreach_pipeline.mapping.models import EntityMapping, MappingSet
 from outreach_pipeline.mapping.preflight import preflight
+from outreach_pipeline.mapping.scopes import missing_scopes, required_scopes
 
 SCHEMA_NOT_SERVED_STATUSES = frozenset({403, 406})
 """Answers to the schema request that mean "not served to us", besides 404 and an unreadable body."""
@@ -100,8 +101,25 @@ def run_preflight(
     outreach_types = fetch_outreach_types(outreach)
     outreach_schema = fetch_outreach_schema(outreach)
     return [
+        *scope_problems(outreach, selected),
         *preflight(selected, workbooks_types, outreach_types, outreach_schema),
         *owned_field_problems(selected, workbooks_types),
+    ]
+
+
+def scope_problems(outreach: OutreachClient, mapping_set: MappingSet) -> list[str]:
+    """One message per scope the mapping needs that the connected account's grant lacks.
+
+    The grant's scopes come from Outreach's token response; when it named none, there is nothing to
+    compare and a missing scope shows as a 403 naming it at run time instead.
+    """
+    granted = outreach.granted_scopes()
+    if granted is None:
+        return []
+    return [
+        f"Outreach: the connected account was not granted scope {scope}, which the mapping needs; run "
+        "`outreach-pipeline auth connect` to grant it"
+        for scope in missing_scopes(required_scopes(mapping_set), granted)
     ]
 
 

@@ -22,7 +22,9 @@ SANDBOX_WORKBOOKS_URL: Final = f"http://{SANDBOX_HOST}:{DEFAULT_WORKBOOKS_PORT}"
 
 SANDBOX_CLIENT_ID: Final = "sandbox-client-id"
 SANDBOX_CLIENT_SECRET: Final = "sandbox-client-secret"
-SANDBOX_REDIRECT_URI: Final = f"http://{SANDBOX_HOST}/oauth/callback"
+DEFAULT_OAUTH_CALLBACK_PORT: Final = 8703
+# A loopback redirect URI with a port, as `auth connect` listens there for the redirect after consent.
+SANDBOX_REDIRECT_URI: Final = f"http://{SANDBOX_HOST}:{DEFAULT_OAUTH_CALLBACK_PORT}/oauth/callback"
 # Bootstrap refresh token: always accepted (never rotated away) and bound to the default user with every scope.
 SANDBOX_REFRESH_TOKEN: Final = "sandbox-refresh-token"
 

@@ -106,7 +106,8 @@ class OAuthServer:
     # ----------------------------------------------------------------- authorize
 
     def authorize(self, params: Mapping[str, str]) -> str:
-        """Auto-approve an authorization request and return the redirect URL carrying `code` and `state`.
+        """Answer an authorization request as the user would (the `consent` setting: approve by default) and
+        return the redirect URL: `code` and `state`, or `error=access_denied` and `state`.
 
         Raises:
             OAuthError: unknown client, unsupported response type or mismatching redirect URI.
@@ -124,6 +125,12 @@ class OAuthServer:
                 "invalid_redirect_uri",
                 "The requested redirect uri is malformed or doesn't match client redirect URI.",
             )
+        state = {"state": params["state"]} if params.get("state") else {}
+        separator = "&" if "?" in redirect_uri else "?"
+        if settings.consent == "deny":
+            # RFC 6749 4.1.2.1: the user refused; the redirect says so and carries no code.
+            denied = {"error": "access_denied", "error_description": "The resource owner denied the request."}
+            return f"{redirect_uri}{separator}{urlencode(denied | state)}"
         scopes = _parse_scopes(params.get("scope"))
         code = secrets.token_urlsafe(24)
         with self._lock:
@@ -133,9 +140,7 @@ class OAuthServer:
                 redirect_uri=redirect_uri,
                 expires_at=self.clock() + AUTHORIZATION_CODE_TTL_SECONDS,
             )
-        query = {"code": code} | ({"state": params["state"]} if params.get("state") else {})
-        separator = "&" if "?" in redirect_uri else "?"
-        return f"{redirect_uri}{separator}{urlencode(query)}"
+        return f"{redirect_uri}{separator}{urlencode({'code': code} | state)}"
 
     # ----------------------------------------------------------------- token endpoint
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
@@ -35,6 +35,8 @@ class OutreachSettings(BaseModel):
     refresh_token_ttl_seconds: int = Field(default=REFRESH_TOKEN_TTL_SECONDS, ge=1)
     refresh_token_history: int = Field(default=REFRESH_TOKEN_HISTORY, ge=0)
     strict_refresh_rotation: bool = False
+    # What the user answers on the consent page (the sandbox has no page: it answers for them).
+    consent: Literal["approve", "deny"] = "approve"
     rate_limit_per_hour: int = Field(default=10_000, ge=1)
     rate_limit_remaining_two_values: bool = False
     max_page_size: int = Field(default=MAX_PAGE_SIZE, ge=1)
