@@ -1,0 +1,153 @@
+"""The loader when Workbooks changes or fails under it, over real HTTP against the Workbooks sandbox.
+
+* A record edited in Workbooks between the loader's lookup and its write: the write is refused for a stale
+  lock_version, and the loader looks the record up again and re-plans, so the Outreach change lands and the
+  other user's edit is kept (neither a failure nor an overwrite).
+* A lookup that fails (5xx past the client's retries) stops the load: nothing is created, since "no twin
+  found" would be a guess.
+
+The edit between lookup and write is made the way a user makes it, through the API by a second client, while
+the loader's write is held back by the sandbox's `slow` fault rule.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from outreach_pipeline.clients.http import RetryPolicy, ServerError
+from outreach_pipeline.clients.workbooks import WorkbooksClient, WriteOp
+from outreach_pipeline.engine.install import install
+from outreach_pipeline.engine.ledger import SyncLedger, SyncWindow
+from outreach_pipeline.engine.load import EntityLoader
+from outreach_pipeline.mapping.models import load_mapping_set
+from outreach_pipeline.mapping.transform import stage_records
+from outreach_pipeline.sandbox.faults import FaultInjector, SandboxMiddleware, parse_fault_spec
+from outreach_pipeline.sandbox.server import serve_in_thread
+from outreach_pipeline.sandbox.workbooks.app import WorkbooksSettings, create_workbooks_app
+from outreach_pipeline.sandbox.workbooks.store import WorkbooksStore
+from outreach_pipeline_tests.engine.frames import extracted_prospects
+
+MAPPINGS = load_mapping_set()
+PROSPECTS = MAPPINGS.entity("prospects")
+T0 = datetime(2026, 11, 20, 5, tzinfo=UTC)
+WINDOW = SyncWindow(start=T0, end=T0 + timedelta(hours=1))
+PEOPLE_WRITE = "PUT /crm/people.api"
+PEOPLE_READ = "GET /crm/people.api"
+#: How long the sandbox holds the loader's write back; the concurrent edit takes a few milliseconds.
+WRITE_HELD_MS = 1500
+FAST_RETRIES = RetryPolicy(max_attempts=3, base_delay=0.02)
+
+
+@dataclass
+class Workbooks:
+    url: str
+    client: WorkbooksClient
+    app: SandboxMiddleware
+
+    def requests(self) -> dict[str, int]:
+        return dict(self.app.stats.snapshot()["requests"])
+
+    def person(self, outreach_id: int, client: WorkbooksClient | None = None) -> dict:
+        [row] = (client or self.client).lookup("crm/people", "cf_person_outreach_id", [outreach_id], [
+            "id", "lock_version", "person_job_title", "person_job_role", "cf_person_outreach_sync_error"])
+        return row
+
+
+@pytest.fixture(scope="module")
+def served() -> Iterator[Workbooks]:
+    """One installed sandbox for the module (installing takes seconds); tests use distinct Outreach ids."""
+    app = SandboxMiddleware(create_workbooks_app(WorkbooksStore("sqlite://"), WorkbooksSettings()), injector=FaultInjector())
+    with serve_in_thread(app) as server:
+        client = WorkbooksClient(server.url, api_key="sandbox-api-key", retry=FAST_RETRIES)
+        install(client, MAPPINGS)
+        yield Workbooks(server.url, client, app)
+        client.close()
+
+
+@pytest.fixture
+def workbooks(served: Workbooks) -> Iterator[Workbooks]:
+    yield served
+    served.app.injector.clear()
+
+
+def _load(workbooks: Workbooks, ledger: SyncLedger, frame: pd.DataFrame, run: str):
+    loader = EntityLoader(client=workbooks.client, ledger=ledger, mappings=MAPPINGS, entity=PROSPECTS, run_id=run,
+                          window=WINDOW)
+    return loader.load(stage_records(frame, PROSPECTS))
+
+
+def _edit_job_role_once_the_write_is_held(workbooks: Workbooks, outreach_id: int, done: threading.Event) -> None:
+    """A Workbooks user's edit, made through the API while the loader's write waits in the sandbox."""
+    deadline = datetime.now(UTC) + timedelta(seconds=30)
+    while not workbooks.app.stats.snapshot()["faults"].get("slow"):
+        assert datetime.now(UTC) < deadline, "the loader's write never reached the sandbox"
+        threading.Event().wait(0.01)
+    user = WorkbooksClient(workbooks.url, api_key="sandbox-api-key")
+    try:
+        current = workbooks.person(outreach_id, user)
+        [outcome] = user.write_batch("crm/people", [WriteOp(
+            action="update", id=int(current["id"]), lock_version=int(current["lock_version"]),
+            fields={"person_job_role": "Decision maker"})])
+        assert outcome.ok, outcome
+    finally:
+        user.close()
+        done.set()
+
+
+def test_a_record_edited_in_workbooks_between_lookup_and_write_is_looked_up_again_and_updated(
+    workbooks: Workbooks, tmp_path: Path
+) -> None:
+    ledger = SyncLedger(f"sqlite:///{tmp_path / 'ledger.db'}")
+    assert _load(workbooks, ledger, extracted_prospects({"id": 7, "title": "Buyer"}, updated_at=T0), "run-1").counts \
+        == {"created": 1}
+    created = workbooks.person(7)
+
+    # Outreach changes the title; while the loader's write to People is held, a user edits the same Person.
+    workbooks.app.injector.add(parse_fault_spec(f"slow:delay_ms={WRITE_HELD_MS}:count=1:methods=PUT:path=/crm/people"))
+    edited = threading.Event()
+    user = threading.Thread(target=_edit_job_role_once_the_write_is_held, args=(workbooks, 7, edited), daemon=True)
+    writes_before = workbooks.requests().get(PEOPLE_WRITE, 0)
+    user.start()
+    result = _load(workbooks, ledger, extracted_prospects(
+        {"id": 7, "title": "Lead"}, updated_at=T0 + timedelta(minutes=1)), "run-2")
+    user.join(30)
+    assert edited.is_set()
+
+    # The loader's stale write, the user's edit, the loader's re-planned write: the race really happened.
+    assert workbooks.requests()[PEOPLE_WRITE] - writes_before == 3
+    assert result.counts == {"updated": 1}, result.outcomes.to_dict("records")
+    [outcome] = result.outcomes.to_dict("records")
+    assert (outcome["workbooks_id"], outcome["fields_written"]) == (created["id"], ["person_job_title"])
+    person = workbooks.person(7)
+    assert (person["person_job_title"], person["person_job_role"]) == ("Lead", "Decision maker")
+    assert person["cf_person_outreach_sync_error"] is False
+    assert int(person["lock_version"]) == int(created["lock_version"]) + 2
+    assert [entry.outcome for entry in ledger.history("prospects", 7)] == ["created", "updated"]
+    ledger.dispose()
+
+
+def test_a_failed_lookup_stops_the_load_and_creates_nothing(workbooks: Workbooks, tmp_path: Path) -> None:
+    ledger = SyncLedger(f"sqlite:///{tmp_path / 'ledger.db'}")
+    workbooks.app.injector.add(parse_fault_spec("status:status=500:methods=GET:path=/crm/people"))
+
+    before = workbooks.requests()
+    with pytest.raises(ServerError) as raised:
+        _load(workbooks, ledger, extracted_prospects({"id": 1}, {"id": 2}, updated_at=T0), "run-1")
+
+    assert (raised.value.method, raised.value.path, raised.value.status) == ("GET", "/crm/people.api", 500)
+    after = workbooks.requests()
+    # The lookup was retried until the client gave up, and nothing was written: no create, no flag.
+    assert after.get(PEOPLE_READ, 0) - before.get(PEOPLE_READ, 0) == FAST_RETRIES.max_attempts
+    assert after.get(PEOPLE_WRITE, 0) == before.get(PEOPLE_WRITE, 0)
+    workbooks.app.injector.clear()
+    assert workbooks.client.lookup("crm/people", "cf_person_outreach_id", [1, 2], ["id"]) == []
+    assert ledger.get_states("prospects", [1, 2]) == {}
+    assert ledger.history("prospects", 1) == []
+    ledger.dispose()
