@@ -6,8 +6,8 @@
 * A lookup that fails (5xx past the client's retries) stops the load: nothing is created, since "no twin
   found" would be a guess.
 
-The edit between lookup and write is made the way a user makes it, through the API by a second client, while
-the loader's write is held back by the sandbox's `slow` fault rule.
+The edit between lookup and write is made the way a user makes it: a save through the API by a second client,
+of a record the user read earlier, landing while the sandbox's `slow` fault rule holds the loader's write back.
 """
 
 from __future__ import annotations
@@ -40,8 +40,8 @@ T0 = datetime(2026, 11, 20, 5, tzinfo=UTC)
 WINDOW = SyncWindow(start=T0, end=T0 + timedelta(hours=1))
 PEOPLE_WRITE = "PUT /crm/people.api"
 PEOPLE_READ = "GET /crm/people.api"
-#: How long the sandbox holds the loader's write back; the concurrent edit takes a few milliseconds.
-WRITE_HELD_MS = 1500
+#: How long the sandbox holds the loader's write back; the user's save is one request of a few milliseconds.
+WRITE_HELD_MS = 2000
 FAST_RETRIES = RetryPolicy(max_attempts=3, base_delay=0.02)
 
 
@@ -54,8 +54,8 @@ class Workbooks:
     def requests(self) -> dict[str, int]:
         return dict(self.app.stats.snapshot()["requests"])
 
-    def person(self, outreach_id: int, client: WorkbooksClient | None = None) -> dict:
-        [row] = (client or self.client).lookup("crm/people", "cf_person_outreach_id", [outreach_id], [
+    def person(self, outreach_id: int) -> dict:
+        [row] = self.client.lookup("crm/people", "cf_person_outreach_id", [outreach_id], [
             "id", "lock_version", "person_job_title", "person_job_role", "cf_person_outreach_sync_error"])
         return row
 
@@ -83,22 +83,15 @@ def _load(workbooks: Workbooks, ledger: SyncLedger, frame: pd.DataFrame, run: st
     return loader.load(stage_records(frame, PROSPECTS))
 
 
-def _edit_job_role_once_the_write_is_held(workbooks: Workbooks, outreach_id: int, done: threading.Event) -> None:
-    """A Workbooks user's edit, made through the API while the loader's write waits in the sandbox."""
+def _save_once_the_write_is_held(workbooks: Workbooks, user: WorkbooksClient, op: WriteOp, done: threading.Event) -> None:
+    """A Workbooks user's save (of a record read before the sync), landing while the loader's write waits."""
     deadline = datetime.now(UTC) + timedelta(seconds=30)
     while not workbooks.app.stats.snapshot()["faults"].get("slow"):
         assert datetime.now(UTC) < deadline, "the loader's write never reached the sandbox"
         threading.Event().wait(0.01)
-    user = WorkbooksClient(workbooks.url, api_key="sandbox-api-key")
-    try:
-        current = workbooks.person(outreach_id, user)
-        [outcome] = user.write_batch("crm/people", [WriteOp(
-            action="update", id=int(current["id"]), lock_version=int(current["lock_version"]),
-            fields={"person_job_role": "Decision maker"})])
-        assert outcome.ok, outcome
-    finally:
-        user.close()
-        done.set()
+    [outcome] = user.write_batch("crm/people", [op])
+    assert outcome.ok, outcome
+    done.set()
 
 
 def test_a_record_edited_in_workbooks_between_lookup_and_write_is_looked_up_again_and_updated(
@@ -109,19 +102,26 @@ def test_a_record_edited_in_workbooks_between_lookup_and_write_is_looked_up_agai
         == {"created": 1}
     created = workbooks.person(7)
 
-    # Outreach changes the title; while the loader's write to People is held, a user edits the same Person.
+    # Outreach changes the title. A user who opened the same Person earlier saves a change of their own while
+    # the loader's write to People is held: the loader looked the Person up before the save, writes after it.
     workbooks.app.injector.add(parse_fault_spec(f"slow:delay_ms={WRITE_HELD_MS}:count=1:methods=PUT:path=/crm/people"))
-    edited = threading.Event()
-    user = threading.Thread(target=_edit_job_role_once_the_write_is_held, args=(workbooks, 7, edited), daemon=True)
+    user = WorkbooksClient(workbooks.url, api_key="sandbox-api-key")
+    save = WriteOp(action="update", id=int(created["id"]), lock_version=int(created["lock_version"]),
+                   fields={"person_job_role": "Decision maker"})
+    saved = threading.Event()
+    saver = threading.Thread(target=_save_once_the_write_is_held, args=(workbooks, user, save, saved), daemon=True)
     writes_before = workbooks.requests().get(PEOPLE_WRITE, 0)
-    user.start()
-    result = _load(workbooks, ledger, extracted_prospects(
-        {"id": 7, "title": "Lead"}, updated_at=T0 + timedelta(minutes=1)), "run-2")
-    user.join(30)
-    assert edited.is_set()
+    saver.start()
+    try:
+        result = _load(workbooks, ledger, extracted_prospects(
+            {"id": 7, "title": "Lead"}, updated_at=T0 + timedelta(minutes=1)), "run-2")
+    finally:
+        saver.join(30)
+        user.close()
+    assert saved.is_set(), "the user's save failed"
 
-    # The loader's stale write, the user's edit, the loader's re-planned write: the race really happened.
-    assert workbooks.requests()[PEOPLE_WRITE] - writes_before == 3
+    # The loader's stale write, the user's save, the loader's re-planned write: the race really happened.
+    assert workbooks.requests()[PEOPLE_WRITE] - writes_before == 3, "the save did not land while the write was held"
     assert result.counts == {"updated": 1}, result.outcomes.to_dict("records")
     [outcome] = result.outcomes.to_dict("records")
     assert (outcome["workbooks_id"], outcome["fields_written"]) == (created["id"], ["person_job_title"])
