@@ -4,7 +4,8 @@
   lock_version, and the loader looks the record up again and re-plans, so the Outreach change lands and the
   other user's edit is kept (neither a failure nor an overwrite).
 * A lookup that fails (5xx past the client's retries) stops the load: nothing is created, since "no twin
-  found" would be a guess.
+  found" would be a guess. The same holds for the look-again after a create batch whose reply was lost: the
+  records it did create are not created a second time.
 
 The edit between lookup and write is made the way a user makes it: a save through the API by a second client,
 of a record the user read earlier, landing while the sandbox's `slow` fault rule holds the loader's write back.
@@ -83,12 +84,23 @@ def _load(workbooks: Workbooks, ledger: SyncLedger, frame: pd.DataFrame, run: st
     return loader.load(stage_records(frame, PROSPECTS))
 
 
-def _save_once_the_write_is_held(workbooks: Workbooks, user: WorkbooksClient, op: WriteOp, done: threading.Event) -> None:
-    """A Workbooks user's save (of a record read before the sync), landing while the loader's write waits."""
+def _slow_faults(workbooks: Workbooks) -> int:
+    return int(workbooks.app.stats.snapshot()["faults"].get("slow", 0))
+
+
+def _wait_until_a_write_is_held(workbooks: Workbooks, held_before: int) -> None:
+    """Return once the sandbox has started holding a write back (its `slow` fault count went up)."""
     deadline = datetime.now(UTC) + timedelta(seconds=30)
-    while not workbooks.app.stats.snapshot()["faults"].get("slow"):
+    while _slow_faults(workbooks) <= held_before:
         assert datetime.now(UTC) < deadline, "the loader's write never reached the sandbox"
         threading.Event().wait(0.01)
+
+
+def _save_once_the_write_is_held(
+    workbooks: Workbooks, held_before: int, user: WorkbooksClient, op: WriteOp, done: threading.Event
+) -> None:
+    """A Workbooks user's save (of a record read before the sync), landing while the loader's write waits."""
+    _wait_until_a_write_is_held(workbooks, held_before)
     [outcome] = user.write_batch("crm/people", [op])
     assert outcome.ok, outcome
     done.set()
@@ -109,7 +121,8 @@ def test_a_record_edited_in_workbooks_between_lookup_and_write_is_looked_up_agai
     save = WriteOp(action="update", id=int(created["id"]), lock_version=int(created["lock_version"]),
                    fields={"person_job_role": "Decision maker"})
     saved = threading.Event()
-    saver = threading.Thread(target=_save_once_the_write_is_held, args=(workbooks, user, save, saved), daemon=True)
+    saver = threading.Thread(target=_save_once_the_write_is_held, args=(workbooks, _slow_faults(workbooks), user, save, saved),
+                             daemon=True)
     writes_before = workbooks.requests().get(PEOPLE_WRITE, 0)
     saver.start()
     try:
@@ -150,4 +163,41 @@ def test_a_failed_lookup_stops_the_load_and_creates_nothing(workbooks: Workbooks
     assert workbooks.client.lookup("crm/people", "cf_person_outreach_id", [1, 2], ["id"]) == []
     assert ledger.get_states("prospects", [1, 2]) == {}
     assert ledger.history("prospects", 1) == []
+    ledger.dispose()
+
+
+def _fail_reads_once_the_write_is_held(workbooks: Workbooks, held_before: int, done: threading.Event) -> None:
+    """Turn People reads into 500s while the loader's (soon lost) write is held, before it looks again."""
+    _wait_until_a_write_is_held(workbooks, held_before)
+    workbooks.app.injector.add(parse_fault_spec("status:status=500:methods=GET:path=/crm/people"))
+    done.set()
+
+
+def test_a_failed_lookup_after_a_lost_reply_stops_the_load_rather_than_creating_again(
+    workbooks: Workbooks, tmp_path: Path
+) -> None:
+    ledger = SyncLedger(f"sqlite:///{tmp_path / 'ledger.db'}")
+    # The create batch is committed, its reply lost; by the time the loader looks again, lookups fail.
+    workbooks.app.injector.add(parse_fault_spec(
+        f"slow:delay_ms={WRITE_HELD_MS}:count=1:methods=PUT:path=/crm/people,"
+        "drop_after_write:count=1:methods=PUT:path=/crm/people"))
+    armed = threading.Event()
+    arming = threading.Thread(target=_fail_reads_once_the_write_is_held, args=(workbooks, _slow_faults(workbooks), armed),
+                              daemon=True)
+    before = workbooks.requests()
+    arming.start()
+    try:
+        with pytest.raises(ServerError):
+            _load(workbooks, ledger, extracted_prospects({"id": 21}, {"id": 22}, updated_at=T0), "run-1")
+    finally:
+        arming.join(30)
+    assert armed.is_set()
+    assert workbooks.requests()[PEOPLE_WRITE] - before.get(PEOPLE_WRITE, 0) == 1  # the lost create, never redone
+
+    workbooks.app.injector.clear()
+    landed = workbooks.client.lookup("crm/people", "cf_person_outreach_id", [21, 22], ["id", "cf_person_outreach_id"])
+    assert sorted(row["cf_person_outreach_id"] for row in landed) == [21, 22]  # one Person each
+    # The next run finds them by link key and creates nothing.
+    again = _load(workbooks, ledger, extracted_prospects({"id": 21}, {"id": 22}, updated_at=T0), "run-2")
+    assert again.counts == {"unchanged": 2}, again.outcomes.to_dict("records")
     ledger.dispose()
