@@ -34,8 +34,8 @@ FIRST_WINDOW = datetime(2026, 11, 1, 12, tzinfo=UTC)
 SECOND_WINDOW = FIRST_WINDOW + WINDOW
 TOO_LONG = 32_768
 ENTITY_OF = {"account": "accounts", "prospect": "prospects", "opportunity": "opportunities"}
-LOAD_NODE = {"account": "workbooks__organisations", "prospect": "workbooks__people",
-             "opportunity": "workbooks__opportunities"}
+LOAD_NODE = {"account": dg.AssetKey(["workbooks", "organisations"]).to_python_identifier(), "prospect": dg.AssetKey(["workbooks", "people"]).to_python_identifier(),
+             "opportunity": dg.AssetKey(["workbooks", "opportunities"]).to_python_identifier()}
 SYNC_ERROR = {"account": ("cf_organisation_outreach_sync_error", "cf_organisation_outreach_sync_error_message"),
               "prospect": ("cf_person_outreach_sync_error", "cf_person_outreach_sync_error_message"),
               "opportunity": ("cf_opportunity_outreach_sync_error", "cf_opportunity_outreach_sync_error_message")}
