@@ -100,11 +100,35 @@ def sandbox_reset(data_dir: Path) -> None:
     click.echo(f"removed {data_dir}" if removed else f"nothing to remove at {data_dir}")
 
 
+def _profile_option(function):
+    return click.option(
+        "--profile", type=click.Choice(["sandbox", "production"]), envvar="OUTREACH_PIPELINE_PROFILE",
+        default="sandbox", show_default=True,
+        help="Instance profile written into $DAGSTER_HOME/dagster.yaml: sandbox (SQLite) or production "
+             "(instance and ledger on Postgres, run monitoring, retries, pools; see docs/PRODUCTION.md).",
+    )(function)
+
+
+def _apply_profile(name: str, home: Path) -> None:
+    """Check the profile's environment and write its instance configuration (a hand-written one stays)."""
+    from outreach_pipeline.profiles import Profile, ProfileError, check_environment, write_instance_config
+
+    profile = Profile(name)
+    try:
+        check_environment(profile)
+    except ProfileError as exc:
+        raise click.ClickException(str(exc)) from exc
+    config = write_instance_config(home, profile)
+    if not config.written:
+        click.echo(f"{config.path} was not written by a profile: using it as it is, not the {name} profile", err=True)
+
+
 @main.command("sync")
 @click.option("--windows", type=click.IntRange(1, 24 * 90), help="The N most recent complete hourly windows.")
 @click.option("--from", "from_", help="First window: a key like 2026-11-27-05:00 or an ISO datetime.")
 @click.option("--to", help="Last window (inclusive); default: the last complete one.")
-def sync(windows: int | None, from_: str | None, to: str | None) -> None:
+@_profile_option
+def sync(windows: int | None, from_: str | None, to: str | None, profile: str) -> None:
     """Materialise complete sync windows through Dagster (one run) and print a summary table.
 
     Uses the instance in $DAGSTER_HOME (default ./.dagster_home), so the run shows in the UI, and the
@@ -133,6 +157,7 @@ def sync(windows: int | None, from_: str | None, to: str | None) -> None:
     home = dagster_home()
     home.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("DAGSTER_HOME", str(home))
+    _apply_profile(profile, home)
     try:
         from outreach_pipeline.definitions import defs
     except ResourceConfigError as exc:  # e.g. a real Workbooks configured with the sandbox Outreach
@@ -186,20 +211,20 @@ def history(entity: str, outreach_id: int, ledger_url: str | None) -> None:
 @click.option("--data-dir", default=".sandbox", show_default=True, type=click.Path(file_okay=False, path_type=Path))
 @click.option("--prospects", default=2000, show_default=True, type=click.IntRange(0, 1_000_000))
 @click.option("--simulate/--no-simulate", default=True, show_default=True)
-def dev(port: int, dagster_home: Path, data_dir: Path, prospects: int, simulate: bool) -> None:
+@_profile_option
+def dev(port: int, dagster_home: Path, data_dir: Path, prospects: int, simulate: bool, profile: str) -> None:
     """Start the sandbox (with its activity simulator) and `dagster dev` (UI and daemon, schedule on)."""
     import os
-    import shutil
     import subprocess
     import sys
 
-    from outreach_pipeline.defs.resources import sandbox_only_environment
+    from outreach_pipeline.defs.resources import LEDGER_URL_VARIABLE, sandbox_only_environment
     from outreach_pipeline.sandbox.runtime import SandboxConfig, start_sandbox
 
     dagster_home = dagster_home.resolve()
     dagster_home.mkdir(parents=True, exist_ok=True)
     project_root = Path(__file__).resolve().parent.parent
-    shutil.copyfile(project_root / "dagster.yaml", dagster_home / "dagster.yaml")
+    _apply_profile(profile, dagster_home)
     config = SandboxConfig(data_dir=data_dir, prospects=prospects, simulate=simulate)
     with start_sandbox(config) as running:
         click.echo(f"sandbox: Outreach {running.outreach_url}, Workbooks {running.workbooks_url}; simulator {'on' if simulate else 'off'}")
@@ -219,6 +244,8 @@ def dev(port: int, dagster_home: Path, data_dir: Path, prospects: int, simulate:
             os.environ, outreach_url=running.outreach_url, workbooks_url=running.workbooks_url
         )
         env["DAGSTER_HOME"] = str(dagster_home)
+        if profile == "production" and os.environ.get(LEDGER_URL_VARIABLE):
+            env[LEDGER_URL_VARIABLE] = os.environ[LEDGER_URL_VARIABLE]  # the profile's ledger, not an API's
         command = [
             str(Path(sys.executable).with_name("dagster")), "dev",
             "-h", "127.0.0.1", "-p", str(port), "-w", str(project_root / "workspace.yaml"),
@@ -291,6 +318,28 @@ def install_command(
         raise click.ClickException(str(exc)) from exc
     if report.conflicts or problems:
         raise SystemExit(1)
+
+@main.command("worker")
+@click.option("--concurrency", "-c", default=1, show_default=True, type=click.IntRange(1, 64),
+              help="Steps this worker runs at once (the instance's pools still cap each API).")
+@click.option("--name", default="outreach-pipeline", show_default=True, help="Worker name (before @host).")
+@click.option("--loglevel", default="INFO", show_default=True)
+def worker(concurrency: int, name: str, loglevel: str) -> None:
+    """Start a Celery worker that runs sync steps (OUTREACH_PIPELINE_EXECUTOR=celery; docs/PRODUCTION.md).
+
+    Broker, result backend and queue come from OUTREACH_PIPELINE_CELERY_BROKER (default RabbitMQ on
+    127.0.0.1:5672), OUTREACH_PIPELINE_CELERY_BACKEND and OUTREACH_PIPELINE_CELERY_QUEUE. The worker
+    needs the environment of the process that launches the runs: DAGSTER_HOME, the services, the ledger
+    URL and a window store it reaches (OUTREACH_PIPELINE_WINDOW_STORE).
+    """
+    from outreach_pipeline.defs.scaleout import CelerySettings, ExecutorSettingError, run_worker
+
+    try:
+        settings = CelerySettings.from_env()
+    except ExecutorSettingError as exc:
+        raise click.ClickException(str(exc)) from exc
+    run_worker(settings, concurrency=concurrency, name=name, loglevel=loglevel)
+
 
 if __name__ == "__main__":
     main()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dagster as dg
 
 from outreach_pipeline.defs.assets import ASSETS
-from outreach_pipeline.defs.io_manager import WindowedParquetIOManager
+from outreach_pipeline.defs.io_manager import WindowedParquetIOManager, window_store
 from outreach_pipeline.defs.jobs import full_sync_job, outreach_send_receive, outreach_to_workbooks_job
 from outreach_pipeline.defs.resources import build_resources, dagster_home
 
@@ -15,6 +15,6 @@ defs = dg.Definitions(
     schedules=[outreach_send_receive],
     resources={
         **build_resources(),
-        "window_io_manager": WindowedParquetIOManager(base_dir=str(dagster_home() / "windows")),
+        "window_io_manager": WindowedParquetIOManager(base_dir=window_store(dagster_home() / "windows")),
     },
 )

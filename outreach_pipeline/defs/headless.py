@@ -9,6 +9,7 @@ import dagster as dg
 
 from outreach_pipeline.defs.assets import FLOWS
 from outreach_pipeline.defs.partitions import SYNC_WINDOWS
+from outreach_pipeline.defs.scaleout import execute_sync_job
 
 WINDOW_FORMAT = "%Y-%m-%d-%H:%M"
 
@@ -54,10 +55,11 @@ def run_sync(defs: dg.Definitions, instance: dg.DagsterInstance, first: str, las
             raise ValueError(f"window {key} is outside the partitions ({keys[0]} .. {keys[-1]})")
     if first > last:
         raise ValueError(f"--from {first} is after --to {last}")
-    result = defs.resolve_job_def("outreach_to_workbooks_job").execute_in_process(
+    # In this process, or with OUTREACH_PIPELINE_EXECUTOR=celery its steps on the Celery workers.
+    result = execute_sync_job(
+        defs, "outreach_to_workbooks_job",
         instance=instance,
         tags={"dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": last},
-        raise_on_error=False,
         # Step-level DEBUG events belong in the UI; a terminal user wants the summary and any errors.
         run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
     )

@@ -7,6 +7,7 @@ import os
 import dagster as dg
 
 from outreach_pipeline.defs.assets import FLOWS, PREFLIGHT_KEY
+from outreach_pipeline.defs.scaleout import job_executor
 
 #: Minutes past the hour the schedule runs the last complete window (late writes get this long to land).
 SCHEDULE_MINUTE = int(os.environ.get("OUTREACH_PIPELINE_SCHEDULE_MINUTE", "10"))
@@ -17,7 +18,7 @@ outreach_to_workbooks_job = dg.define_asset_job(
     "outreach_to_workbooks_job",
     selection=_SELECTION,
     description="Outreach accounts, prospects and opportunities into Workbooks for the selected sync windows.",
-    executor_def=dg.in_process_executor,
+    executor_def=job_executor(),  # OUTREACH_PIPELINE_EXECUTOR: in_process or celery
 )
 
 #: Run config of the full sync: every extract reads without a lower bound.
@@ -31,7 +32,7 @@ full_sync_job = dg.define_asset_job(
         "range) to cover records last changed before the first sync window."
     ),
     config=FULL_SYNC_CONFIG,
-    executor_def=dg.in_process_executor,
+    executor_def=job_executor(),  # OUTREACH_PIPELINE_EXECUTOR: in_process or celery
 )
 
 outreach_send_receive = dg.build_schedule_from_partitioned_job(
