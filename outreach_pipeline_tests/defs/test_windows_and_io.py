@@ -9,9 +9,10 @@ from datetime import UTC, datetime
 import dagster as dg
 import pandas as pd
 import pytest
+from upath import UPath
 
 from outreach_pipeline.defs.headless import last_complete_windows, parse_window
-from outreach_pipeline.defs.io_manager import WindowedParquetIOManager
+from outreach_pipeline.defs.io_manager import WINDOW_STORE_VARIABLE, WindowedParquetIOManager, window_store
 from outreach_pipeline.defs.partitions import SYNC_WINDOWS, WINDOW_COLUMN
 from outreach_pipeline.engine.extract import window_of
 
@@ -99,3 +100,33 @@ def test_last_complete_windows_and_window_parsing():
         parse_window("yesterday")
     with pytest.raises(ValueError, match="at least 1"):
         last_complete_windows(0, now=now)
+
+
+@pytest.mark.parametrize("scheme", ["file", "memory"])
+def test_the_window_store_may_be_a_url(tmp_path, scheme):
+    """A store named by URL (what Celery workers on several machines share): `file://` and fsspec's
+    in-memory object store, which takes the object-store path (one upload per file, no rename)."""
+    base = tmp_path.as_uri() if scheme == "file" else f"memory://windows-{tmp_path.name}"
+    job = dg.define_asset_job("windows_job", selection=[produced, consumed], executor_def=dg.in_process_executor)
+    defs = dg.Definitions(assets=[produced, consumed], jobs=[job],
+                          resources={"windows": WindowedParquetIOManager(base_dir=base)})
+    with dg.instance_for_test() as instance:
+        result = defs.resolve_job_def("windows_job").execute_in_process(
+            instance=instance,
+            tags={"dagster/asset_partition_range_start": FIRST, "dagster/asset_partition_range_end": LAST},
+        )
+        assert result.success
+        files = sorted(p.name for p in UPath(base, "produced").iterdir())
+        assert files == ["2026-11-20-0000.parquet", "2026-11-20-0100.parquet", "2026-11-20-0200.parquet"]
+        combined = result.output_for_node("consumed")
+        assert sorted(combined["id"]) == [1, 2, 10]
+        assert combined.loc[combined["id"] == 1, "extra"].iloc[0] == {"k": [1, 2]}
+    if scheme == "file":
+        assert sorted(p.name for p in (tmp_path / "produced").iterdir()) == files  # no temporary file left
+
+
+def test_the_window_store_setting_overrides_the_default(monkeypatch, tmp_path):
+    monkeypatch.delenv(WINDOW_STORE_VARIABLE, raising=False)
+    assert window_store(tmp_path / "windows") == str(tmp_path / "windows")
+    monkeypatch.setenv(WINDOW_STORE_VARIABLE, "s3://bucket/windows")
+    assert window_store(tmp_path / "windows") == "s3://bucket/windows"
