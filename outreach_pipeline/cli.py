@@ -332,13 +332,14 @@ def worker(concurrency: int, name: str, loglevel: str) -> None:
     needs the environment of the process that launches the runs: DAGSTER_HOME, the services, the ledger
     URL and a window store it reaches (OUTREACH_PIPELINE_WINDOW_STORE).
     """
+    from outreach_pipeline.defs.resources import ResourceConfigError
     from outreach_pipeline.defs.scaleout import CelerySettings, ExecutorSettingError, run_worker
 
     try:
         settings = CelerySettings.from_env()
-    except ExecutorSettingError as exc:
+        run_worker(settings, concurrency=concurrency, name=name, loglevel=loglevel)
+    except (ExecutorSettingError, ResourceConfigError) as exc:
         raise click.ClickException(str(exc)) from exc
-    run_worker(settings, concurrency=concurrency, name=name, loglevel=loglevel)
 
 
 if __name__ == "__main__":

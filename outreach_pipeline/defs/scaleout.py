@@ -17,6 +17,7 @@ Rules:
 
 from __future__ import annotations
 
+import importlib
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -153,7 +154,13 @@ def worker_app(settings: CelerySettings) -> Any:
 
 
 def run_worker(settings: CelerySettings, *, concurrency: int, name: str, loglevel: str = "INFO") -> None:
-    """Serve steps from the queue until stopped (SIGTERM finishes the running step first, as Celery does)."""
+    """Serve steps from the queue until stopped (SIGTERM finishes the running step first, as Celery does).
+
+    The code location is imported before the worker forks its pool: an environment that cannot build it
+    (mixed or incomplete credentials, a bad setting) stops the worker at once with that message rather than
+    failing each step, and the pool's processes start with it loaded.
+    """
+    importlib.import_module(CODE_LOCATION[0])
     worker_app(settings).worker_main([
         "worker", "--queues", settings.queue, "--concurrency", str(concurrency), "--prefetch-multiplier", "1",
         "--hostname", f"{name}@%h", "--loglevel", loglevel, "--without-gossip", "--without-mingle",
