@@ -333,12 +333,12 @@ def worker(concurrency: int, name: str, loglevel: str) -> None:
     URL and a window store it reaches (OUTREACH_PIPELINE_WINDOW_STORE).
     """
     from outreach_pipeline.defs.resources import ResourceConfigError
-    from outreach_pipeline.defs.scaleout import CelerySettings, ExecutorSettingError, run_worker
+    from outreach_pipeline.defs.scaleout import CelerySettings, run_worker
 
     try:
         settings = CelerySettings.from_env()
         run_worker(settings, concurrency=concurrency, name=name, loglevel=loglevel)
-    except (ExecutorSettingError, ResourceConfigError) as exc:
+    except ResourceConfigError as exc:  # ExecutorSettingError included
         raise click.ClickException(str(exc)) from exc
 
 

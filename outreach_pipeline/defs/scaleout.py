@@ -26,6 +26,8 @@ from typing import Any
 
 import dagster as dg
 
+from outreach_pipeline.defs.resources import ResourceConfigError
+
 EXECUTOR_VARIABLE = "OUTREACH_PIPELINE_EXECUTOR"
 BROKER_VARIABLE = "OUTREACH_PIPELINE_CELERY_BROKER"
 BACKEND_VARIABLE = "OUTREACH_PIPELINE_CELERY_BACKEND"
@@ -44,8 +46,11 @@ class ExecutorKind(StrEnum):
     CELERY = "celery"
 
 
-class ExecutorSettingError(ValueError):
-    """An executor setting is invalid; the message names the variable and the accepted values."""
+class ExecutorSettingError(ResourceConfigError):
+    """An executor setting is invalid; the message names the variable and the accepted values.
+
+    A `ResourceConfigError`, so the commands report it like any other setting the code location refuses.
+    """
 
     def __init__(self, variable: str, value: str, accepted: str) -> None:
         super().__init__(f"{variable}={value!r} is not valid: use {accepted}")
