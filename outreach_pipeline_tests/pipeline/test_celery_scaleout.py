@@ -164,6 +164,13 @@ def celery_workers(tmp_path: Path, postgres_database_url: str) -> Iterator[dict[
             except subprocess.TimeoutExpired:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait(timeout=10)
+        # The queue is durable: remove it, or every test run would leave one on the shared broker.
+        app = worker_app(CelerySettings.from_env({"OUTREACH_PIPELINE_CELERY_QUEUE": queue}))
+        try:
+            with app.connection_for_write() as connection:
+                connection.default_channel.queue_delete(queue)
+        finally:
+            app.close()
 
 
 @pytest.mark.slow
