@@ -111,11 +111,46 @@ def sandbox_reset(data_dir: Path) -> None:
     click.echo(f"removed {data_dir}" if removed else f"nothing to remove at {data_dir}")
 
 
+def _profile_option(function):
+    return click.option(
+        "--profile", type=click.Choice(["sandbox", "production"]), default=None,
+        help="Instance profile written into $DAGSTER_HOME/dagster.yaml: sandbox (SQLite) or production "
+             "(instance and ledger on Postgres, run monitoring, retries, pools; see docs/PRODUCTION.md) "
+             "[default: the profile setting, OUTREACH_PIPELINE_PROFILE, else sandbox].",
+    )(function)
+
+
+def _settings():
+    from outreach_pipeline.settings import SettingsError, load_settings
+
+    try:
+        return load_settings()
+    except SettingsError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+def _apply_profile(name: str | None, home: Path):
+    """Check the profile's environment and write its instance configuration (a hand-written one stays)."""
+    from outreach_pipeline.profiles import Profile, ProfileError, check_environment, write_instance_config
+
+    profile = Profile(name) if name else _settings().profile
+    name = profile.value
+    try:
+        check_environment(profile)
+    except ProfileError as exc:
+        raise click.ClickException(str(exc)) from exc
+    config = write_instance_config(home, profile)
+    if not config.written:
+        click.echo(f"{config.path} was not written by a profile: using it as it is, not the {name} profile", err=True)
+    return profile
+
+
 @main.command("sync")
 @click.option("--windows", type=click.IntRange(1, 24 * 90), help="The N most recent complete hourly windows.")
 @click.option("--from", "from_", help="First window: a key like 2026-11-27-05:00 or an ISO datetime.")
 @click.option("--to", help="Last window (inclusive); default: the last complete one.")
-def sync(windows: int | None, from_: str | None, to: str | None) -> None:
+@_profile_option
+def sync(windows: int | None, from_: str | None, to: str | None, profile: str | None) -> None:
     """Materialise complete sync windows through Dagster (one run) and print a summary table.
 
     Uses the instance in $DAGSTER_HOME (default ./.dagster_home), so the run shows in the UI, and the
@@ -129,7 +164,7 @@ def sync(windows: int | None, from_: str | None, to: str | None) -> None:
     from outreach_pipeline.definitions import build_definitions
     from outreach_pipeline.defs.headless import last_complete_windows, parse_window, run_sync, sync_windows_of
     from outreach_pipeline.defs.resources import ResourceConfigError, dagster_home
-    from outreach_pipeline.settings import SettingsError, load_settings
+    from outreach_pipeline.settings import SettingsError
 
     if windows is None and from_ is None:
         raise click.UsageError("give --windows N, or --from (and optionally --to)")
@@ -138,8 +173,10 @@ def sync(windows: int | None, from_: str | None, to: str | None) -> None:
     home = dagster_home()
     home.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("DAGSTER_HOME", str(home))
+    _apply_profile(profile, home)
+    settings = _settings()
     try:
-        defs = build_definitions(load_settings())
+        defs = build_definitions(settings)
     except (ResourceConfigError, SettingsError) as exc:  # e.g. a real Workbooks with the sandbox Outreach
         raise click.ClickException(str(exc)) from exc
     partitions = sync_windows_of(defs)
@@ -154,7 +191,7 @@ def sync(windows: int | None, from_: str | None, to: str | None) -> None:
 
     with dg.DagsterInstance.get() as instance:
         try:
-            summary = run_sync(defs, instance, first, last)
+            summary = run_sync(defs, instance, first, last, executor=settings.executor)
         except ValueError as exc:
             raise click.BadParameter(str(exc)) from exc
     click.echo(f"windows {summary.first_window} .. {summary.last_window}  run {summary.run_id}")
@@ -208,20 +245,20 @@ def history(entity: str, outreach_id: int, ledger_url: str | None) -> None:
 @click.option("--data-dir", default=".sandbox", show_default=True, type=click.Path(file_okay=False, path_type=Path))
 @click.option("--prospects", default=2000, show_default=True, type=click.IntRange(0, 1_000_000))
 @click.option("--simulate/--no-simulate", default=True, show_default=True)
-def dev(port: int, dagster_home: Path, data_dir: Path, prospects: int, simulate: bool) -> None:
+@_profile_option
+def dev(port: int, dagster_home: Path, data_dir: Path, prospects: int, simulate: bool, profile: str | None) -> None:
     """Start the sandbox (with its activity simulator) and `dg dev` (UI and daemon, schedule on)."""
     import os
-    import shutil
     import subprocess
     import sys
 
-    from outreach_pipeline.defs.resources import sandbox_only_environment
+    from outreach_pipeline.defs.resources import LEDGER_URL_VARIABLE, sandbox_only_environment
     from outreach_pipeline.sandbox.runtime import SandboxConfig, start_sandbox
 
     dagster_home = dagster_home.resolve()
     dagster_home.mkdir(parents=True, exist_ok=True)
     project_root = Path(__file__).resolve().parent.parent
-    shutil.copyfile(project_root / "dagster.yaml", dagster_home / "dagster.yaml")
+    applied = _apply_profile(profile, dagster_home)
     config = SandboxConfig(data_dir=data_dir, prospects=prospects, simulate=simulate)
     with start_sandbox(config) as running:
         click.echo(f"sandbox: Outreach {running.outreach_url}, Workbooks {running.workbooks_url}; simulator {'on' if simulate else 'off'}")
@@ -241,6 +278,8 @@ def dev(port: int, dagster_home: Path, data_dir: Path, prospects: int, simulate:
             os.environ, outreach_url=running.outreach_url, workbooks_url=running.workbooks_url
         )
         env["DAGSTER_HOME"] = str(dagster_home)
+        if applied.value == "production" and os.environ.get(LEDGER_URL_VARIABLE):
+            env[LEDGER_URL_VARIABLE] = os.environ[LEDGER_URL_VARIABLE]  # the profile's ledger, not an API's
         # `dg dev` serves this dg project (pyproject's [tool.dg]) from its root, in this virtualenv.
         env["VIRTUAL_ENV"] = sys.prefix
         command = [str(Path(sys.executable).with_name("dg")), "dev", "--host", "127.0.0.1", "--port", str(port)]
@@ -312,6 +351,28 @@ def install_command(
         raise click.ClickException(str(exc)) from exc
     if report.conflicts or problems:
         raise SystemExit(1)
+
+@main.command("worker")
+@click.option("--concurrency", "-c", default=1, show_default=True, type=click.IntRange(1, 64),
+              help="Steps this worker runs at once (the instance's pools still cap each API).")
+@click.option("--name", default="outreach-pipeline", show_default=True, help="Worker name (before @host).")
+@click.option("--loglevel", default="INFO", show_default=True)
+def worker(concurrency: int, name: str, loglevel: str) -> None:
+    """Start a Celery worker that runs sync steps (OUTREACH_PIPELINE_EXECUTOR=celery; docs/PRODUCTION.md).
+
+    Broker, result backend and queue come from OUTREACH_PIPELINE_CELERY_BROKER (default RabbitMQ on
+    127.0.0.1:5672), OUTREACH_PIPELINE_CELERY_BACKEND and OUTREACH_PIPELINE_CELERY_QUEUE. The worker
+    needs the environment of the process that launches the runs: DAGSTER_HOME, the services, the ledger
+    URL and a window store it reaches (OUTREACH_PIPELINE_WINDOW_STORE).
+    """
+    from outreach_pipeline.defs.resources import ResourceConfigError
+    from outreach_pipeline.defs.scaleout import CelerySettings, run_worker
+
+    try:
+        run_worker(CelerySettings.of(_settings()), concurrency=concurrency, name=name, loglevel=loglevel)
+    except ResourceConfigError as exc:
+        raise click.ClickException(str(exc)) from exc
+
 
 if __name__ == "__main__":
     main()

@@ -9,6 +9,8 @@ import dagster as dg
 
 from outreach_pipeline.defs.assets import FLOWS
 from outreach_pipeline.defs.jobs import SYNC_JOB
+from outreach_pipeline.defs.scaleout import execute_sync_job
+from outreach_pipeline.settings import ExecutorKind
 
 
 def last_complete_windows(
@@ -53,9 +55,15 @@ class SyncSummary:
     rows: list[dict[str, object]]
 
 
-def run_sync(defs: dg.Definitions, instance: dg.DagsterInstance, first: str, last: str) -> SyncSummary:
+def run_sync(
+    defs: dg.Definitions,
+    instance: dg.DagsterInstance,
+    first: str,
+    last: str,
+    *,
+    executor: ExecutorKind = ExecutorKind.IN_PROCESS,
+) -> SyncSummary:
     """Materialise the sync job over [first, last] in one run and collect per-entity counts."""
-    job = defs.resolve_job_def(SYNC_JOB)
     windows = sync_windows_of(defs)
     keys = windows.get_partition_keys()
     if not keys:
@@ -65,10 +73,12 @@ def run_sync(defs: dg.Definitions, instance: dg.DagsterInstance, first: str, las
             raise ValueError(f"window {key} is outside the partitions ({keys[0]} .. {keys[-1]})")
     if first > last:
         raise ValueError(f"--from {first} is after --to {last}")
-    result = job.execute_in_process(
+    # In this process, or with the celery executor its steps on the Celery workers.
+    result = execute_sync_job(
+        defs, SYNC_JOB,
+        executor=executor,
         instance=instance,
         tags={"dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": last},
-        raise_on_error=False,
         # Step-level DEBUG events belong in the UI; a terminal user wants the summary and any errors.
         run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
     )
