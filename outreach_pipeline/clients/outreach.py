@@ -42,6 +42,7 @@ from outreach_pipeline.clients.http import (
     RequestStats,
     RetryPolicy,
     ServerError,
+    Service,
     SleepFn,
 )
 
@@ -563,6 +564,7 @@ class OutreachClient:
             sleep=sleep,
             clock=clock,
             pacer=RateLimitPacer(),
+            service=Service.OUTREACH,
         )
 
     def __repr__(self) -> str:
@@ -615,6 +617,7 @@ class OutreachClient:
                     status=exc.status,
                     error_id=exc.error_id,
                     detail=exc.detail,
+                    service=Service.OUTREACH,
                 ) from None
             raise
         rotated = body.get("refresh_token")
