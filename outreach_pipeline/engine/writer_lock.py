@@ -116,7 +116,7 @@ def hold_writer_lock(
     """Hold the writer lock of ``target``/``entity`` for the block.
 
     Args:
-        engine: The sync ledger's engine.
+        engine: The sync ledger's engine (the ledger creates the lock table with its others).
         target, entity: What is written, e.g. ``"workbooks"``, ``"people"``.
         run_id: The run taking the lock (shown to waiting writers).
         settings: Policy, max wait, lease.
@@ -127,7 +127,6 @@ def hold_writer_lock(
         WriterLockLost: On leaving the block, when the SQLite lease was lost meanwhile.
     """
     settings = settings or LockSettings()
-    lock_table.create(engine, checkfirst=True)
     lock = _PostgresLock(engine, target, entity) if engine.dialect.name == "postgresql" else _SqliteLock(
         engine, target, entity, settings.lease_seconds
     )
