@@ -29,6 +29,9 @@ BIN = Path(sys.executable).parent
 CLI = str(BIN / "outreach-pipeline")
 PROJECT_INSTANCE_CONFIG = Path(__file__).resolve().parents[2] / "dagster.yaml"
 LOCK_WAIT = "waiting for the writer lock on workbooks/people"
+#: Every Workbooks people request takes 6 s, so one run's people load (lookups, writes) lasts far longer than
+#: the two runs' difference in start-up: their loads overlap whatever the machine's load.
+SLOW_PEOPLE = "slow:delay_ms=6000:path=/crm/people"
 
 
 @contextmanager
@@ -119,8 +122,7 @@ def assert_two_overlapping_syncs_write_each_person_once(info: dict, env_a: dict,
 
 def test_two_syncs_on_two_instances_sharing_a_sqlite_ledger_never_duplicate_people(tmp_path: Path) -> None:
     # Two DAGSTER_HOMEs: Dagster's pools cannot see each other, only the ledger's writer lock serialises them.
-    # Slow Workbooks replies stretch each load so that the two runs' loads overlap.
-    with sandbox_process(tmp_path / "sandbox", 70, faults="slow:delay_ms=250:path=/crm/") as info:
+    with sandbox_process(tmp_path / "sandbox", 70, faults=SLOW_PEOPLE) as info:
         ledger_url = f"sqlite:///{tmp_path / 'shared_ledger.db'}"
         env_a = sync_env(info, tmp_path / "home_a", ledger_url)
         env_b = sync_env(info, tmp_path / "home_b", ledger_url)
@@ -135,7 +137,7 @@ def test_a_sync_on_a_postgres_instance_beside_another_instance_on_a_postgres_led
     # Instance A on Postgres (the project's pools and run monitoring kept), instance B on SQLite; one ledger.
     (home_a / "dagster.yaml").write_text(PROJECT_INSTANCE_CONFIG.read_text()
                                          + f"storage:\n  postgres:\n    postgres_url: {postgres_database_url}\n")
-    with sandbox_process(tmp_path / "sandbox", 70, faults="slow:delay_ms=250:path=/crm/") as info:
+    with sandbox_process(tmp_path / "sandbox", 70, faults=SLOW_PEOPLE) as info:
         env_a = sync_env(info, home_a, postgres_database_url)
         env_b = sync_env(info, tmp_path / "home_b", postgres_database_url)
         assert_two_overlapping_syncs_write_each_person_once(info, env_a, env_b, postgres_database_url)
