@@ -111,10 +111,10 @@ def assert_two_overlapping_syncs_write_each_person_once(info: dict, env_a: dict,
     code_a, _, err_a = finish(first)
     code_b, _, err_b = finish(second)
     assert (code_a, code_b) == (0, 0), err_a[-2000:] + err_b[-2000:]
-    # They did overlap: one of them waited for the other's people load, naming its run.
-    assert LOCK_WAIT in err_a + err_b and "held by run " in err_a + err_b, err_a + err_b
     people = people_per_outreach_id(info)
     assert people and max(people.values()) == 1, {k: n for k, n in people.items() if n > 1}
+    # They did overlap: one of them waited for the other's people load, naming its run.
+    assert LOCK_WAIT in err_a + err_b and "held by run " in err_a + err_b, err_a + err_b
     linked = ledger_scalar(ledger_url, "SELECT count(*) FROM sync_record_state WHERE entity = 'prospects' "
                                        "AND workbooks_id IS NOT NULL")
     assert linked == len(people)
