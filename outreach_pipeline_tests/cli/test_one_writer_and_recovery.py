@@ -163,6 +163,9 @@ def test_a_sync_killed_mid_load_is_recovered_by_the_next_sync_without_hands(tmp_
         killed.send_signal(signal.SIGKILL)
         killed.wait(10)
         killed_run = ledger_scalar(ledger_url, "SELECT run_id FROM sync_history WHERE entity = 'prospects' LIMIT 1")
+        # Killed mid-load: its people load never finished, yet its first batch's creates are in the history.
+        assert ledger_scalar(ledger_url, "SELECT count(*) FROM sync_run WHERE run_id = :run AND entity = 'prospects' "
+                                         "AND finished_at IS NULL", run=killed_run) == 1
         set_faults(info["workbooks"]["url"], None)
 
         # The next sync: the killed run's pool slot and writer lock are freed without anyone's help.
