@@ -149,21 +149,43 @@ def _apply_profile(name: str | None, home: Path):
 @click.option("--windows", type=click.IntRange(1, 24 * 90), help="The N most recent complete hourly windows.")
 @click.option("--from", "from_", help="First window: a key like 2026-11-27-05:00 or an ISO datetime.")
 @click.option("--to", help="Last window (inclusive); default: the last complete one.")
+@click.option("--max-wait", default=1800.0, show_default=True, type=click.FloatRange(0),
+              help="Seconds to wait for a pool slot held by another run before giving up (exit 3).")
+@click.option("--verbose", is_flag=True, help="Show the traceback of a failure.")
 @_profile_option
-def sync(windows: int | None, from_: str | None, to: str | None, profile: str | None) -> None:
+def sync(
+    windows: int | None, from_: str | None, to: str | None, max_wait: float, verbose: bool, profile: str | None
+) -> None:
     """Materialise complete sync windows through Dagster (one run) and print a summary table.
 
-    Uses the instance in $DAGSTER_HOME (default ./.dagster_home), so the run shows in the UI, and the
-    systems configured in the environment (the sandbox when none are).
+    Uses the instance in $DAGSTER_HOME (default ./.dagster_home; given the project's dagster.yaml when it
+    has none), so the run shows in the UI, and the systems configured in the environment (the sandbox when
+    none are). Runs of earlier syncs whose process died are marked failed and their pool slots freed first.
+    Exits 0 when the run succeeded, 1 when it failed or a failure_rate check is at ERROR, 3 when it gave up
+    waiting for a pool slot, 130 on Ctrl-C/SIGTERM.
     """
+    import logging
     import os
+    import uuid
+    import warnings
 
     import dagster as dg
+    from dagster._core.errors import DagsterExecutionInterruptedError
     from tabulate import tabulate
 
+    from outreach_pipeline.clients.http import Service
     from outreach_pipeline.definitions import build_definitions
+    from outreach_pipeline.defs import failures
     from outreach_pipeline.defs.headless import last_complete_windows, parse_window, run_sync, sync_windows_of
-    from outreach_pipeline.defs.resources import ResourceConfigError, dagster_home
+    from outreach_pipeline.defs.resources import (
+        ResourceConfigError,
+        SyncSettings,
+        dagster_home,
+        outreach_resource_from_env,
+        workbooks_resource_from_env,
+    )
+    from outreach_pipeline.defs.run_guard import ExitCode, RunWatch, process_tags, recover_dead_runs
+    from outreach_pipeline.mapping.models import MappingError
     from outreach_pipeline.settings import SettingsError
 
     if windows is None and from_ is None:
@@ -175,9 +197,18 @@ def sync(windows: int | None, from_: str | None, to: str | None, profile: str | 
     os.environ.setdefault("DAGSTER_HOME", str(home))
     _apply_profile(profile, home)
     settings = _settings()
+    if not verbose:
+        warnings.filterwarnings("ignore")
+    # Our own progress lines (the writer lock's waits) reach the terminal; Dagster's console logger does not.
+    progress = logging.StreamHandler()
+    progress.setFormatter(logging.Formatter("%(message)s"))
+    logging.getLogger("outreach_pipeline.engine.writer_lock").addHandler(progress)
     try:
         defs = build_definitions(settings)
-    except (ResourceConfigError, SettingsError) as exc:  # e.g. a real Workbooks with the sandbox Outreach
+        SyncSettings(mapping_path=str(settings.mapping_path) if settings.mapping_path else None).mappings()
+        base_urls = {Service.OUTREACH: outreach_resource_from_env().base_url,
+                     Service.WORKBOOKS: workbooks_resource_from_env().base_url}
+    except (ResourceConfigError, SettingsError, MappingError) as exc:  # e.g. a real Workbooks with the sandbox Outreach
         raise click.ClickException(str(exc)) from exc
     partitions = sync_windows_of(defs)
     try:
@@ -189,16 +220,46 @@ def sync(windows: int | None, from_: str | None, to: str | None, profile: str | 
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from exc
 
+    run_id = str(uuid.uuid4())
     with dg.DagsterInstance.get() as instance:
+        for action in recover_dead_runs(instance):
+            click.echo(action, err=True)
         try:
-            summary = run_sync(defs, instance, first, last, executor=settings.executor)
+            with RunWatch(instance, run_id, max_wait=max_wait, echo=lambda line: click.echo(line, err=True)):
+                summary = run_sync(defs, instance, first, last, executor=settings.executor, run_id=run_id,
+                                   tags=process_tags(), hooks=frozenset({failures.keep_step_exception}))
+            if summary.interrupted:
+                instance.event_log_storage.free_concurrency_slots_for_run(run_id)
         except ValueError as exc:
             raise click.BadParameter(str(exc)) from exc
+        except (KeyboardInterrupt, DagsterExecutionInterruptedError):  # reached a step: the run is marked failed
+            instance.event_log_storage.free_concurrency_slots_for_run(run_id)
+            click.echo(f"interrupted: run {run_id} stopped and its pool slots freed", err=True)
+            raise SystemExit(ExitCode.INTERRUPTED) from None
+    if summary.interrupted:
+        click.echo(f"interrupted: run {run_id} stopped (marked failed, pool slots freed); its writes so far are in "
+                   "the ledger", err=True)
+        raise SystemExit(ExitCode.INTERRUPTED)
     click.echo(f"windows {summary.first_window} .. {summary.last_window}  run {summary.run_id}")
-    click.echo(tabulate(summary.rows, headers="keys", tablefmt="github"))
+    if any(row["extracted"] != "-" for row in summary.rows):  # a run that loaded nothing has no table to show
+        click.echo(tabulate(summary.rows, headers="keys", tablefmt="github"))
+    code = ExitCode.OK
+    step_failures = failures.step_failures(run_id)
+    # The same cause (say, refused credentials) fails several steps: one paragraph per cause.
+    for message, steps in failures.explain_all(step_failures, base_urls=base_urls).items():
+        click.echo(f"{message}\n(failed steps: {', '.join(steps)})", err=True)
+        code = ExitCode.FAILED
+    if verbose:
+        for failure in step_failures:
+            click.echo(failures.formatted_traceback(failure.exception), err=True)
+    for check in summary.error_checks:
+        click.echo(f"failed check at ERROR severity: {check}", err=True)
+        code = ExitCode.FAILED
     if not summary.success:
-        click.echo("the run failed: see the Dagster UI or `dagster run list` for the failing step", err=True)
-        raise SystemExit(1)
+        code = ExitCode.FAILED
+        if not step_failures:
+            click.echo(f"the run failed: see run {summary.run_id} in the Dagster UI for every step's events", err=True)
+    raise SystemExit(code)
 
 
 @main.command("history")

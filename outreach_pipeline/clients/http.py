@@ -24,6 +24,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
+from enum import StrEnum
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -40,6 +41,13 @@ ClockFn = Callable[[], float]
 _NUMERIC_SEGMENT = re.compile(r"/\d+(?=/|$)")
 
 
+class Service(StrEnum):
+    """The system a client talks to, carried by its errors so a message can name it."""
+
+    OUTREACH = "Outreach"
+    WORKBOOKS = "Workbooks"
+
+
 class ApiError(Exception):
     """A request failed. Carries what is safe to log: method, path, status and the API's error id/detail.
 
@@ -49,6 +57,7 @@ class ApiError(Exception):
         status: HTTP status, or None when no response arrived.
         error_id: The API's machine-readable error id (Outreach ``errors[0].id``, Workbooks ``failure_reason``).
         detail: The API's human-readable message.
+        service: The system that answered (set by the transport that raised it), when known.
     """
 
     def __init__(
@@ -60,7 +69,9 @@ class ApiError(Exception):
         status: int | None = None,
         error_id: str | None = None,
         detail: str | None = None,
+        service: Service | None = None,
     ) -> None:
+        self.service = service
         self.method = method
         self.path = path
         self.status = status
@@ -307,6 +318,7 @@ class HttpTransport:
         clock: Epoch seconds; inject a fake in tests.
         pacer: Optional rate-limit pacer fed by response headers.
         user_agent: Sent on every request (Workbooks rejects requests without one).
+        service: The system behind ``base_url``; stamped on every error raised.
     """
 
     def __init__(
@@ -319,7 +331,9 @@ class HttpTransport:
         clock: ClockFn = time.time,
         pacer: RateLimitPacer | None = None,
         user_agent: str = "outreach-pipeline/0.1",
+        service: Service | None = None,
     ) -> None:
+        self.service = service
         self.base_url = base_url.rstrip("/")
         self.session = requests.Session()
         self.session.headers["User-Agent"] = user_agent
@@ -372,6 +386,23 @@ class HttpTransport:
         url = self.url_for(path_or_url)
         label = logical_method or method
         path = urlsplit(url).path
+        try:
+            return self._request_json(method, url, label, path, idempotent, validate, fail_fast_statuses, kwargs)
+        except ApiError as exc:
+            exc.service = exc.service or self.service
+            raise
+
+    def _request_json(
+        self,
+        method: str,
+        url: str,
+        label: str,
+        path: str,
+        idempotent: bool,
+        validate: Callable[[Any], None] | None,
+        fail_fast_statuses: frozenset[int],
+        kwargs: dict[str, Any],
+    ) -> Any:
         malformed_budget = self.retry.max_malformed_retries
         waited = 0.0
         while True:

@@ -25,6 +25,7 @@ from outreach_pipeline.engine.extract import (
 from outreach_pipeline.engine.ledger import SyncWindow
 from outreach_pipeline.engine.load import EntityLoader
 from outreach_pipeline.engine.preflight import run_preflight
+from outreach_pipeline.engine.writer_lock import hold_writer_lock
 from outreach_pipeline.mapping.errors import ErrorKind, ValidationError, has_kind
 from outreach_pipeline.mapping.transform import lineage_columns, outreach_fields, stage_records
 
@@ -78,6 +79,7 @@ FLOWS = (
     EntityFlow("opportunities", "opportunities", "opportunities", loads_after=("organisations", "people")),
 )
 PREFLIGHT_KEY = dg.AssetKey(["workbooks", "field_preflight"])
+WRITE_TARGET = "workbooks"  # the system the load assets write (the writer lock's first key)
 
 
 def _window(context: dg.AssetExecutionContext) -> SyncWindow:
@@ -283,7 +285,15 @@ def build_load(flow: EntityFlow, windows: dg.PartitionsDefinition) -> dg.AssetsD
         sync_settings: SyncSettings,
     ) -> dg.MaterializeResult:
         mappings = sync_settings.mappings()
-        with workbooks.open() as client, outreach.open() as outreach_client, ledger.open() as sync_ledger:
+        with (
+            workbooks.open() as client,
+            outreach.open() as outreach_client,
+            ledger.open() as sync_ledger,
+            # One writer per entity across runs and instances: lookups, plan, writes and records happen under it.
+            hold_writer_lock(sync_ledger.engine, target=WRITE_TARGET, entity=flow.workbooks_name,
+                             run_id=context.run.run_id, settings=sync_settings.lock_settings(),
+                             on_wait=context.log.warning),
+        ):
             loader = EntityLoader(
                 client=client, ledger=sync_ledger, mappings=mappings, entity=mappings.entity(flow.entity),
                 run_id=context.run.run_id, window=_window(context),

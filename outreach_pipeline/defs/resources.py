@@ -25,6 +25,7 @@ from outreach_pipeline.clients.outreach import REAL_OUTREACH_URL, OutreachClient
 from outreach_pipeline.clients.tokens import FileTokenStore
 from outreach_pipeline.clients.workbooks import REAL_WORKBOOKS_URL, WorkbooksClient
 from outreach_pipeline.engine.ledger import SyncLedger
+from outreach_pipeline.engine.writer_lock import LockPolicy, LockSettings
 from outreach_pipeline.mapping.models import MappingSet, load_mapping_set
 from outreach_pipeline.sandbox.credentials import (
     SANDBOX_API_KEY,
@@ -173,7 +174,7 @@ class LedgerResource(dg.ConfigurableResource):
 
 
 class SyncSettings(dg.ConfigurableResource):
-    """Mapping file and failure thresholds."""
+    """Mapping file, failure thresholds and how a load waits for the writer lock of its entity."""
 
     mapping_path: str | None = Field(default=None, description="YAML mapping file; default: the packaged default.yaml")
     failure_rate_warn: float = Field(default=0.01, ge=0, le=1, description="failed/extracted above this warns")
@@ -186,9 +187,20 @@ class SyncSettings(dg.ConfigurableResource):
         default=20, ge=1,
         description="rows a window must have before that share can block it (a few bad rows fail alone)",
     )
+    writer_lock_policy: LockPolicy = Field(
+        default=LockPolicy.WAIT, description="wait for another run writing the same entity, or fail_fast"
+    )
+    writer_lock_max_wait_seconds: float = Field(default=1800, ge=0, description="then the load fails, naming the holder")
+    writer_lock_lease_seconds: float = Field(
+        default=60, gt=0, description="SQLite ledger: a holder silent this long is dead and its lock is taken over"
+    )
 
     def mappings(self) -> MappingSet:
         return load_mapping_set(Path(self.mapping_path) if self.mapping_path else None)
+
+    def lock_settings(self) -> LockSettings:
+        return LockSettings(policy=LockPolicy(self.writer_lock_policy), max_wait=self.writer_lock_max_wait_seconds,
+                            lease_seconds=self.writer_lock_lease_seconds)
 
 
 def _without_password(url: str) -> str:

@@ -96,6 +96,8 @@ def execute_sync_job(
     instance: dg.DagsterInstance,
     tags: Mapping[str, str],
     run_config: Mapping[str, Any],
+    run_id: str | None = None,
+    hooks: frozenset[dg.HookDefinition] = frozenset(),
 ) -> dg.ExecuteInProcessResult | dg.JobExecutionResult:
     """Run a job once in this process as its orchestrator; with Celery, its steps run on the workers.
 
@@ -103,8 +105,9 @@ def execute_sync_job(
     location from its module, since the workers cannot be handed Python objects.
     """
     if executor is ExecutorKind.IN_PROCESS:
-        return defs.resolve_job_def(job_name).execute_in_process(
-            instance=instance, tags=dict(tags), run_config=dict(run_config), raise_on_error=False
+        job = defs.resolve_job_def(job_name)
+        return (job.with_hooks(set(hooks)) if hooks else job).execute_in_process(
+            instance=instance, run_id=run_id, tags=dict(tags), run_config=dict(run_config), raise_on_error=False
         )
     # Events and materialisations are read off the result; only outputs would need it opened as a context.
     return dg.execute_job(

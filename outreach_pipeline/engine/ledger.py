@@ -102,6 +102,22 @@ runs = sa.Table(
 )
 
 
+#: One row per (target system, entity) being written: who holds the writer lock (see engine/writer_lock.py).
+writer_lock = sa.Table(
+    "sync_writer_lock",
+    metadata,
+    sa.Column("target", sa.String(64), primary_key=True),
+    sa.Column("entity", sa.String(64), primary_key=True),
+    sa.Column("token", sa.String(64), nullable=False),
+    sa.Column("run_id", sa.String(128), nullable=False),
+    sa.Column("pid", sa.Integer, nullable=False),
+    sa.Column("host", sa.String(255), nullable=False),
+    sa.Column("acquired_at", UtcDateTime(), nullable=False),
+    sa.Column("heartbeat_at", UtcDateTime(), nullable=False),
+    sa.Column("lease_seconds", sa.Float, nullable=False),
+)
+
+
 class LedgerModel(BaseModel):
     """Base of ledger records: immutable, unknown keys rejected, datetimes aware and in UTC."""
 

@@ -11,7 +11,9 @@ The loop per entity and range of windows:
    objects refused for a stale lock_version are looked up afresh and re-planned, so a create that did
    land is found by its link key instead of being created twice. Bounded rounds; what is still uncertain
    after them fails with that reason and is retried by a later run.
-5. Record one outcome per staged record in the ledger (state + history) and return them as a frame.
+5. Record one outcome per staged record in the ledger (state + history) and return them as a frame. The
+   outcomes of each written batch are recorded as soon as Workbooks confirms it, so the creates of a run
+   killed half way are in the history; the rest (unchanged, skipped, failed) are recorded at the end.
 """
 
 from __future__ import annotations
@@ -219,6 +221,7 @@ class EntityLoader:
         self.entity = entity
         self.run_id = run_id
         self.window = window
+        self._recorded: set[int] = set()  # outreach ids whose outcome is already in the ledger
 
     def load(self, staged: pd.DataFrame) -> LoadResult:
         """Load the staged rows; every row ends with exactly one outcome in the ledger and the result."""
@@ -233,8 +236,7 @@ class EntityLoader:
             # Whatever was written is recorded even when the load stops half way (an API down for longer
             # than the retries), so the audit trail and the stale-version guard hold for those records.
             outcomes = [final[i] for i in sorted(final)]
-            if outcomes:
-                self.ledger.record_outcomes(self.run_id, self.window, outcomes)
+            self._record(final, final.keys())
             self.ledger.finish_run(self.run_id, self.entity.name)
         frame = pd.DataFrame(
             [
@@ -322,12 +324,20 @@ class EntityLoader:
                     final[decision.outreach_id] = self._outcome(decision, applied=result, error=message)
                     if decision.workbooks_id is not None and decision.action != "failed":
                         refused.append(decision.model_copy(update={"error": message}))
+            self._record(final, (decision.outreach_id for decision, _ in chunk))
             self._flag_refused(refused)
         if plan.duplicate_flags:
             # A lost reply is harmless: the flag is re-planned from the same duplicates on the next run.
             with contextlib.suppress(WriteOutcomeUnknown):
                 self.client.write_batch(self.entity.workbooks_controller, [_flag_op(f) for f in plan.duplicate_flags])
         return uncertain
+
+    def _record(self, final: Mapping[int, RecordOutcome], ids: Iterable[int]) -> None:
+        """Record the final outcomes of `ids` not recorded yet (each record once per load)."""
+        outcomes = [final[i] for i in sorted(set(ids) - self._recorded) if i in final]
+        if outcomes:
+            self.ledger.record_outcomes(self.run_id, self.window, outcomes)
+            self._recorded.update(o.outreach_id for o in outcomes)
 
     def _flag_refused(self, refused: list[Decision]) -> None:
         """Set Outreach Sync Error and its message on existing records Workbooks refused to update."""
