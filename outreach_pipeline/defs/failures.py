@@ -33,8 +33,8 @@ from outreach_pipeline.mapping.models import MappingError
 _CAPTURED: dict[str, list[tuple[str, BaseException]]] = {}
 
 CREDENTIALS = {
-    Service.OUTREACH: "OUTREACH_CLIENT_ID, OUTREACH_CLIENT_SECRET, OUTREACH_REDIRECT_URI and OUTREACH_REFRESH_TOKEN "
-                      "(re-authorise the app if its grant was revoked)",
+    Service.OUTREACH: "OUTREACH_CLIENT_ID, OUTREACH_CLIENT_SECRET and OUTREACH_REDIRECT_URI, and the connected "
+                      "account (`outreach-pipeline auth connect` again if its grant was revoked)",
     Service.WORKBOOKS: "WORKBOOKS_API_KEY, or WORKBOOKS_USERNAME and WORKBOOKS_PASSWORD",
 }
 URL_VARIABLES = {Service.OUTREACH: "OUTREACH_BASE_URL", Service.WORKBOOKS: "WORKBOOKS_BASE_URL"}
