@@ -148,8 +148,9 @@ def test_a_sync_on_a_postgres_instance_beside_another_instance_on_a_postgres_led
 def test_a_sync_killed_mid_load_is_recovered_by_the_next_sync_without_hands(tmp_path: Path) -> None:
     home = tmp_path / "home"
     ledger_url = f"sqlite:///{home / 'sync_ledger.db'}"
-    # About 110 people: two write batches. Slow people writes leave time to kill between them.
-    with sandbox_process(tmp_path / "sandbox", 150, faults="slow:delay_ms=3000:path=/crm/people:methods=PUT") as info:
+    # About 110 people: two write batches. Slow people writes (6 s each) leave time to kill between them, even
+    # on a loaded machine.
+    with sandbox_process(tmp_path / "sandbox", 150, faults="slow:delay_ms=6000:path=/crm/people:methods=PUT") as info:
         env = sync_env(info, home)
         killed = start_sync(env)
         created = 0
