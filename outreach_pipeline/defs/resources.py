@@ -20,6 +20,7 @@ from pydantic import Field
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from outreach_pipeline.clients.http import RetryPolicy
 from outreach_pipeline.clients.outreach import (
     REAL_OUTREACH_URL,
     SANDBOX_CLIENT_ID,
@@ -44,6 +45,9 @@ ALLOW_MIXED_VARIABLE = "OUTREACH_PIPELINE_ALLOW_MIXED"
 REAL_SERVICE_VARIABLES = (*OUTREACH_CREDENTIAL_VARIABLES, *WORKBOOKS_CREDENTIAL_VARIABLES, LEDGER_URL_VARIABLE)
 """Every variable that points the pipeline at real services or production state."""
 REDACTED = "<redacted>"
+MAX_RATE_LIMIT_WAIT_VARIABLE = "OUTREACH_PIPELINE_MAX_RATE_LIMIT_WAIT"
+"""Seconds a sync may wait for Outreach's request budget to reset before it ends partial."""
+DEFAULT_MAX_RATE_LIMIT_WAIT = RetryPolicy().max_rate_limit_wait
 
 
 class ResourceConfigError(ValueError):
@@ -80,6 +84,10 @@ class OutreachResource(_SecretMaskingResource):
     redirect_uri: str = SANDBOX_REDIRECT_URI
     refresh_token: str = Field(default=SANDBOX_REFRESH_TOKEN, description="initial grant; rotated ones are stored")
     token_store_path: str | None = Field(default=None, description="default: DAGSTER_HOME/outreach_tokens/<app>.json")
+    max_rate_limit_wait_seconds: float = Field(
+        default=DEFAULT_MAX_RATE_LIMIT_WAIT, ge=0,
+        description="longest wait for the hourly request budget to reset; a later reset ends the run partial",
+    )
 
     def _token_path(self) -> Path:
         if self.token_store_path:
@@ -97,6 +105,7 @@ class OutreachResource(_SecretMaskingResource):
             redirect_uri=self.redirect_uri,
             refresh_token=self.refresh_token,
             token_store=FileTokenStore(self._token_path()),
+            retry=RetryPolicy(max_rate_limit_wait=self.max_rate_limit_wait_seconds),
         )
         try:
             yield client
@@ -178,6 +187,19 @@ def _require_variables(names: tuple[str, ...], needed_by: str, environ: Mapping[
         raise ResourceConfigError(f"{', '.join(missing)} must be set too when {needed_by} is set")
 
 
+def _max_rate_limit_wait(environ: Mapping[str, str]) -> float:
+    raw = environ.get(MAX_RATE_LIMIT_WAIT_VARIABLE)
+    if not raw:
+        return DEFAULT_MAX_RATE_LIMIT_WAIT
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = -1.0
+    if seconds < 0:
+        raise ResourceConfigError(f"{MAX_RATE_LIMIT_WAIT_VARIABLE}={raw!r} must be a number of seconds, 0 or more")
+    return seconds
+
+
 def outreach_resource_from_env(base_url: str | None = None) -> OutreachResource:
     """The Outreach resource the environment configures: the real service when any Outreach credential
     variable is set (then all four are required), else the sandbox.
@@ -186,17 +208,20 @@ def outreach_resource_from_env(base_url: str | None = None) -> OutreachResource:
         base_url: Overrides ``$OUTREACH_BASE_URL`` and the default URL.
 
     Raises:
-        ResourceConfigError: When only some of the Outreach credential variables are set.
+        ResourceConfigError: When only some of the Outreach credential variables are set, or
+            ``$OUTREACH_PIPELINE_MAX_RATE_LIMIT_WAIT`` is not a number of seconds.
     """
     environ = os.environ
     base_url = base_url or environ.get("OUTREACH_BASE_URL")
+    budget = {"max_rate_limit_wait_seconds": _max_rate_limit_wait(environ)}
     present = _set_variables(OUTREACH_CREDENTIAL_VARIABLES, environ)
     if not present:
         # Without credentials the base URL may still move (a sandbox on other ports or another host).
-        return OutreachResource(base_url=base_url or SANDBOX_OUTREACH_URL)
+        return OutreachResource(base_url=base_url or SANDBOX_OUTREACH_URL, **budget)
     _require_variables(OUTREACH_CREDENTIAL_VARIABLES, present[0], environ)
     return OutreachResource(
         base_url=base_url or REAL_OUTREACH_URL,
+        **budget,
         client_id=dg.EnvVar("OUTREACH_CLIENT_ID"),
         client_secret=dg.EnvVar("OUTREACH_CLIENT_SECRET"),
         redirect_uri=dg.EnvVar("OUTREACH_REDIRECT_URI"),
