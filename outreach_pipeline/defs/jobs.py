@@ -6,12 +6,12 @@ import os
 
 import dagster as dg
 
-from outreach_pipeline.defs.assets import FLOWS, PREFLIGHT_KEY
+from outreach_pipeline.defs.assets import ASSET_KEYS, FLOWS
 
 #: Minutes past the hour the schedule runs the last complete window (late writes get this long to land).
 SCHEDULE_MINUTE = int(os.environ.get("OUTREACH_PIPELINE_SCHEDULE_MINUTE", "10"))
 
-_SELECTION = dg.AssetSelection.assets(PREFLIGHT_KEY, *(k for f in FLOWS for k in (f.extract_key, f.staged_key, f.load_key)))
+_SELECTION = dg.AssetSelection.assets(*ASSET_KEYS)
 
 outreach_to_workbooks_job = dg.define_asset_job(
     "outreach_to_workbooks_job",

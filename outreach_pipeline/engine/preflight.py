@@ -66,10 +66,24 @@ def run_preflight(
         KeyError: An entity name the mapping set does not define.
         ApiError: Either schema could not be fetched.
     """
+    return [*workbooks_preflight(workbooks, mapping_set, entities), *outreach_preflight(outreach, mapping_set, entities)]
+
+
+def workbooks_preflight(
+    workbooks: WorkbooksClient, mapping_set: MappingSet, entities: Iterable[str] | None = None
+) -> list[str]:
+    """The Workbooks half of :func:`run_preflight`: only Workbooks is called."""
     selected = select_entities(mapping_set, entities)
     workbooks_types = fetch_workbooks_types(workbooks, selected)
-    outreach_types = fetch_outreach_types(outreach)
-    return [*preflight(selected, workbooks_types, outreach_types), *owned_field_problems(selected, workbooks_types)]
+    return [*preflight(selected, workbooks_types, None), *owned_field_problems(selected, workbooks_types)]
+
+
+def outreach_preflight(
+    outreach: OutreachClient, mapping_set: MappingSet, entities: Iterable[str] | None = None
+) -> list[str]:
+    """The Outreach half of :func:`run_preflight`: only Outreach is called."""
+    selected = select_entities(mapping_set, entities)
+    return preflight(selected, None, fetch_outreach_types(outreach))
 
 
 def owned_field_problems(mapping_set: MappingSet, workbooks_types: list[dict[str, Any]]) -> list[str]:
