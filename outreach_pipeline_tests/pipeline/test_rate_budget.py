@@ -27,6 +27,7 @@ import pytest
 import requests
 
 from outreach_pipeline.defs.assets import ASSETS, OUTREACH_POOL, WORKBOOKS_POOL
+from outreach_pipeline.sandbox.faults import parse_fault_spec
 from outreach_pipeline.sandbox.outreach.ratelimit import WINDOW_SECONDS
 from outreach_pipeline.sandbox.runtime import RunningSandbox
 from outreach_pipeline_tests.pipeline.harness import (
@@ -195,6 +196,9 @@ def test_overlapping_runs_on_one_instance_keep_one_request_in_flight_per_api(
         with dg.DagsterInstance.from_config(str(home)):
             pass
         pipe.open_ledger().dispose()
+        # Slow answers keep each request in flight long enough that two runs' requests would meet without pools.
+        pipe.sandbox.outreach_middleware.injector.add(parse_fault_spec("slow:delay_ms=1500:path=/api/v2"))
+        pipe.sandbox.workbooks_middleware.injector.add(parse_fault_spec("slow:delay_ms=1000:methods=PUT"))
         runs = [
             subprocess.Popen(
                 [sys.executable, "-m", "outreach_pipeline_tests.pipeline.run_range", pipe.sandbox.outreach_url,
