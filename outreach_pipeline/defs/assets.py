@@ -125,7 +125,7 @@ def _preflight_failure(problems: list[str]) -> dg.Failure:
 def outreach_field_preflight(
     context: dg.AssetExecutionContext, outreach: OutreachResource, sync_settings: SyncSettings
 ) -> dg.MaterializeResult:
-    """Checks every Outreach field the mapping reads against Outreach's schema before any read or write.
+    """Checks the Outreach fields the mapping reads against Outreach's schema (/api/v2/types) before any read.
 
     Fails the run, naming each unknown or mistyped field, so a field renamed in Outreach stops the sync instead
     of failing the extract.
@@ -415,11 +415,9 @@ def _failure_rate_check(failed: int, extracted: int, settings: SyncSettings) -> 
     )
 
 
-ASSETS = [
-    outreach_field_preflight,
-    field_preflight,
-    *(build(flow) for flow in FLOWS for build in (build_extract, build_staged, build_holders, build_load)
-      if build is not build_holders or flow.holders_name),
-]
+ASSETS = [outreach_field_preflight, field_preflight]
+for _flow in FLOWS:
+    ASSETS += [build_extract(_flow), build_staged(_flow), *([build_holders(_flow)] if _flow.holders_name else []),
+               build_load(_flow)]
 #: Every asset key of the sync, in data-flow order (what the jobs select).
 ASSET_KEYS = [OUTREACH_PREFLIGHT_KEY, PREFLIGHT_KEY, *(key for flow in FLOWS for key in flow.keys)]
