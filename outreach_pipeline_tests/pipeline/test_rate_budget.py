@@ -71,7 +71,7 @@ class Synced:
     ledger: dict[str, dict[int, tuple]]
     creates: dict[str, set[int]]
     outreach_requests: int  # requests counted against the budget (the token endpoint is not)
-    holders_requests: int
+    step_requests: dict[str, int]  # per Outreach step that reports them
 
 
 def _outreach_api_requests(sandbox: RunningSandbox) -> int:
@@ -116,9 +116,10 @@ def _ledger_snapshot(pipe: Pipeline) -> tuple[dict[str, dict[int, tuple]], dict[
 def reference(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Synced]:
     with pipeline(tmp_path_factory.mktemp("reference"), **SEED) as pipe:
         result = pipe.run(WINDOWS[0], WINDOWS[-1])
-        holders = result.asset_materializations_for_node(HOLDERS_STEP)[0].metadata["api_requests"].value
+        step_requests = {step: result.asset_materializations_for_node(step)[0].metadata["api_requests"].value
+                         for step in (HOLDERS_STEP, "outreach__opportunities")}
         states, creates = _ledger_snapshot(pipe)
-        yield Synced(pipe, workbooks_content(pipe), states, creates, _outreach_api_requests(pipe.sandbox), holders)
+        yield Synced(pipe, workbooks_content(pipe), states, creates, _outreach_api_requests(pipe.sandbox), step_requests)
 
 
 def _pin_budget_hour(sandbox: RunningSandbox) -> datetime:
@@ -139,10 +140,39 @@ def _set_budget(sandbox: RunningSandbox, per_hour: int) -> None:
     response.raise_for_status()
 
 
-def test_spent_budget_ends_the_run_partial_and_the_next_run_completes_it(reference: Synced, tmp_path: Path) -> None:
-    # Enough for the preflight and every extract, not for the duplicate-email lookup: organisations load,
-    # people and opportunities are left for the next run.
-    budget = reference.outreach_requests - reference.holders_requests
+@dataclass(frozen=True)
+class Exhaustion:
+    """Where the budget runs out, and what the partial run must have done by then."""
+
+    name: str
+    failing_step: str
+    left: str  # the message's pattern for what is left
+    loaded: frozenset[str]  # load steps that still ran
+
+    def budget(self, reference: Synced) -> int:
+        if self.failing_step == HOLDERS_STEP:  # everything but the lookup (the last Outreach step)
+            return reference.outreach_requests - reference.step_requests[HOLDERS_STEP]
+        # The preflight's one request and the opportunities extract, which runs first of the extracts.
+        return 1 + reference.step_requests["outreach__opportunities"]
+
+
+EXHAUSTIONS = (
+    # Organisations load and are recorded; people and opportunities (which link to people) wait.
+    Exhaustion("at_the_duplicate_lookup", HOLDERS_STEP, r"\d+ prospects records \(and what links to them\) are",
+               frozenset({"workbooks__organisations"})),
+    # Nothing is handed on from a failed extract: no load runs.
+    Exhaustion("in_the_extracts", "outreach__prospects",
+               rf"prospects changed in {len(WINDOWS)} window\(s\) {partition_key(WINDOWS[0])}\.\."
+               rf"{partition_key(WINDOWS[-1])} \(and \d+ records to retry\) are", frozenset()),
+)
+
+
+@pytest.mark.parametrize("exhaustion", EXHAUSTIONS, ids=lambda e: e.name)
+def test_spent_budget_ends_the_run_partial_and_the_next_run_completes_it(
+    reference: Synced, exhaustion: Exhaustion, tmp_path: Path
+) -> None:
+    budget = exhaustion.budget(reference)
+    step = exhaustion.failing_step
     with pipeline(tmp_path, **SEED) as pipe:
         reset_at = _pin_budget_hour(pipe.sandbox)
         _set_budget(pipe.sandbox, budget)
@@ -152,26 +182,30 @@ def test_spent_budget_ends_the_run_partial_and_the_next_run_completes_it(referen
 
         assert not partial.success
         failures = step_failures(partial)
-        assert len(failures) == 1 and failures[0].startswith(f"{HOLDERS_STEP}: "), failures
-        message = failures[0].removeprefix(f"{HOLDERS_STEP}: ").removeprefix(f"{dg.Failure.__module__}.Failure: ")
+        assert len(failures) == 1 and failures[0].startswith(f"{step}: "), failures
+        message = failures[0].removeprefix(f"{step}: ").removeprefix(f"{dg.Failure.__module__}.Failure: ")
         assert re.fullmatch(
-            rf"Outreach request budget exhausted until {reset_at:%H:%M} UTC; \d+ prospects records \(and what "
-            r"links to them\) are left for the next run \(run the same windows again after the reset\)", message,
+            rf"Outreach request budget exhausted until {reset_at:%H:%M} UTC; {exhaustion.left} left for the next "
+            r"run \(run the same windows again after the reset\)", message,
         ), message
         assert "sandbox-" not in message and "Bearer" not in message
         loaded = {node for node in ("workbooks__organisations", "workbooks__people", "workbooks__opportunities")
                   if partial.asset_materializations_for_node(node)}
-        assert loaded == {"workbooks__organisations"}
+        assert loaded == exhaustion.loaded
         states, _ = _ledger_snapshot(pipe)
-        assert states["accounts"] == reference.ledger["accounts"]  # what was written is in the ledger
-        assert states["prospects"] == states["opportunities"] == {}
         organisation_writes = pipe.workbooks_writes().get("PUT /crm/organisations.api", 0)
-        assert organisation_writes > 0
+        if "workbooks__organisations" in loaded:
+            assert states["accounts"] == reference.ledger["accounts"]  # what was written is in the ledger
+            assert organisation_writes > 0
+        else:
+            assert states["accounts"] == {} and organisation_writes == 0
+        assert states["prospects"] == states["opportunities"] == {}
 
         _set_budget(pipe.sandbox, 10_000)
         resumed = pipe.run(WINDOWS[0], WINDOWS[-1], raise_on_error=False)
         assert resumed.success, step_failures(resumed)
-        assert pipe.workbooks_writes().get("PUT /crm/organisations.api", 0) == organisation_writes
+        if organisation_writes:  # organisations the partial run wrote are not written again
+            assert pipe.workbooks_writes().get("PUT /crm/organisations.api", 0) == organisation_writes
         states, creates = _ledger_snapshot(pipe)
         actual = workbooks_content(pipe)  # asserts one Workbooks record per link key
     assert actual == reference.content, content_differences(reference.content, actual)
