@@ -76,6 +76,10 @@ class PipelineSettings(BaseSettings):
     celery_backend: SecretStr | None = Field(
         default=None, description="Celery result backend; default rpc:// over the broker",
     )
+    max_rate_limit_wait: float = Field(
+        default=60.0, ge=0,
+        description="seconds a sync may wait for Outreach's hourly request budget to reset before it ends partial",
+    )
     celery_queue: str = Field(
         default="dagster", pattern=r"^[A-Za-z0-9_.-]+$",
         description="Celery queue the steps go to and the workers serve (letters, digits, '-', '_', '.')",

@@ -5,7 +5,9 @@ The loop per entity and range of windows:
 1. Look up the Workbooks twins of up to 100 staged records in one request: link key IN (...) OR natural
    key IN (...) (`_fm=1 OR 2`). A lookup that fails raises: a failed lookup never leads to a create.
 2. Plan with the pure planner (`engine.plan`), resolving links through the ledger (the targets were synced
-   earlier in the same run) and, for ids the ledger does not know, through Workbooks.
+   earlier in the same run) and, for ids the ledger does not know, through Workbooks. The Outreach records
+   sharing each record's natural key (`outreach_sharers`) are asked of Outreach before the load, by a step
+   that holds Outreach's pool, and handed in as data: the loader itself calls Workbooks only.
 3. Write in batches of at most 100 with per-object transactions.
 4. Reconcile what is uncertain: a batch whose reply was lost (the server may have committed it) and
    objects refused for a stale lock_version are looked up afresh and re-planned, so a create that did
@@ -126,6 +128,25 @@ def outreach_holders(
     return holders
 
 
+def outreach_sharers(client: OutreachClient, resource: str, entity: EntityMapping, staged: pd.DataFrame) -> pd.DataFrame:
+    """For each staged record, the other Outreach ids holding its natural key, asked of Outreach itself.
+
+    Returns:
+        ``outreach_id`` and ``SHARERS_COLUMN`` (a sorted list of ids), one row per staged row, in order;
+        empty lists when the entity has no Outreach duplicate filter.
+    """
+    ids = [int(i) for i in staged["outreach_id"]]
+    if not entity.match.outreach_duplicate_filter:
+        return pd.DataFrame({"outreach_id": ids, SHARERS_COLUMN: [[] for _ in ids]})
+    key_field = entity.match.natural_keys[0]
+    holders = outreach_holders(client, resource, entity, _distinct(staged[key_field]))
+    sharers = [
+        sorted(holders.get(normalise_natural_key(value), set()) - {outreach_id})
+        for outreach_id, value in zip(ids, staged[key_field], strict=True)
+    ]
+    return pd.DataFrame({"outreach_id": ids, SHARERS_COLUMN: sharers})
+
+
 def _batches_by_url_length(key: str, values: list[str], budget: int) -> Iterable[list[str]]:
     """Split values into batches whose `key=value&...` pairs, URL-encoded as the client sends them, fit `budget`."""
     batch: list[str] = []
@@ -209,12 +230,10 @@ class EntityLoader:
         entity: EntityMapping,
         run_id: str,
         window: SyncWindow,
-        outreach: OutreachClient | None = None,
-        outreach_resource: str | None = None,
+        sharers: pd.DataFrame | None = None,
     ) -> None:
-        """`outreach` and `outreach_resource` (e.g. `prospects`) enable the Outreach-side duplicate check."""
-        self.outreach = outreach
-        self.outreach_resource = outreach_resource
+        """`sharers` (from `outreach_sharers`) enables the Outreach-side duplicate check."""
+        self.sharers = sharers
         self.client = client
         self.ledger = ledger
         self.mappings = mappings
@@ -262,16 +281,21 @@ class EntityLoader:
         return LoadResult(outcomes=frame, counts={str(k): int(v) for k, v in counts.items()}, preview=preview, pending_relations=pending)
 
     def _with_outreach_holders(self, staged: pd.DataFrame) -> pd.DataFrame:
-        """Add, for each record, the other Outreach ids holding its natural key (asked of Outreach itself)."""
-        if self.outreach is None or self.outreach_resource is None or not self.entity.match.outreach_duplicate_filter:
+        """Add, for each record, the other Outreach ids holding its natural key (as Outreach answered them).
+
+        Raises:
+            ValueError: A record Outreach was not asked about: it must not be matched or created unchecked.
+        """
+        if self.sharers is None or not self.entity.match.outreach_duplicate_filter:
             return staged
-        key_field = self.entity.match.natural_keys[0]
-        holders = outreach_holders(self.outreach, self.outreach_resource, self.entity, _distinct(staged[key_field]))
-        sharers = [
-            sorted(holders.get(normalise_natural_key(value), set()) - {int(outreach_id)})
-            for outreach_id, value in zip(staged["outreach_id"], staged[key_field], strict=True)
-        ]
-        return staged.assign(**{SHARERS_COLUMN: sharers})
+        answered = dict(zip(self.sharers["outreach_id"].astype(int), self.sharers[SHARERS_COLUMN], strict=True))
+        unasked = [int(i) for i in staged["outreach_id"] if int(i) not in answered]
+        if unasked:
+            raise ValueError(
+                f"{self.entity.outreach_type} {unasked[0]} (and {len(unasked) - 1} more) has no answer from Outreach "
+                "on who else holds its natural key; run its windows again with the duplicate lookup"
+            )
+        return staged.assign(**{SHARERS_COLUMN: [list(answered[int(i)]) for i in staged["outreach_id"]]})
 
     def _load_rounds(self, staged: pd.DataFrame, states: Mapping[int, Any], final: dict[int, RecordOutcome]) -> None:
         """Plan and write; re-plan the records whose write is uncertain, a bounded number of times."""

@@ -19,7 +19,7 @@ from outreach_pipeline.clients.outreach import OutreachClient
 from outreach_pipeline.clients.workbooks import WorkbooksClient
 from outreach_pipeline.engine.install import install
 from outreach_pipeline.engine.ledger import SyncLedger, SyncWindow
-from outreach_pipeline.engine.load import SHARER_QUERY_CHARS, EntityLoader, outreach_holders
+from outreach_pipeline.engine.load import SHARER_QUERY_CHARS, EntityLoader, outreach_holders, outreach_sharers
 from outreach_pipeline.mapping.models import load_mapping_set
 from outreach_pipeline.mapping.transform import stage_records
 from outreach_pipeline.sandbox.credentials import SANDBOX_OUTREACH_AUTH, SANDBOX_WORKBOOKS_AUTH
@@ -103,7 +103,7 @@ def test_the_loader_fails_a_prospect_whose_email_another_outreach_prospect_holds
             loader = EntityLoader(
                 client=workbooks, ledger=ledger, mappings=MAPPINGS, entity=PROSPECTS, run_id="run-1",
                 window=SyncWindow(start=T0, end=T0 + timedelta(hours=1)),
-                outreach=outreach_client, outreach_resource="prospects",
+                sharers=outreach_sharers(outreach_client, "prospects", PROSPECTS, staged),
             )
             outcomes = loader.load(staged).outcomes.set_index("outreach_id")
         finally:

@@ -20,7 +20,7 @@ from outreach_pipeline.cli import main
 from outreach_pipeline.clients.http import AuthenticationError
 from outreach_pipeline.clients.outreach import OutreachClient
 from outreach_pipeline.clients.outreach_schema import OPENAPI_PATH
-from outreach_pipeline.defs.assets import build_preflight
+from outreach_pipeline.defs.assets import OUTREACH_PREFLIGHT_KEY, build_preflights
 from outreach_pipeline.defs.partitions import sync_windows
 from outreach_pipeline.defs.resources import OutreachResource, SyncSettings, WorkbooksResource
 from outreach_pipeline.engine.install import install
@@ -139,6 +139,11 @@ def test_install_fails_naming_the_attribute_and_the_mapping_file(
     ) in result.output
 
 
+def _outreach_preflight_asset() -> dg.AssetsDefinition:
+    assets = build_preflights(sync_windows(PipelineSettings().partitions_start))
+    return next(asset for asset in assets if asset.key == OUTREACH_PREFLIGHT_KEY)
+
+
 def test_the_preflight_asset_fails_naming_the_attribute(
     workbooks, workbooks_url, outreach_url, default_mapping, mapping_variant, tmp_path
 ):
@@ -151,7 +156,7 @@ def test_the_preflight_asset_fails_naming_the_attribute(
     }
     partition = datetime(2026, 11, 2, 10, tzinfo=UTC).strftime("%Y-%m-%d-%H:%M")
 
-    result = dg.materialize([build_preflight(sync_windows(PipelineSettings().partitions_start))], resources=resources, partition_key=partition, raise_on_error=False,
+    result = dg.materialize([_outreach_preflight_asset()], resources=resources, partition_key=partition, raise_on_error=False,
                             instance=dg.DagsterInstance.ephemeral())
 
     assert not result.success
@@ -159,6 +164,6 @@ def test_the_preflight_asset_fails_naming_the_attribute(
     assert "prospects: Outreach has no attribute fristName on prospect" in str(failure.step_failure_data.error)
     assert str(mapping_file) in str(failure.step_failure_data.error)
 
-    passing = dg.materialize([build_preflight(sync_windows(PipelineSettings().partitions_start))], resources={**resources, "sync_settings": SyncSettings()},
+    passing = dg.materialize([_outreach_preflight_asset()], resources={**resources, "sync_settings": SyncSettings()},
                              partition_key=partition, instance=dg.DagsterInstance.ephemeral())
     assert passing.success
