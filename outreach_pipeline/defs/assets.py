@@ -29,6 +29,7 @@ from outreach_pipeline.engine.extract import (
 )
 from outreach_pipeline.engine.ledger import SyncWindow
 from outreach_pipeline.engine.load import EntityLoader, outreach_sharers
+from outreach_pipeline.engine.outcome import Outcome
 from outreach_pipeline.engine.plan import SHARERS_COLUMN
 from outreach_pipeline.engine.preflight import outreach_preflight, workbooks_preflight
 from outreach_pipeline.engine.writer_lock import hold_writer_lock
@@ -385,7 +386,7 @@ def build_load(flow: EntityFlow, windows: dg.PartitionsDefinition) -> dg.AssetsD
             requests_used = client.stats.total_requests
         window_of_record = staged.drop_duplicates("outreach_id", keep="last").set_index("outreach_id")[WINDOW_COLUMN]
         outcomes = result.outcomes.assign(**{WINDOW_COLUMN: result.outcomes["outreach_id"].map(window_of_record)})
-        counts = {name: result.counts.get(name, 0) for name in ("created", "updated", "unchanged", "skipped", "failed")}
+        counts = {outcome.value: result.counts.get(outcome, 0) for outcome in Outcome}
         context.log.info("%s: %s", flow.workbooks_name, counts)
         return dg.MaterializeResult(
             value=outcomes,
@@ -398,7 +399,7 @@ def build_load(flow: EntityFlow, windows: dg.PartitionsDefinition) -> dg.AssetsD
                 "api_requests": requests_used,
                 "preview": dg.MetadataValue.json(result.preview),
             },
-            check_results=[_failure_rate_check(counts["failed"], len(staged), sync_settings)],
+            check_results=[_failure_rate_check(counts[Outcome.FAILED], len(staged), sync_settings)],
         )
 
     return load

@@ -12,6 +12,7 @@ from dagster._core.events import RunFailureReason
 from outreach_pipeline.defs.assets import FLOWS
 from outreach_pipeline.defs.jobs import SYNC_JOB
 from outreach_pipeline.defs.scaleout import execute_sync_job
+from outreach_pipeline.engine.outcome import Outcome
 from outreach_pipeline.settings import ExecutorKind
 
 
@@ -105,7 +106,7 @@ def run_sync(
         metadata = {k: v.value for k, v in materializations[0].metadata.items()} if materializations else {}
         rows.append({
             "entity": flow.workbooks_name,
-            **{name: metadata.get(f"records_{name}", "-") for name in ("created", "updated", "unchanged", "skipped", "failed")},
+            **{outcome.value: metadata.get(f"records_{outcome}", "-") for outcome in Outcome},
             "extracted": metadata.get("records_extracted", "-"),
             "requests": metadata.get("api_requests", "-"),
         })

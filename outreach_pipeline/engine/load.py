@@ -39,6 +39,7 @@ from outreach_pipeline.clients.workbooks import (
     WriteOp,
 )
 from outreach_pipeline.engine.ledger import PendingRelation, RecordOutcome, SyncLedger, SyncWindow
+from outreach_pipeline.engine.outcome import Outcome
 from outreach_pipeline.engine.plan import (
     ERROR_MESSAGE_LIMIT,
     SHARERS_COLUMN,
@@ -275,7 +276,7 @@ class EntityLoader:
         preview = [
             {"outreach_id": o.outreach_id, "outcome": o.outcome, "changes": o.diff}
             for o in outcomes
-            if o.outcome in ("created", "updated") and o.diff
+            if o.outcome.wrote and o.diff
         ][:10]
         pending = sum(len(o.pending_relations) for o in outcomes)
         return LoadResult(outcomes=frame, counts={str(k): int(v) for k, v in counts.items()}, preview=preview, pending_relations=pending)
@@ -313,7 +314,7 @@ class EntityLoader:
             todo = staged[staged["outreach_id"].astype(int).isin(uncertain)]
         for outreach_id, reason in uncertain.items():
             final[outreach_id] = RecordOutcome(
-                entity=self.entity.name, outreach_id=outreach_id, outcome="failed",
+                entity=self.entity.name, outreach_id=outreach_id, outcome=Outcome.FAILED,
                 error=f"{self.entity.outreach_type} {outreach_id}: write not confirmed after {RECONCILE_ROUNDS} "
                 f"attempts ({reason}); retried next run",
             )
@@ -389,15 +390,15 @@ class EntityLoader:
     ) -> RecordOutcome:
         outcome = decision.ledger_outcome
         earlier = (intended or {}).get(decision.outreach_id)
-        if outcome == "unchanged" and earlier in ("create", "update"):
+        if outcome is Outcome.UNCHANGED and earlier in ("create", "update"):
             # An earlier round's write landed though its reply was lost: report what this run did.
-            outcome = "created" if earlier == "create" else "updated"
+            outcome = Outcome.CREATED if earlier == "create" else Outcome.UPDATED
         workbooks_id = decision.workbooks_id
         if applied is not None and applied.ok and applied.id is not None:
             workbooks_id = applied.id
         if error is not None:
             return RecordOutcome(
-                entity=self.entity.name, outreach_id=decision.outreach_id, outcome="failed",
+                entity=self.entity.name, outreach_id=decision.outreach_id, outcome=Outcome.FAILED,
                 workbooks_id=workbooks_id, outreach_updated_at=decision.outreach_updated_at, error=error,
             )
         pending: list[PendingRelation] = list(decision.pending_relations)
@@ -407,7 +408,7 @@ class EntityLoader:
             outcome=outcome,
             workbooks_id=workbooks_id,
             outreach_updated_at=decision.outreach_updated_at,
-            values=decision.values if outcome in ("created", "updated", "unchanged") else None,
+            values=decision.values if outcome.applied else None,
             diff=decision.fields or None,
             reason=decision.reason,
             error=decision.error,

@@ -90,6 +90,8 @@ def _row_counts(engine: sa.Engine) -> dict[str, int]:
 def _datetimes(value: Any) -> list[datetime]:
     if isinstance(value, datetime):
         return [value]
+    if isinstance(value, str):  # plain text and str enums (Outcome) hold no datetime
+        return []
     if isinstance(value, dict):
         return [moment for item in value.values() for moment in _datetimes(item)]
     if isinstance(value, list | tuple):
