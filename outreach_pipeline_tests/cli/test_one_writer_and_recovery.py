@@ -145,22 +145,27 @@ def test_a_sync_on_a_postgres_instance_beside_another_instance_on_a_postgres_led
     assert runs == 1  # instance A's run is in Postgres run storage
 
 
-def test_a_sync_killed_mid_load_is_recovered_by_the_next_sync_without_hands(tmp_path: Path) -> None:
+def test_a_sync_killed_mid_load_is_recovered_by_the_next_sync_without_hands(
+    tmp_path: Path, postgres_database_url: str
+) -> None:
+    # The production profile: the Dagster instance (runs, events, pool slots) and the ledger on Postgres.
     home = tmp_path / "home"
-    ledger_url = f"sqlite:///{home / 'sync_ledger.db'}"
+    ledger_url = postgres_database_url
     # About 110 people: two write batches. Slow people writes (6 s each) leave time to kill between them, even
     # on a loaded machine.
     with sandbox_process(tmp_path / "sandbox", 150, faults="slow:delay_ms=6000:path=/crm/people:methods=PUT") as info:
-        env = sync_env(info, home)
-        killed = start_sync(env)
+        env = {**sync_env(info, home, ledger_url), "DAGSTER_PG_URL": postgres_database_url}
+        killed = start_sync(env, "--profile", "production")
         created = 0
         deadline = time.monotonic() + 150
         while created == 0:
             assert time.monotonic() < deadline and killed.poll() is None, "the first batch was never recorded"
             time.sleep(0.5)
-            if (home / "sync_ledger.db").exists():
+            try:
                 created = ledger_scalar(ledger_url, "SELECT count(*) FROM sync_history WHERE entity = 'prospects' "
                                                     "AND outcome = 'created'") or 0
+            except sa.exc.ProgrammingError:  # the ledger's tables are not there yet
+                created = 0
         killed.send_signal(signal.SIGKILL)
         killed.wait(10)
         killed_run = ledger_scalar(ledger_url, "SELECT run_id FROM sync_history WHERE entity = 'prospects' LIMIT 1")
@@ -170,7 +175,7 @@ def test_a_sync_killed_mid_load_is_recovered_by_the_next_sync_without_hands(tmp_
         set_faults(info["workbooks"]["url"], None)
 
         # The next sync: the killed run's pool slot and writer lock are freed without anyone's help.
-        code, out, err = finish(start_sync(env, "--max-wait", "60"), timeout=180)
+        code, out, err = finish(start_sync(env, "--profile", "production", "--max-wait", "60"), timeout=180)
         assert code == 0, out + err[-3000:]
         assert f"run {killed_run} was left STARTED" in err, err
         people = people_per_outreach_id(info)
