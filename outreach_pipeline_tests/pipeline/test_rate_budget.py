@@ -77,8 +77,9 @@ class Synced:
 
 
 def _outreach_api_requests(sandbox: RunningSandbox) -> int:
+    """Requests the hourly budget counts: the API's, less the schema document (public, not rate-limited)."""
     counts = sandbox.outreach_middleware.stats.snapshot()["requests"]
-    return sum(n for endpoint, n in counts.items() if " /api/" in endpoint)
+    return sum(n for endpoint, n in counts.items() if " /api/" in endpoint and "/api/v2/schema/" not in endpoint)
 
 
 def _ledger_snapshot(pipe: Pipeline) -> tuple[dict[str, dict[int, tuple]], dict[str, set[int]]]:
