@@ -346,7 +346,10 @@ def _failure_rate_check(failed: int, extracted: int, settings: SyncSettings) -> 
 
 def build_assets(windows: dg.PartitionsDefinition) -> list[dg.AssetsDefinition]:
     """Every asset of the sync, partitioned by `windows`, in data-flow order."""
+    from outreach_pipeline.defs.assets_outreach import build_reverse_assets  # it builds on this module
+
     return [
         build_preflight(windows),
         *(build(flow, windows) for flow in FLOWS for build in (build_extract, build_staged, build_load)),
+        *build_reverse_assets(windows),
     ]

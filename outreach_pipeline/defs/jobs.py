@@ -7,13 +7,15 @@ from dataclasses import dataclass
 import dagster as dg
 
 from outreach_pipeline.defs.assets import FLOWS, PREFLIGHT_KEY, ExtractConfig
+from outreach_pipeline.defs.assets_outreach import REVERSE_KEYS
 
 SYNC_JOB = "outreach_to_workbooks_job"
 FULL_SYNC_JOB = "full_sync_job"
 SEND_RECEIVE_SCHEDULE = "outreach_send_receive"
 
 SELECTION = dg.AssetSelection.assets(
-    PREFLIGHT_KEY, *(key for flow in FLOWS for key in (flow.extract_key, flow.staged_key, flow.load_key))
+    PREFLIGHT_KEY, *(key for flow in FLOWS for key in (flow.extract_key, flow.staged_key, flow.load_key)),
+    *REVERSE_KEYS,
 )
 
 

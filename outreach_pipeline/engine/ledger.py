@@ -101,6 +101,24 @@ runs = sa.Table(
     sa.Column("finished_at", UtcDateTime()),
 )
 
+conflict = sa.Table(
+    "sync_conflict",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("run_id", sa.String(128), nullable=False),
+    sa.Column("entity", sa.String(64), nullable=False),
+    sa.Column("outreach_id", sa.BigInteger, nullable=False),
+    sa.Column("workbooks_id", sa.BigInteger),
+    sa.Column("field", sa.String(128), nullable=False),
+    sa.Column("base_json", sa.Text),
+    sa.Column("outreach_json", sa.Text),
+    sa.Column("workbooks_json", sa.Text),
+    sa.Column("winner", sa.String(16), nullable=False),
+    sa.Column("policy", sa.String(32), nullable=False),
+    sa.Column("recorded_at", UtcDateTime(), nullable=False),
+    sa.Index("ix_sync_conflict_record", "entity", "outreach_id"),
+)
+
 
 class LedgerModel(BaseModel):
     """Base of ledger records: immutable, unknown keys rejected, datetimes aware and in UTC."""
@@ -203,6 +221,21 @@ class RunSummary(LedgerModel):
     counts: dict[str, int]
     started_at: datetime
     finished_at: datetime | None
+
+
+class FieldConflict(LedgerModel):
+    """A field changed on both sides since they last agreed: both values, the base, and who won."""
+
+    entity: str
+    outreach_id: int
+    workbooks_id: int | None
+    field: str
+    base: Any
+    had_base: bool
+    outreach_value: Any
+    workbooks_value: Any
+    winner: str
+    policy: str
 
 
 def values_hash(values: dict[str, Any] | None) -> str | None:
@@ -321,6 +354,62 @@ class SyncLedger:
             connection.execute(history.insert(), [_history_row(o, run_id, window, now) for o in outcomes])
             self._replace_pending(connection, entity, outcomes, run_id, now)
             self._add_run_counts(connection, run_id, entity, window, outcomes, now)
+
+    def record_conflicts(self, run_id: str, conflicts: Sequence[FieldConflict]) -> None:
+        """Append conflict rows (one per field both sides changed)."""
+        if not conflicts:
+            return
+        now = _now()
+        rows = [
+            {
+                "run_id": run_id, "entity": c.entity, "outreach_id": c.outreach_id, "workbooks_id": c.workbooks_id,
+                "field": c.field, "base_json": _dumps({"value": c.base}) if c.had_base else None,
+                "outreach_json": _dumps(c.outreach_value), "workbooks_json": _dumps(c.workbooks_value),
+                "winner": c.winner, "policy": c.policy, "recorded_at": now,
+            }
+            for c in conflicts
+        ]
+        with self._engine.begin() as connection:
+            connection.execute(conflict.insert(), rows)
+
+    def conflicts(self, entity: str, outreach_id: int | None = None) -> list[FieldConflict]:
+        """Recorded conflicts of ``entity`` (of one record when ``outreach_id`` is given), oldest first."""
+        query = sa.select(conflict).where(conflict.c.entity == entity).order_by(conflict.c.id)
+        if outreach_id is not None:
+            query = query.where(conflict.c.outreach_id == outreach_id)
+        with self._engine.connect() as connection:
+            return [
+                FieldConflict(
+                    entity=row["entity"], outreach_id=row["outreach_id"], workbooks_id=row["workbooks_id"],
+                    field=row["field"], had_base=row["base_json"] is not None,
+                    base=(_loads(row["base_json"]) or {}).get("value"),
+                    outreach_value=_loads(row["outreach_json"]), workbooks_value=_loads(row["workbooks_json"]),
+                    winner=row["winner"], policy=row["policy"],
+                )
+                for row in connection.execute(query).mappings()
+            ]
+
+    def states_by_workbooks_id(self, entity: str, workbooks_ids: Iterable[int]) -> dict[int, RecordState]:
+        """States of ``entity`` by Workbooks id (the Workbooks -> Outreach direction's key)."""
+        ids = sorted({int(i) for i in workbooks_ids})
+        found: dict[int, RecordState] = {}
+        with self._engine.connect() as connection:
+            for start in range(0, len(ids), _IN_CLAUSE_CHUNK):
+                query = sa.select(record_state).where(
+                    record_state.c.entity == entity,
+                    record_state.c.workbooks_id.in_(ids[start : start + _IN_CLAUSE_CHUNK]),
+                )
+                for row in connection.execute(query).mappings():
+                    found[int(row["workbooks_id"])] = _record_state(row)
+        return found
+
+    def linked_ids(self, entity: str) -> list[tuple[int, int]]:
+        """(Outreach id, Workbooks id) of every linked record of ``entity``."""
+        query = sa.select(record_state.c.outreach_id, record_state.c.workbooks_id).where(
+            record_state.c.entity == entity, record_state.c.workbooks_id.is_not(None)
+        )
+        with self._engine.connect() as connection:
+            return [(int(o), int(w)) for o, w in connection.execute(query)]
 
     def failed_ids(self, entity: str) -> list[int]:
         """Outreach ids of ``entity`` whose last outcome failed and that later runs must retry."""

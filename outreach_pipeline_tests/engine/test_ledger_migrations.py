@@ -247,6 +247,9 @@ def test_legacy_ledger_is_stamped_then_runs_later_revisions(legacy_url: str, tmp
     legacy_only = sa.create_engine(legacy_url)
     with legacy_only.begin() as connection:
         connection.exec_driver_sql(f"DROP TABLE {VERSION_TABLE}")  # back to the pre-migration state
+        # ...which had only the baseline tables: later revisions' tables go too.
+        for table in set(sa.inspect(connection).get_table_names()) - migrations.BASELINE_TABLES:
+            connection.exec_driver_sql(f"DROP TABLE {table}")
     legacy_only.dispose()
 
     config = alembic_config(_later_revision(tmp_path / "later"))

@@ -1,0 +1,199 @@
+"""Workbooks -> Outreach assets: `workbooks/changed_<records>` -> `outreach/<resource>_written` -> `workbooks/<records>_linked`.
+
+Read in data-flow order in the lineage graph: the Workbooks records the window selected, what was written to
+Outreach from them, and the Outreach ids and flags written back onto them. Each asset speaks to one API and
+holds that API's pool. Organisations go first (a prospect's account is the Outreach account of its Person's
+employer), then People, then Opportunities. The window's Workbooks read waits for the Outreach -> Workbooks
+load of the same records, so within a run one direction's writes are never planned from a read taken before
+the other's; the three-way merge (`engine.merge`) makes the result the same in either order.
+"""
+
+
+from dataclasses import dataclass
+
+import dagster as dg
+import pandas as pd
+
+from outreach_pipeline.defs.assets import BACKFILL_IN_ONE_RUN, DATAFRAME
+from outreach_pipeline.defs.partitions import WINDOW_COLUMN
+from outreach_pipeline.defs.resources import LedgerResource, OutreachResource, SyncSettings, WorkbooksResource
+from outreach_pipeline.engine.extract import window_of
+from outreach_pipeline.engine.ledger import SyncWindow
+from outreach_pipeline.engine.load_outreach import OutreachWriter, read_workbooks_changes, write_links
+from outreach_pipeline.engine.merge import record_time
+from outreach_pipeline.engine.plan_outreach import UPDATED_AT
+
+OWNERS = ["team:data-engineering"]
+
+
+@dataclass(frozen=True)
+class ReverseFlow:
+    """How one Workbooks record type flows into Outreach."""
+
+    entity: str  # the mapping's entity name
+    workbooks_name: str  # people, organisations, opportunities
+    outreach_name: str  # the Outreach collection
+    writes_after: tuple[str, ...] = ()  # outreach resources whose records this one links to
+
+    @property
+    def read_key(self) -> dg.AssetKey:
+        return dg.AssetKey(["workbooks", f"changed_{self.workbooks_name}"])
+
+    @property
+    def write_key(self) -> dg.AssetKey:
+        return dg.AssetKey(["outreach", f"{self.outreach_name}_written"])
+
+    @property
+    def link_key(self) -> dg.AssetKey:
+        return dg.AssetKey(["workbooks", f"{self.workbooks_name}_linked"])
+
+    @property
+    def keys(self) -> tuple[dg.AssetKey, ...]:
+        return (self.read_key, self.write_key, self.link_key)
+
+
+REVERSE_FLOWS = (
+    ReverseFlow("accounts", "organisations", "accounts"),
+    ReverseFlow("prospects", "people", "prospects", writes_after=("accounts",)),
+    ReverseFlow("opportunities", "opportunities", "opportunities", writes_after=("accounts", "prospects")),
+)
+
+
+def _window(context: dg.AssetExecutionContext) -> SyncWindow:
+    window = context.partition_time_window
+    return SyncWindow(start=window.start, end=window.end)
+
+
+def build_read(flow: ReverseFlow, windows: dg.PartitionsDefinition) -> dg.AssetsDefinition:
+    @dg.asset(
+        key=flow.read_key,
+        # After the Outreach -> Workbooks load of the same records in the same run.
+        deps=[dg.AssetKey(["workbooks", flow.workbooks_name])],
+        partitions_def=windows,
+        backfill_policy=BACKFILL_IN_ONE_RUN,
+        group_name="workbooks_extract",
+        kinds={"workbooks", "pandas"},
+        owners=OWNERS,
+        pool="workbooks_api",
+        dagster_type=DATAFRAME,
+        io_manager_key="window_io_manager",
+        description=(
+            f"Workbooks {flow.workbooks_name} selected for Outreach in the window: Sync to Outreach = TRUE, "
+            "Outreach Sync Error = FALSE, Outreach Duplicate = FALSE, and Updated At in [start, end) or Outreach "
+            "Id blank. A flagged record waits until a person clears its flag."
+        ),
+    )
+    def read(
+        context: dg.AssetExecutionContext, workbooks: WorkbooksResource, sync_settings: SyncSettings
+    ) -> dg.MaterializeResult:
+        entity = sync_settings.mappings().entity(flow.entity)
+        with workbooks.open() as client:
+            window = _window(context)
+            frame = read_workbooks_changes(client, entity, window)
+            requests_used = client.stats.total_requests
+        # Each record is stored with the window of its Updated At (a never-linked older one in the first).
+        times = pd.Series([record_time(value) for value in frame[UPDATED_AT]], index=frame.index, dtype=object)
+        frame[WINDOW_COLUMN] = window_of(pd.to_datetime(times, utc=True), window.start, window.end)
+        return dg.MaterializeResult(
+            value=frame, metadata={"dagster/row_count": len(frame), "api_requests": requests_used}
+        )
+
+    return read
+
+
+def build_write(flow: ReverseFlow, windows: dg.PartitionsDefinition) -> dg.AssetsDefinition:
+    @dg.asset(
+        key=flow.write_key,
+        ins={"changes": dg.AssetIn(flow.read_key)},
+        deps=[dg.AssetKey(["outreach", f"{name}_written"]) for name in flow.writes_after],
+        partitions_def=windows,
+        backfill_policy=BACKFILL_IN_ONE_RUN,
+        group_name="outreach_write",
+        kinds={"outreach", "pandas"},
+        owners=OWNERS,
+        pool="outreach_api",
+        dagster_type=DATAFRAME,
+        io_manager_key="window_io_manager",
+        check_specs=[dg.AssetCheckSpec("no_failed_writes", asset=flow.write_key,
+                                       description="Records Outreach refused (flagged on their Workbooks record).")],
+        description=(
+            f"The window's Workbooks {flow.workbooks_name} written to Outreach {flow.outreach_name}: created "
+            "(with the Workbooks object_ref as key), or updated with the fields Workbooks wins in the three-way "
+            "merge against the ledger's base. A create whose reply is lost is looked up before any retry; a "
+            "duplicate email adopts an unlinked prospect or flags the Person."
+        ),
+    )
+    def write(
+        context: dg.AssetExecutionContext,
+        changes: pd.DataFrame,
+        outreach: OutreachResource,
+        ledger: LedgerResource,
+        sync_settings: SyncSettings,
+    ) -> dg.MaterializeResult:
+        mappings = sync_settings.mappings()
+        with outreach.open() as client, ledger.open() as sync_ledger:
+            writer = OutreachWriter(
+                client=client, ledger=sync_ledger, mappings=mappings, entity=mappings.entity(flow.entity),
+                resource=flow.outreach_name, run_id=context.run.run_id, window=_window(context),
+            )
+            result = writer.write(changes)
+            requests_used = client.stats.total_requests
+        windows_by_id = dict(zip(changes["id"].astype(int), changes[WINDOW_COLUMN], strict=True)) if len(changes) else {}
+        result.results[WINDOW_COLUMN] = pd.to_datetime(
+            result.results["workbooks_id"].astype(int).map(windows_by_id), utc=True
+        )
+        counts = {name: result.counts.get(name, 0)
+                  for name in ("created", "adopted", "updated", "unchanged", "skipped", "failed")}
+        context.log.info("%s: %s", flow.outreach_name, counts)
+        return dg.MaterializeResult(
+            value=result.results,
+            metadata={
+                **{f"records_{name}": count for name, count in counts.items()},
+                "records_read": len(changes),
+                "conflicts": result.conflicts,
+                "api_requests": requests_used,
+                "preview": dg.MetadataValue.json(result.preview),
+            },
+            check_results=[dg.AssetCheckResult(
+                check_name="no_failed_writes", passed=counts["failed"] == 0, severity=dg.AssetCheckSeverity.WARN,
+                metadata={"failed": counts["failed"]},
+            )],
+        )
+
+    return write
+
+
+def build_link(flow: ReverseFlow, windows: dg.PartitionsDefinition) -> dg.AssetsDefinition:
+    @dg.asset(
+        key=flow.link_key,
+        ins={"written": dg.AssetIn(flow.write_key)},
+        partitions_def=windows,
+        backfill_policy=BACKFILL_IN_ONE_RUN,
+        group_name="workbooks_load",
+        kinds={"workbooks"},
+        owners=OWNERS,
+        pool="workbooks_api",
+        description=(
+            f"Outreach ids of the {flow.workbooks_name} created in (or adopted from) Outreach written back onto "
+            "their Workbooks records, and Outreach Duplicate / Outreach Sync Error with its message on those "
+            "Outreach refused."
+        ),
+    )
+    def link(
+        context: dg.AssetExecutionContext, written: pd.DataFrame, workbooks: WorkbooksResource,
+        sync_settings: SyncSettings,
+    ) -> dg.MaterializeResult:
+        entity = sync_settings.mappings().entity(flow.entity)
+        with workbooks.open() as client:
+            counts = write_links(client, entity, written)
+        return dg.MaterializeResult(metadata=counts)
+
+    return link
+
+
+def build_reverse_assets(windows: dg.PartitionsDefinition) -> list[dg.AssetsDefinition]:
+    """Every Workbooks -> Outreach asset, partitioned by `windows`, in data-flow order."""
+    return [build(flow, windows) for flow in REVERSE_FLOWS for build in (build_read, build_write, build_link)]
+
+
+REVERSE_KEYS = tuple(key for flow in REVERSE_FLOWS for key in flow.keys)

@@ -1,0 +1,337 @@
+"""Workbooks -> Outreach at the edges: read the window's Workbooks changes, write Outreach, link back.
+
+Three steps, each speaking to one API (so each asset holds one API pool):
+
+1. ``read_workbooks_changes`` (Workbooks): the records selected for the window: Sync to Outreach = TRUE,
+   Outreach Sync Error = FALSE, Outreach Duplicate = FALSE, and Updated At in ``[start, end)`` or Outreach Id
+   blank. A flagged record is not read at all until a person clears its flag; the next window then has it.
+2. ``OutreachWriter`` (Outreach): reads the current Outreach twins, plans (``engine.plan_outreach``) and
+   writes one record per request (Outreach has no batch create). Outcomes:
+   * a create whose reply was lost (timeout, dropped connection, 5xx) is never retried blind: the record is
+     looked up by the key written on create (``externalId``/``customId`` = ``object_ref``, among records
+     created since the attempt), then by email; only a definite not-found allows one more attempt.
+   * a 422 on a prospect with an email: Outreach is asked who holds the email. Nobody else: the refusal is
+     reported as it is. A prospect no Person is linked to: it is adopted (linked, then merged as a record
+     without a base). One linked to another Person: Outreach Duplicate is set on this Person.
+   * any other refusal: Outreach Sync Error and the message are set on the Workbooks record.
+   The ledger records, per linked record, the agreed values (the merge's new base) and the Outreach
+   ``updatedAt`` of the write, so a read of Outreach taken before the write is skipped as stale by the
+   Outreach -> Workbooks direction and the value read back later is equal to the base: 0 writes.
+3. ``write_links`` (Workbooks): the Outreach Id of created and adopted records, and the flags, written back.
+
+Writer lock: the Outreach writes of step 2 and the Workbooks writes of step 3 belong under the sync's writer
+lock (``engine/writer_lock.py`` after the merge), as the Outreach -> Workbooks load's writes do.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pandas as pd
+
+from outreach_pipeline.clients.http import ApiError, NotFoundError, ValidationFailed, WriteOutcomeUnknown
+from outreach_pipeline.clients.outreach import API_PREFIX, OutreachClient
+from outreach_pipeline.clients.outreach_records import OutreachRecord, format_outreach_timestamp
+from outreach_pipeline.clients.workbooks import Filter, WorkbooksClient, WriteOp
+from outreach_pipeline.engine.extract import extract_entity, opportunity_lookups
+from outreach_pipeline.engine.ledger import RecordOutcome, SyncLedger, SyncWindow
+from outreach_pipeline.engine.plan import ERROR_MESSAGE_LIMIT
+from outreach_pipeline.engine.plan_outreach import (
+    OBJECT_REF,
+    UPDATED_AT,
+    OutreachAction,
+    OutreachDecision,
+    OutreachTwin,
+    plan_to_outreach,
+)
+from outreach_pipeline.mapping.models import EntityMapping, LinkTransform, MappingSet
+from outreach_pipeline.mapping.normalise import normalise_link_key
+from outreach_pipeline.mapping.transform import stage_records
+
+#: Columns of the written asset's output: what the link-back step writes to Workbooks.
+RESULT_COLUMNS = ["workbooks_id", "outreach_id", "outcome", "reason", "error", "link", "flag"]
+#: Slack before a create's start when looking for it among recently created records (clock skew).
+CREATE_LOOKUP_SLACK = timedelta(minutes=2)
+
+
+class Flag:
+    """Which Workbooks flag a result sets."""
+
+    SYNC_ERROR = "sync_error"
+    DUPLICATE = "duplicate"
+
+
+def workbooks_columns(entity: EntityMapping) -> list[str]:
+    """What the read returns: ids, update time, link key, flags, every field written to Outreach."""
+    columns = ["id", "lock_version", UPDATED_AT, OBJECT_REF, entity.match.link_key, *entity.flag_fields()]
+    columns += [f.workbooks for f in entity.fields if f.writes_outreach]
+    return list(dict.fromkeys(columns))
+
+
+def read_workbooks_changes(client: WorkbooksClient, entity: EntityMapping, window: SyncWindow) -> pd.DataFrame:
+    """The window's selected Workbooks records (see the module docstring), one row per record."""
+    flags = entity.flags
+    assert flags is not None, f"{entity.name} has no selection flags"
+    filters = [
+        Filter(field=flags.sync_to_outreach, op="true"),
+        Filter(field=flags.sync_error, op="false"),
+        Filter(field=UPDATED_AT, op="ge", value=window.start),
+        Filter(field=UPDATED_AT, op="lt", value=window.end),
+        Filter(field=entity.match.link_key, op="blank"),
+    ]
+    expression = "1 AND 2 AND ((3 AND 4) OR 5)"
+    if flags.duplicate is not None:
+        filters.append(Filter(field=flags.duplicate, op="false"))
+        expression += " AND 6"
+    rows = list(client.iter_records(entity.workbooks_controller, filters, workbooks_columns(entity), match=expression))
+    return pd.DataFrame(rows, columns=workbooks_columns(entity)) if not rows else pd.DataFrame(rows)
+
+
+def read_outreach_twins(
+    client: OutreachClient, resource: str, entity: EntityMapping, ids: Sequence[int]
+) -> dict[int, OutreachTwin]:
+    """Current Outreach records by id, each staged into Workbooks form by the mapping."""
+    if not ids:
+        return {}
+    # An empty window at the epoch: only the records asked for by id (plus, for opportunities, stages and roles).
+    never = datetime(1970, 1, 1, tzinfo=UTC)
+    extract = extract_entity(client, resource, never, never + timedelta(seconds=1), retry_ids=ids)
+    frame = extract.frame[extract.frame["updatedAt"].notna()].reset_index(drop=True)
+    if frame.empty:
+        return {}
+    lookups = opportunity_lookups(frame) if resource == "opportunities" else None
+    staged = stage_records(frame, entity, lookups=lookups)
+    twins: dict[int, OutreachTwin] = {}
+    for raw, staged_row in zip(frame.to_dict("records"), staged.to_dict("records"), strict=True):
+        outreach_id = int(raw["id"])
+        updated = raw.get("updatedAt")
+        twins[outreach_id] = OutreachTwin(
+            outreach_id=outreach_id,
+            updated_at=None if pd.isna(updated) else pd.Timestamp(updated).to_pydatetime(),
+            attributes={k: v for k, v in raw.items() if isinstance(k, str)},
+            staged={k: v for k, v in staged_row.items() if isinstance(k, str)},
+        )
+    return twins
+
+
+@dataclass
+class WriteResult:
+    """Outcome of one entity's Outreach writes."""
+
+    results: pd.DataFrame
+    counts: dict[str, int]
+    conflicts: int = 0
+    preview: list[dict[str, Any]] = field(default_factory=list)
+
+
+class OutreachWriter:
+    """Writes one window's Workbooks changes of one entity to Outreach."""
+
+    def __init__(
+        self, *, client: OutreachClient, ledger: SyncLedger, mappings: MappingSet, entity: EntityMapping,
+        resource: str, run_id: str, window: SyncWindow,
+    ) -> None:
+        self.client = client
+        self.ledger = ledger
+        self.mappings = mappings
+        self.entity = entity
+        self.resource = resource
+        self.run_id = run_id
+        self.window = window
+
+    def write(self, changes: pd.DataFrame) -> WriteResult:
+        records = [{k: _plain(v) for k, v in row.items()} for row in changes.to_dict("records")]
+        linked = [int(link) for r in records if (link := normalise_link_key(r.get(self.entity.match.link_key)))]
+        twins = read_outreach_twins(self.client, self.resource, self.entity, linked)
+        states = self.ledger.states_by_workbooks_id(self.entity.name, [int(r["id"]) for r in records])
+        to_outreach, to_workbooks = self._id_maps()
+        decisions = plan_to_outreach(self.entity, records, twins, states, to_outreach, to_workbooks)
+        results: list[dict[str, Any]] = []
+        outcomes: list[RecordOutcome] = []
+        conflicts = 0
+        self.ledger.start_run(self.run_id, self.entity.name, self.window)
+        try:
+            for decision in decisions:
+                result, outcome = self._apply(decision)
+                results.append(result)
+                if outcome is not None:
+                    outcomes.append(outcome)
+                    if outcome.outcome in ("created", "updated"):
+                        self.ledger.record_conflicts(self.run_id, decision.conflicts)
+                        conflicts += len(decision.conflicts)
+        finally:
+            by_id = {o.outreach_id: o for o in outcomes}  # one outcome per Outreach record per batch
+            if by_id:
+                self.ledger.record_outcomes(self.run_id, self.window, list(by_id.values()))
+            self.ledger.finish_run(self.run_id, self.entity.name)
+        frame = pd.DataFrame(results, columns=RESULT_COLUMNS)
+        counts = {str(k): int(v) for k, v in frame["outcome"].value_counts().items()} if len(frame) else {}
+        preview = [
+            {"workbooks_id": d.workbooks_id, "outreach_id": d.outreach_id, "action": d.action.value,
+             "fields": sorted({*d.attributes, *d.relationships})}
+            for d in decisions if d.action in (OutreachAction.CREATE, OutreachAction.UPDATE)
+        ][:10]
+        return WriteResult(results=frame, counts=counts, conflicts=conflicts, preview=preview)
+
+    def _id_maps(self) -> tuple[dict[str, dict[int, int]], dict[str, dict[int, int]]]:
+        """Workbooks id <-> Outreach id of every link target, from the ledger (targets sync first)."""
+        to_outreach: dict[str, dict[int, int]] = {}
+        to_workbooks: dict[str, dict[int, int]] = {}
+        for mapping in self.entity.fields:
+            if isinstance(mapping.transform, LinkTransform) and not mapping.transform.many:
+                pairs = self.ledger.linked_ids(mapping.transform.entity)
+                to_workbooks[mapping.transform.entity] = dict(pairs)
+                to_outreach[mapping.transform.entity] = {w: o for o, w in pairs}
+        return to_outreach, to_workbooks
+
+    # --- one record --------------------------------------------------------------------------------------
+
+    def _apply(self, decision: OutreachDecision) -> tuple[dict[str, Any], RecordOutcome | None]:
+        base = {"workbooks_id": decision.workbooks_id, "outreach_id": decision.outreach_id, "reason": decision.reason,
+                "error": None, "link": False, "flag": None}
+        if decision.action in (OutreachAction.SKIP, OutreachAction.FAILED):
+            return {**base, "outcome": "skipped" if decision.action is OutreachAction.SKIP else "failed"}, None
+        if decision.action is OutreachAction.UNCHANGED:
+            return {**base, "outcome": "unchanged"}, self._outcome(decision, "unchanged", decision.outreach_id, None)
+        try:
+            if decision.action is OutreachAction.CREATE:
+                record, adopted = self._create(decision)
+                outcome = "created" if not adopted else "adopted"
+                result = {**base, "outcome": outcome, "outreach_id": record.id, "link": True}
+                values = decision.values if not adopted else None
+                return result, self._outcome(decision, "created", record.id, record, values=values)
+            assert decision.outreach_id is not None
+            record = self.client.update(
+                self.resource, decision.outreach_id, decision.attributes, decision.relationships or None
+            )
+            return {**base, "outcome": "updated"}, self._outcome(decision, "updated", record.id, record)
+        except _DuplicateHolder as exc:
+            message = f"{self.entity.outreach_type} of Workbooks #{decision.workbooks_id}: {exc}"
+            return {**base, "outcome": "failed", "error": message, "flag": Flag.DUPLICATE}, None
+        except NotFoundError:
+            return {**base, "outcome": "skipped", "reason": "outreach_missing"}, None
+        except (ValidationFailed, _NotConfirmed) as exc:
+            message = f"Workbooks #{decision.workbooks_id}: Outreach refused the write: {_reason(exc)}"
+            return {**base, "outcome": "failed", "error": message[:ERROR_MESSAGE_LIMIT], "flag": Flag.SYNC_ERROR}, None
+
+    def _create(self, decision: OutreachDecision) -> tuple[OutreachRecord, bool]:
+        """Create, finding a create whose reply was lost instead of repeating it; (record, adopted)."""
+        for _attempt in range(2):
+            started = datetime.now(UTC)
+            try:
+                return self.client.create(self.resource, decision.attributes, decision.relationships or None), False
+            except WriteOutcomeUnknown:
+                found = self._find_created(decision, started)
+                if found is not None:
+                    return found, False
+            except ValidationFailed:
+                holder = self._email_holder(decision)
+                if holder is None:
+                    raise
+                return holder, True
+        raise _NotConfirmed("the create was not confirmed after a lost reply and one more attempt")
+
+    def _find_created(self, decision: OutreachDecision, started: datetime) -> OutreachRecord | None:
+        """The record a lost create made, by its create key among records created since, else by email."""
+        if decision.create_key is not None:
+            attribute, value = decision.create_key
+            since = format_outreach_timestamp(started - CREATE_LOOKUP_SLACK)
+            params = {"filter[createdAt]": f"{since}..inf", "page[size]": "1000", "count": "false"}
+            for record in self.client.iter_records(f"{API_PREFIX}/{self.resource}", params):
+                if str(record.attributes.get(attribute) or "") == value:
+                    return record
+        if decision.email:
+            found = self.client.find_prospects_by_email(decision.email)
+            if found:
+                return found[0]
+        return None
+
+    def _email_holder(self, decision: OutreachDecision) -> OutreachRecord | None:
+        """The prospect holding this Person's email, when that is why Outreach refused; raises when it is
+        linked to another Person (a duplicate), None when nobody holds it (another refusal)."""
+        if not decision.email:
+            return None
+        holders = self.client.find_prospects_by_email(decision.email)
+        if not holders:
+            return None
+        holder = holders[0]
+        state = self.ledger.get_states(self.entity.name, [holder.id]).get(holder.id)
+        if state is not None and state.workbooks_id is not None and state.workbooks_id != decision.workbooks_id:
+            raise _DuplicateHolder(
+                f"email is held by Outreach {self.entity.outreach_type} {holder.id}, linked to Workbooks "
+                f"#{state.workbooks_id} (Outreach duplicate)"
+            )
+        return holder
+
+    def _outcome(
+        self, decision: OutreachDecision, outcome: str, outreach_id: int | None, record: OutreachRecord | None,
+        *, values: dict[str, Any] | None = None,
+    ) -> RecordOutcome | None:
+        if outreach_id is None:
+            return None
+        return RecordOutcome(
+            entity=self.entity.name, outreach_id=outreach_id, outcome=outcome,  # type: ignore[arg-type]
+            workbooks_id=decision.workbooks_id,
+            outreach_updated_at=record.updated_at if record is not None else None,
+            values=values if values is not None or outcome == "created" else decision.values,
+            diff={**decision.attributes, **{f"{k}Id": v for k, v in decision.relationships.items()}} or None,
+            reason="to_outreach",
+        )
+
+
+def write_links(client: WorkbooksClient, entity: EntityMapping, results: pd.DataFrame) -> dict[str, int]:
+    """Write the Outreach Id of created/adopted records and the flags of refused ones back to Workbooks."""
+    flags = entity.flags
+    wanted: dict[int, dict[str, Any]] = {}
+    for row in results.to_dict("records"):
+        workbooks_id = int(row["workbooks_id"])
+        if row.get("link") and not pd.isna(row.get("outreach_id")):
+            wanted[workbooks_id] = {entity.match.link_key: int(row["outreach_id"])}
+        elif row.get("flag") == Flag.DUPLICATE and flags is not None and flags.duplicate:
+            wanted[workbooks_id] = {flags.duplicate: True}
+        elif row.get("flag") == Flag.SYNC_ERROR and flags is not None:
+            wanted[workbooks_id] = {flags.sync_error: True, flags.sync_error_message: row.get("error")}
+    if not wanted:
+        return {"links_written": 0, "flags_written": 0}
+    # Fresh lock versions: the record may have changed since the window was read.
+    current = {int(r["id"]): r for r in client.lookup(entity.workbooks_controller, "id", sorted(wanted),
+                                                      ["id", "lock_version"])}
+    ops = [
+        WriteOp(action="update", id=workbooks_id, lock_version=int(current[workbooks_id]["lock_version"]), fields=fields)
+        for workbooks_id, fields in wanted.items() if workbooks_id in current
+    ]
+    outcomes = client.write_batch(entity.workbooks_controller, ops)
+    refused = [op.id for op, outcome in zip(ops, outcomes, strict=True) if not outcome.ok]
+    if refused:
+        raise ApiError(f"Workbooks refused the link-back of {entity.name} records {refused[:20]}",
+                       method="PUT", path=f"/{entity.workbooks_controller}.api")
+    links = sum(1 for fields in wanted.values() if entity.match.link_key in fields)
+    return {"links_written": links, "flags_written": len(ops) - links}
+
+
+class _DuplicateHolder(Exception):
+    """The email is held by a prospect linked to another Person."""
+
+
+class _NotConfirmed(Exception):
+    """A create still unconfirmed after its lookups."""
+
+
+def _reason(exc: Exception) -> str:
+    if isinstance(exc, ApiError):
+        return exc.detail or str(exc)
+    return str(exc)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, list | tuple | dict):
+        return value
+    if hasattr(value, "tolist") and not isinstance(value, pd.Timestamp):
+        return value.tolist()
+    try:
+        return None if pd.isna(value) else value
+    except (TypeError, ValueError):
+        return value
