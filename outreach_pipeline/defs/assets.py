@@ -158,6 +158,8 @@ def build_extract(flow: EntityFlow, windows: dg.PartitionsDefinition) -> dg.Asse
         fields = None if config.all_attributes else {f"fields[{entity.outreach_type}]": ",".join(outreach_fields(entity))}
         with ledger.open() as sync_ledger:
             retry_ids = ids_to_pull(sync_ledger, flow.entity, referenced)
+            # What the Workbooks -> Outreach direction wrote for this window left it (its updatedAt moved on).
+            retry_ids |= {o for o, _ in sync_ledger.written_in_window(flow.entity, window, to_outreach=True)}
         with outreach.open() as client:
             result = extract_entity(
                 client, flow.outreach_name, window.start, window.end,

@@ -84,12 +84,15 @@ def build_read(flow: ReverseFlow, windows: dg.PartitionsDefinition) -> dg.Assets
         ),
     )
     def read(
-        context: dg.AssetExecutionContext, workbooks: WorkbooksResource, sync_settings: SyncSettings
+        context: dg.AssetExecutionContext, workbooks: WorkbooksResource, ledger: LedgerResource,
+        sync_settings: SyncSettings,
     ) -> dg.MaterializeResult:
         entity = sync_settings.mappings().entity(flow.entity)
+        window = _window(context)
+        with ledger.open() as sync_ledger:
+            written = sync_ledger.written_in_window(flow.entity, window, to_outreach=False)
         with workbooks.open() as client:
-            window = _window(context)
-            frame = read_workbooks_changes(client, entity, window)
+            frame = read_workbooks_changes(client, entity, window, [w for _, w in written if w is not None])
             requests_used = client.stats.total_requests
         # Each record is stored with the window of its Updated At (a never-linked older one in the first).
         times = pd.Series([record_time(value) for value in frame[UPDATED_AT]], index=frame.index, dtype=object)

@@ -32,6 +32,9 @@ Outcome = Literal["created", "updated", "unchanged", "skipped", "failed"]
 OUTCOMES: tuple[Outcome, ...] = ("created", "updated", "unchanged", "skipped", "failed")
 _APPLIED: frozenset[str] = frozenset({"created", "updated", "unchanged"})
 _IN_CLAUSE_CHUNK = 500
+#: The reason recorded with the outcomes of the Workbooks -> Outreach direction (history rows without it are
+#: the Outreach -> Workbooks direction's).
+TO_OUTREACH_REASON = "to_outreach"
 
 metadata = sa.MetaData()
 
@@ -402,6 +405,28 @@ class SyncLedger:
                 for row in connection.execute(query).mappings():
                     found[int(row["workbooks_id"])] = _record_state(row)
         return found
+
+    def written_in_window(self, entity: str, window: SyncWindow, *, to_outreach: bool) -> list[tuple[int, int | None]]:
+        """(Outreach id, Workbooks id) of the records one direction wrote for a window (any run).
+
+        A sync write moves the record's update time out of the window it was synced for, so the other
+        direction's read of that window would miss it; it reads these too, and a window's result does not
+        depend on which direction ran first.
+        """
+        direction = (
+            history.c.reason == TO_OUTREACH_REASON
+            if to_outreach
+            else sa.or_(history.c.reason.is_(None), history.c.reason != TO_OUTREACH_REASON)
+        )
+        query = sa.select(history.c.outreach_id, history.c.workbooks_id).where(
+            history.c.entity == entity,
+            history.c.outcome.in_(("created", "updated")),
+            history.c.window_start >= window.start,
+            history.c.window_end <= window.end,
+            direction,
+        ).distinct()
+        with self._engine.connect() as connection:
+            return [(int(o), None if w is None else int(w)) for o, w in connection.execute(query)]
 
     def linked_ids(self, entity: str) -> list[tuple[int, int]]:
         """(Outreach id, Workbooks id) of every linked record of ``entity``."""

@@ -35,9 +35,9 @@ import pandas as pd
 from outreach_pipeline.clients.http import ApiError, NotFoundError, ValidationFailed, WriteOutcomeUnknown
 from outreach_pipeline.clients.outreach import API_PREFIX, OutreachClient
 from outreach_pipeline.clients.outreach_records import OutreachRecord, format_outreach_timestamp
-from outreach_pipeline.clients.workbooks import Filter, WorkbooksClient, WriteOp
+from outreach_pipeline.clients.workbooks import LOOKUP_BATCH_SIZE, Filter, WorkbooksClient, WriteOp
 from outreach_pipeline.engine.extract import extract_entity, opportunity_lookups
-from outreach_pipeline.engine.ledger import RecordOutcome, SyncLedger, SyncWindow
+from outreach_pipeline.engine.ledger import TO_OUTREACH_REASON, RecordOutcome, SyncLedger, SyncWindow
 from outreach_pipeline.engine.plan import ERROR_MESSAGE_LIMIT
 from outreach_pipeline.engine.plan_outreach import (
     OBJECT_REF,
@@ -71,23 +71,37 @@ def workbooks_columns(entity: EntityMapping) -> list[str]:
     return list(dict.fromkeys(columns))
 
 
-def read_workbooks_changes(client: WorkbooksClient, entity: EntityMapping, window: SyncWindow) -> pd.DataFrame:
-    """The window's selected Workbooks records (see the module docstring), one row per record."""
+def read_workbooks_changes(
+    client: WorkbooksClient, entity: EntityMapping, window: SyncWindow, also_ids: Sequence[int] = ()
+) -> pd.DataFrame:
+    """The window's selected Workbooks records (see the module docstring), one row per record.
+
+    ``also_ids``: records the Outreach -> Workbooks direction wrote for this window (its write moved their
+    Updated At out of it), read when their flags select them.
+    """
     flags = entity.flags
     assert flags is not None, f"{entity.name} has no selection flags"
+    selected = [Filter(field=flags.sync_to_outreach, op="true"), Filter(field=flags.sync_error, op="false")]
+    if flags.duplicate is not None:
+        selected.append(Filter(field=flags.duplicate, op="false"))
+    flag_terms = " AND ".join(str(i + 1) for i in range(len(selected)))
+    n = len(selected)
     filters = [
-        Filter(field=flags.sync_to_outreach, op="true"),
-        Filter(field=flags.sync_error, op="false"),
+        *selected,
         Filter(field=UPDATED_AT, op="ge", value=window.start),
         Filter(field=UPDATED_AT, op="lt", value=window.end),
         Filter(field=entity.match.link_key, op="blank"),
     ]
-    expression = "1 AND 2 AND ((3 AND 4) OR 5)"
-    if flags.duplicate is not None:
-        filters.append(Filter(field=flags.duplicate, op="false"))
-        expression += " AND 6"
-    rows = list(client.iter_records(entity.workbooks_controller, filters, workbooks_columns(entity), match=expression))
-    return pd.DataFrame(rows, columns=workbooks_columns(entity)) if not rows else pd.DataFrame(rows)
+    expression = f"{flag_terms} AND (({n + 1} AND {n + 2}) OR {n + 3})"
+    columns = workbooks_columns(entity)
+    rows = {int(r["id"]): r for r in client.iter_records(entity.workbooks_controller, filters, columns, match=expression)}
+    extra = sorted({int(i) for i in also_ids} - rows.keys())
+    for offset in range(0, len(extra), LOOKUP_BATCH_SIZE):
+        by_id = [*selected, Filter(field="id", op="eq", value=extra[offset : offset + LOOKUP_BATCH_SIZE])]
+        for row in client.iter_records(entity.workbooks_controller, by_id, columns, count_total=True):
+            rows[int(row["id"])] = row
+    ordered = [rows[i] for i in sorted(rows)]
+    return pd.DataFrame(ordered) if ordered else pd.DataFrame(columns=columns)
 
 
 def read_outreach_twins(
@@ -278,7 +292,7 @@ class OutreachWriter:
             outreach_updated_at=record.updated_at if record is not None else None,
             values=values if values is not None or outcome == "created" else decision.values,
             diff={**decision.attributes, **{f"{k}Id": v for k, v in decision.relationships.items()}} or None,
-            reason="to_outreach",
+            reason=TO_OUTREACH_REASON,
         )
 
 

@@ -5,11 +5,27 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
+import dagster as dg
+
+from outreach_pipeline.clients.outreach import OutreachClient
 from outreach_pipeline.clients.workbooks import WorkbooksClient, WriteOp
-from outreach_pipeline.sandbox.credentials import SANDBOX_WORKBOOKS_AUTH
-from outreach_pipeline_tests.pipeline.harness import Pipeline, outreach_records
+from outreach_pipeline.definitions import build_definitions as build_code_location
+from outreach_pipeline.defs.io_manager import WindowedParquetIOManager
+from outreach_pipeline.defs.jobs import SYNC_JOB
+from outreach_pipeline.defs.resources import LedgerResource, OutreachResource, SyncSettings, WorkbooksResource
+from outreach_pipeline.sandbox.credentials import SANDBOX_OUTREACH_AUTH, SANDBOX_WORKBOOKS_AUTH
+from outreach_pipeline.settings import PipelineSettings
+from outreach_pipeline_tests.pipeline.harness import (
+    QUIET_LOGS,
+    Pipeline,
+    outreach_records,
+    partition_key,
+    start_pinned_sandbox,
+    step_failures,
+)
 
 #: Windows after the Outreach seed (which ends at PINNED_NOW, 2026-11-03 00:00): Workbooks edits land here.
 FIRST_EDIT_WINDOW = datetime(2026, 11, 3, 5, tzinfo=UTC)
@@ -66,3 +82,66 @@ def workbooks_writes(pipe: Pipeline) -> int:
 
 def outreach_by_id(pipe: Pipeline, resource_type: str) -> dict[int, Any]:
     return {record.id: record for record in outreach_records(pipe.sandbox, resource_type)}
+
+
+# ----------------------------------------------------------------------------- pipelines and asset subsets
+
+#: Outreach -> Workbooks and Workbooks -> Outreach assets of people/prospects, for runs of one direction.
+#: (The prospects' extract reads the opportunities' extract of its window, for the prospects they point at.)
+TO_WORKBOOKS_PEOPLE = [dg.AssetKey(["outreach", "opportunities"]), dg.AssetKey(["outreach", "prospects"]), dg.AssetKey(["staged", "people"]),
+                       dg.AssetKey(["workbooks", "people"])]
+TO_OUTREACH_PEOPLE = [dg.AssetKey(["workbooks", "changed_people"]), dg.AssetKey(["outreach", "prospects_written"]),
+                      dg.AssetKey(["workbooks", "people_linked"])]
+
+
+@contextmanager
+def two_way_pipeline(home: Path, mapping_path: Path | None = None, **config: Any) -> Iterator[Pipeline]:
+    """Like `harness.pipeline`, with the sync reading `mapping_path` (the packaged mapping by default)."""
+    sandbox = start_pinned_sandbox(**config)
+    ledger_url = f"sqlite:///{home / 'ledger.db'}"
+    try:
+        defs = build_code_location(PipelineSettings(), resources={
+            "outreach": OutreachResource(base_url=sandbox.outreach_url, token_store_path=str(home / "tokens.json")),
+            "workbooks": WorkbooksResource(base_url=sandbox.workbooks_url),
+            "ledger": LedgerResource(url=ledger_url),
+            "sync_settings": SyncSettings(mapping_path=str(mapping_path) if mapping_path else None),
+            "window_io_manager": WindowedParquetIOManager(base_dir=str(home / "windows")),
+        })
+        (home / "dagster").mkdir(parents=True, exist_ok=True)
+        with dg.instance_for_test(temp_dir=str(home / "dagster")) as instance:
+            yield Pipeline(sandbox=sandbox, instance=instance, defs=defs, ledger_url=ledger_url)
+    finally:
+        sandbox.stop()
+
+
+def run_assets(pipe: Pipeline, window: datetime, keys: list[dg.AssetKey]) -> dg.ExecuteInProcessResult:
+    """Materialise only `keys` of the scheduled job for one window; fails the caller's test on a failed step."""
+    result = pipe.defs.resolve_job_def(SYNC_JOB).execute_in_process(
+        instance=pipe.instance, partition_key=partition_key(window), asset_selection=keys, raise_on_error=False,
+        run_config=dg.RunConfig(loggers=QUIET_LOGS["loggers"]),
+    )
+    assert result.success, step_failures(result)
+    return result
+
+
+def person_fields(pipe: Pipeline, person_id: int) -> dict[str, Any]:
+    return read_workbooks(pipe, "crm/people", person_id)
+
+
+def prospect(pipe: Pipeline, outreach_id: int) -> Any:
+    return pipe.sandbox.outreach_store.get_many("prospect", [outreach_id])[0]
+
+
+def edit_prospect(pipe: Pipeline, outreach_id: int, attributes: dict[str, Any]) -> None:
+    """Edit an Outreach prospect through the API, as a user in Outreach would."""
+    with outreach_client(pipe) as client:
+        client.update("prospects", outreach_id, attributes)
+
+
+@contextmanager
+def outreach_client(pipe: Pipeline) -> Iterator[OutreachClient]:
+    client = OutreachClient(pipe.sandbox.outreach_url, **SANDBOX_OUTREACH_AUTH)
+    try:
+        yield client
+    finally:
+        client.close()
