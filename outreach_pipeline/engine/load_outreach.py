@@ -25,13 +25,15 @@ lock (``engine/writer_lock.py`` after the merge), as the Outreach -> Workbooks l
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pandas as pd
 
+from outreach_pipeline.clients.formats import format_wb_date
 from outreach_pipeline.clients.http import ApiError, NotFoundError, ValidationFailed, WriteOutcomeUnknown
 from outreach_pipeline.clients.outreach import API_PREFIX, OutreachClient
 from outreach_pipeline.clients.outreach_records import OutreachRecord, format_outreach_timestamp
@@ -52,7 +54,7 @@ from outreach_pipeline.mapping.normalise import normalise_link_key
 from outreach_pipeline.mapping.transform import stage_records
 
 #: Columns of the written asset's output: what the link-back step writes to Workbooks.
-RESULT_COLUMNS = ["workbooks_id", "outreach_id", "outcome", "reason", "error", "link", "flag"]
+RESULT_COLUMNS = ["workbooks_id", "outreach_id", "outcome", "reason", "error", "link", "flag", "fields"]
 #: Slack before a create's start when looking for it among recently created records (clock skew).
 CREATE_LOOKUP_SLACK = timedelta(minutes=2)
 
@@ -163,6 +165,8 @@ class OutreachWriter:
         states = self.ledger.states_by_workbooks_id(self.entity.name, [int(r["id"]) for r in records])
         to_outreach, to_workbooks = self._id_maps()
         decisions = plan_to_outreach(self.entity, records, twins, states, to_outreach, to_workbooks)
+        self._records = {int(r["id"]): r for r in records}
+        self._id_maps_now = (to_outreach, to_workbooks)
         results: list[dict[str, Any]] = []
         outcomes: list[RecordOutcome] = []
         conflicts = 0
@@ -205,7 +209,7 @@ class OutreachWriter:
 
     def _apply(self, decision: OutreachDecision) -> tuple[dict[str, Any], RecordOutcome | None]:
         base = {"workbooks_id": decision.workbooks_id, "outreach_id": decision.outreach_id, "reason": decision.reason,
-                "error": None, "link": False, "flag": None}
+                "error": None, "link": False, "flag": None, "fields": None}
         if decision.action in (OutreachAction.SKIP, OutreachAction.FAILED):
             return {**base, "outcome": "skipped" if decision.action is OutreachAction.SKIP else "failed"}, None
         if decision.action is OutreachAction.UNCHANGED:
@@ -213,10 +217,10 @@ class OutreachWriter:
         try:
             if decision.action is OutreachAction.CREATE:
                 record, adopted = self._create(decision)
-                outcome = "created" if not adopted else "adopted"
-                result = {**base, "outcome": outcome, "outreach_id": record.id, "link": True}
-                values = decision.values if not adopted else None
-                return result, self._outcome(decision, "created", record.id, record, values=values)
+                if adopted:
+                    return self._adopt(decision, record, base)
+                result = {**base, "outcome": "created", "outreach_id": record.id, "link": True}
+                return result, self._outcome(decision, "created", record.id, record, values=decision.values)
             assert decision.outreach_id is not None
             record = self.client.update(
                 self.resource, decision.outreach_id, decision.attributes, decision.relationships or None
@@ -230,6 +234,23 @@ class OutreachWriter:
         except (ValidationFailed, _NotConfirmed) as exc:
             message = f"Workbooks #{decision.workbooks_id}: Outreach refused the write: {_reason(exc)}"
             return {**base, "outcome": "failed", "error": message[:ERROR_MESSAGE_LIMIT], "flag": Flag.SYNC_ERROR}, None
+
+    def _adopt(
+        self, decision: OutreachDecision, holder: OutreachRecord, base: dict[str, Any]
+    ) -> tuple[dict[str, Any], RecordOutcome | None]:
+        """Link an unlinked prospect holding this Person's email and merge them as records without a base:
+        the fields Workbooks wins are written to Outreach here, those Outreach wins by the link-back."""
+        record = {**self._records[decision.workbooks_id], self.entity.match.link_key: holder.id}
+        twins = read_outreach_twins(self.client, self.resource, self.entity, [holder.id])
+        (merged,) = plan_to_outreach(self.entity, [record], twins, {}, *self._id_maps_now)
+        updated = holder
+        if merged.action is OutreachAction.UPDATE:
+            updated = self.client.update(self.resource, holder.id, merged.attributes, merged.relationships or None)
+        values = {**(merged.values or {}), **merged.outreach_won}
+        to_workbooks = {name: workbooks_form(self.entity, name, value) for name, value in merged.outreach_won.items()}
+        result = {**base, "outcome": "adopted", "outreach_id": holder.id, "link": True,
+                  "fields": json.dumps(to_workbooks) if to_workbooks else None}
+        return result, self._outcome(merged, "updated", holder.id, updated, values=values)
 
     def _create(self, decision: OutreachDecision) -> tuple[OutreachRecord, bool]:
         """Create, finding a create whose reply was lost instead of repeating it; (record, adopted)."""
@@ -303,7 +324,8 @@ def write_links(client: WorkbooksClient, entity: EntityMapping, results: pd.Data
     for row in results.to_dict("records"):
         workbooks_id = int(row["workbooks_id"])
         if row.get("link") and not pd.isna(row.get("outreach_id")):
-            wanted[workbooks_id] = {entity.match.link_key: int(row["outreach_id"])}
+            fields = json.loads(row["fields"]) if isinstance(row.get("fields"), str) else {}
+            wanted[workbooks_id] = {**fields, entity.match.link_key: int(row["outreach_id"])}
         elif row.get("flag") == Flag.DUPLICATE and flags is not None and flags.duplicate:
             wanted[workbooks_id] = {flags.duplicate: True}
         elif row.get("flag") == Flag.SYNC_ERROR and flags is not None:
@@ -324,6 +346,13 @@ def write_links(client: WorkbooksClient, entity: EntityMapping, results: pd.Data
                        method="PUT", path=f"/{entity.workbooks_controller}.api")
     links = sum(1 for fields in wanted.values() if entity.match.link_key in fields)
     return {"links_written": links, "flags_written": len(ops) - links}
+
+
+def workbooks_form(entity: EntityMapping, name: str, value: Any) -> Any:
+    """A canonical value as Workbooks takes it (dates in its format; the rest as they are)."""
+    if value is not None and entity.field(name).transform.kind == "wb_date":
+        return format_wb_date(date.fromisoformat(str(value)))
+    return value
 
 
 class _DuplicateHolder(Exception):

@@ -62,6 +62,8 @@ class OutreachDecision(BaseModel):
         attributes / relationships: what to send (all for a create, the Workbooks-won fields for an update).
         values: the agreed base to record after the write (canonical Workbooks form), None when not applied.
         create_key: (Outreach attribute, value) written on create, to find a create whose reply was lost.
+        outreach_won: fields Outreach wins (canonical values), which the Outreach -> Workbooks direction writes;
+            for an adopted prospect the link-back writes them, as no Outreach change brings it to that direction.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -77,6 +79,7 @@ class OutreachDecision(BaseModel):
     conflicts: list[FieldConflict] = Field(default_factory=list)
     create_key: tuple[str, str] | None = None
     email: str | None = None
+    outreach_won: dict[str, Any] = Field(default_factory=dict)
 
 
 class OutreachTwin(BaseModel):
@@ -177,6 +180,7 @@ class _OutreachPlanner:
         relationships: dict[str, int | None] = {}
         values: dict[str, Any] = dict(state.values or {}) if state is not None else {}
         conflicts: list[FieldConflict] = []
+        outreach_won: dict[str, Any] = {}
         for field in self.fields:
             workbooks_value = self.canonical_workbooks(field, record)
             try:
@@ -187,6 +191,8 @@ class _OutreachPlanner:
                 field, base=ledger_base(state, field.workbooks), outreach=outreach_value, workbooks=workbooks_value,
                 outreach_updated_at=twin.updated_at, workbooks_updated_at=record_time(record.get(UPDATED_AT)),
             )
+            if resolution.winner is Side.OUTREACH:
+                outreach_won[field.workbooks] = _jsonable(outreach_value)
             if resolution.winner is Side.WORKBOOKS:
                 try:
                     self._write(field, workbooks_value, attributes, relationships, current=twin.attributes)
@@ -204,7 +210,7 @@ class _OutreachPlanner:
         action = OutreachAction.UPDATE if attributes or relationships else OutreachAction.UNCHANGED
         return OutreachDecision(
             workbooks_id=workbooks_id, outreach_id=twin.outreach_id, action=action, attributes=attributes,
-            relationships=relationships, values=values, conflicts=conflicts,
+            relationships=relationships, values=values, conflicts=conflicts, outreach_won=outreach_won,
         )
 
     # --- values ------------------------------------------------------------------------------------------
