@@ -36,7 +36,7 @@ import pandas as pd
 from outreach_pipeline.clients.formats import format_wb_date
 from outreach_pipeline.clients.http import ApiError, NotFoundError, ValidationFailed, WriteOutcomeUnknown
 from outreach_pipeline.clients.outreach import API_PREFIX, OutreachClient
-from outreach_pipeline.clients.outreach_records import OutreachRecord, format_outreach_timestamp
+from outreach_pipeline.clients.outreach_records import OutreachRecord
 from outreach_pipeline.clients.workbooks import LOOKUP_BATCH_SIZE, Filter, WorkbooksClient, WriteOp
 from outreach_pipeline.engine.extract import extract_entity, opportunity_lookups
 from outreach_pipeline.engine.ledger import TO_OUTREACH_REASON, RecordOutcome, SyncLedger, SyncWindow
@@ -55,8 +55,12 @@ from outreach_pipeline.mapping.transform import stage_records
 
 #: Columns of the written asset's output: what the link-back step writes to Workbooks.
 RESULT_COLUMNS = ["workbooks_id", "outreach_id", "outcome", "reason", "error", "link", "flag", "fields"]
-#: Slack before a create's start when looking for it among recently created records (clock skew).
-CREATE_LOOKUP_SLACK = timedelta(minutes=2)
+#: Create keys Outreach filters on (its OpenAPI document badges account and opportunity ``customId`` filterable;
+#: prospect ``externalId`` is not).
+FILTERABLE_CREATE_KEYS = frozenset({"customId"})
+#: Newest records scanned for a lost create whose key cannot be filtered on and that has no email: one page,
+#: as the create is among the last made unless this many were created since.
+NEWEST_SCAN = 1000
 
 
 class Flag:
@@ -255,11 +259,10 @@ class OutreachWriter:
     def _create(self, decision: OutreachDecision) -> tuple[OutreachRecord, bool]:
         """Create, finding a create whose reply was lost instead of repeating it; (record, adopted)."""
         for _attempt in range(2):
-            started = datetime.now(UTC)
             try:
                 return self.client.create(self.resource, decision.attributes, decision.relationships or None), False
             except WriteOutcomeUnknown:
-                found = self._find_created(decision, started)
+                found = self._find_created(decision)
                 if found is not None:
                     return found, False
             except ValidationFailed:
@@ -269,19 +272,24 @@ class OutreachWriter:
                 return holder, True
         raise _NotConfirmed("the create was not confirmed after a lost reply and one more attempt")
 
-    def _find_created(self, decision: OutreachDecision, started: datetime) -> OutreachRecord | None:
-        """The record a lost create made, by its create key among records created since, else by email."""
-        if decision.create_key is not None:
+    def _find_created(self, decision: OutreachDecision) -> OutreachRecord | None:
+        """The record a lost create made: by its create key where Outreach filters on it (``customId``), else by
+        email, else among the newest records (sorted by createdAt on Outreach's clock, so no clock skew)."""
+        if decision.create_key is not None and decision.create_key[0] in FILTERABLE_CREATE_KEYS:
             attribute, value = decision.create_key
-            since = format_outreach_timestamp(started - CREATE_LOOKUP_SLACK)
-            params = {"filter[createdAt]": f"{since}..inf", "page[size]": "1000", "count": "false"}
-            for record in self.client.iter_records(f"{API_PREFIX}/{self.resource}", params):
-                if str(record.attributes.get(attribute) or "") == value:
-                    return record
+            params = {f"filter[{attribute}]": value, "count": "false"}
+            return next(iter(self.client.iter_records(f"{API_PREFIX}/{self.resource}", params)), None)
         if decision.email:
             found = self.client.find_prospects_by_email(decision.email)
             if found:
                 return found[0]
+            # An email is unique in Outreach: no holder means the create did not land.
+            return None
+        if decision.create_key is not None:
+            attribute, value = decision.create_key
+            params = {"sort": "-createdAt", "page[size]": str(NEWEST_SCAN), "count": "false"}
+            page = next(iter(self.client.iter_pages(f"{API_PREFIX}/{self.resource}", params)), [])
+            return next((r for r in page if str(r.attributes.get(attribute) or "") == value), None)
         return None
 
     def _email_holder(self, decision: OutreachDecision) -> OutreachRecord | None:
