@@ -428,6 +428,19 @@ class SyncLedger:
         with self._engine.connect() as connection:
             return [(int(o), None if w is None else int(w)) for o, w in connection.execute(query)]
 
+    def unlink(self, entity: str, outreach_ids: Sequence[int]) -> None:
+        """Forget the Workbooks twin and the agreed values of records whose twin was deleted (reconcile)."""
+        ids = sorted({int(i) for i in outreach_ids})
+        with self._write(entity) as connection:
+            for start in range(0, len(ids), _IN_CLAUSE_CHUNK):
+                connection.execute(
+                    record_state.update()
+                    .where(record_state.c.entity == entity,
+                           record_state.c.outreach_id.in_(ids[start : start + _IN_CLAUSE_CHUNK]))
+                    .values(workbooks_id=None, values_json=None, values_hash=None, last_reason="unlinked",
+                            recorded_at=_now())
+                )
+
     def linked_ids(self, entity: str) -> list[tuple[int, int]]:
         """(Outreach id, Workbooks id) of every linked record of ``entity``."""
         query = sa.select(record_state.c.outreach_id, record_state.c.workbooks_id).where(

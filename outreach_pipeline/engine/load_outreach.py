@@ -167,7 +167,7 @@ class OutreachWriter:
         linked = [int(link) for r in records if (link := normalise_link_key(r.get(self.entity.match.link_key)))]
         twins = read_outreach_twins(self.client, self.resource, self.entity, linked)
         states = self.ledger.states_by_workbooks_id(self.entity.name, [int(r["id"]) for r in records])
-        to_outreach, to_workbooks = self._id_maps()
+        to_outreach, to_workbooks = self.id_maps()
         decisions = plan_to_outreach(self.entity, records, twins, states, to_outreach, to_workbooks)
         self._records = {int(r["id"]): r for r in records}
         self._id_maps_now = (to_outreach, to_workbooks)
@@ -198,7 +198,7 @@ class OutreachWriter:
         ][:10]
         return WriteResult(results=frame, counts=counts, conflicts=conflicts, preview=preview)
 
-    def _id_maps(self) -> tuple[dict[str, dict[int, int]], dict[str, dict[int, int]]]:
+    def id_maps(self) -> tuple[dict[str, dict[int, int]], dict[str, dict[int, int]]]:
         """Workbooks id <-> Outreach id of every link target, from the ledger (targets sync first)."""
         to_outreach: dict[str, dict[int, int]] = {}
         to_workbooks: dict[str, dict[int, int]] = {}
