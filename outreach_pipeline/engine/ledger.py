@@ -411,7 +411,8 @@ class SyncLedger:
 
         A sync write moves the record's update time out of the window it was synced for, so the other
         direction's read of that window would miss it; it reads these too, and a window's result does not
-        depend on which direction ran first.
+        depend on which direction ran first. Only updates: a record the sync created has no change of its own
+        on that side to miss.
         """
         direction = (
             history.c.reason == TO_OUTREACH_REASON
@@ -420,7 +421,7 @@ class SyncLedger:
         )
         query = sa.select(history.c.outreach_id, history.c.workbooks_id).where(
             history.c.entity == entity,
-            history.c.outcome.in_(("created", "updated")),
+            history.c.outcome == "updated",
             history.c.window_start >= window.start,
             history.c.window_end <= window.end,
             direction,

@@ -9,7 +9,8 @@ Rules per record:
 1. Flags: Sync to Outreach must be TRUE, Outreach Sync Error and Outreach Duplicate FALSE (``flagged``).
 2. Unlinked (blank Outreach Id): ``create`` with every non-blank field the mapping writes to Outreach
    (``to_outreach`` and ``both``), including the key written on create (``externalId``/``customId`` =
-   ``object_ref``) by which a create whose reply was lost is found again.
+   ``object_ref``) by which a create whose reply was lost is found again. The key is written on create only:
+   records linked from the Outreach side are not patched for it.
 3. Linked, but Outreach no longer has the record: ``skip`` (``outreach_missing``; reconcile flags it).
 4. Linked: per field the three-way merge (``engine.merge``) decides; the fields Workbooks wins are written
    (``update``), else ``unchanged``. The values recorded as the new base are the agreed ones; where Outreach
@@ -182,6 +183,8 @@ class _OutreachPlanner:
         conflicts: list[FieldConflict] = []
         outreach_won: dict[str, Any] = {}
         for field in self.fields:
+            if field.workbooks == OBJECT_REF:
+                continue  # the create key: written on create only (a PATCH per linked record would cost more)
             workbooks_value = self.canonical_workbooks(field, record)
             try:
                 outreach_value = self.canonical_outreach(field, twin)

@@ -72,7 +72,7 @@ def _person(**fields) -> dict:
 
 
 def _twin(**staged) -> dict[int, OutreachTwin]:
-    return {17: OutreachTwin(outreach_id=17, updated_at=EARLY, attributes={"emails": ["a@x.com"], "externalId": "PERS-900"}, staged=staged)}
+    return {17: OutreachTwin(outreach_id=17, updated_at=EARLY, attributes={"emails": ["a@x.com"]}, staged=staged)}
 
 
 def test_planner_writes_only_what_workbooks_wins_and_keeps_the_base_of_what_outreach_wins() -> None:
@@ -100,7 +100,7 @@ def test_a_to_workbooks_field_is_never_written_to_outreach_and_skip_blank_holds(
     assert decision.action is OutreachAction.UNCHANGED, decision.attributes
     (created,) = plan_to_outreach(entity, [_person(cf_person_outreach_id=None, person_job_title="CEO")], {}, {}, {}, {})
     assert "title" not in created.attributes
-    assert created.attributes["externalId"] == "PERS-900"
+    assert created.attributes["externalId"] == "PERS-900"  # the create key, on create only
 
 
 def test_flagged_records_are_left_alone() -> None:
