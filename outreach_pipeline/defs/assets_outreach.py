@@ -3,7 +3,8 @@
 Read in data-flow order in the lineage graph: the Workbooks records the window selected, what was written to
 Outreach from them, and the Outreach ids and flags written back onto them. Each asset speaks to one API and
 holds that API's pool. Organisations go first (a prospect's account is the Outreach account of its Person's
-employer), then People, then Opportunities. The window's Workbooks read waits for the Outreach -> Workbooks
+employer), then People, then Opportunities and Tasks (a task whose primary contact is a synced Person becomes
+an Outreach task on that prospect; completing it in Workbooks runs Outreach's markComplete). The window's Workbooks read waits for the Outreach -> Workbooks
 load of the same records, so within a run one direction's writes are never planned from a read taken before
 the other's; the three-way merge (`engine.merge`) makes the result the same in either order.
 """
@@ -34,6 +35,8 @@ class ReverseFlow:
     workbooks_name: str  # people, organisations, opportunities
     outreach_name: str  # the Outreach collection
     writes_after: tuple[str, ...] = ()  # outreach resources whose records this one links to
+    # The Outreach -> Workbooks load of the same records, which the Workbooks read waits for (None: none).
+    after_load: str | None = None
 
     @property
     def read_key(self) -> dg.AssetKey:
@@ -53,9 +56,11 @@ class ReverseFlow:
 
 
 REVERSE_FLOWS = (
-    ReverseFlow("accounts", "organisations", "accounts"),
-    ReverseFlow("prospects", "people", "prospects", writes_after=("accounts",)),
-    ReverseFlow("opportunities", "opportunities", "opportunities", writes_after=("accounts", "prospects")),
+    ReverseFlow("accounts", "organisations", "accounts", after_load="organisations"),
+    ReverseFlow("prospects", "people", "prospects", writes_after=("accounts",), after_load="people"),
+    ReverseFlow("opportunities", "opportunities", "opportunities", writes_after=("accounts", "prospects"),
+                after_load="opportunities"),
+    ReverseFlow("workbooks_tasks", "tasks", "tasks", writes_after=("prospects",)),
 )
 
 
@@ -68,7 +73,7 @@ def build_read(flow: ReverseFlow, windows: dg.PartitionsDefinition) -> dg.Assets
     @dg.asset(
         key=flow.read_key,
         # After the Outreach -> Workbooks load of the same records in the same run.
-        deps=[dg.AssetKey(["workbooks", flow.workbooks_name])],
+        deps=[dg.AssetKey(["workbooks", flow.after_load])] if flow.after_load else [],
         partitions_def=windows,
         backfill_policy=BACKFILL_IN_ONE_RUN,
         group_name="workbooks_extract",

@@ -36,7 +36,7 @@ import pandas as pd
 from outreach_pipeline.clients.formats import format_wb_date
 from outreach_pipeline.clients.http import ApiError, NotFoundError, ValidationFailed, WriteOutcomeUnknown
 from outreach_pipeline.clients.outreach import API_PREFIX, OutreachClient
-from outreach_pipeline.clients.outreach_records import OutreachRecord
+from outreach_pipeline.clients.outreach_records import OutreachRecord, ResourceRef
 from outreach_pipeline.clients.workbooks import LOOKUP_BATCH_SIZE, Filter, WorkbooksClient, WriteOp
 from outreach_pipeline.engine.extract import extract_entity, opportunity_lookups
 from outreach_pipeline.engine.ledger import TO_OUTREACH_REASON, RecordOutcome, SyncLedger, SyncWindow
@@ -46,11 +46,12 @@ from outreach_pipeline.engine.plan_outreach import (
     UPDATED_AT,
     OutreachAction,
     OutreachDecision,
+    OutreachMemberAction,
     OutreachTwin,
+    outreach_link,
     plan_to_outreach,
 )
 from outreach_pipeline.mapping.models import EntityMapping, LinkTransform, MappingSet
-from outreach_pipeline.mapping.normalise import normalise_link_key
 from outreach_pipeline.mapping.transform import stage_records
 
 #: Columns of the written asset's output: what the link-back step writes to Workbooks.
@@ -164,7 +165,7 @@ class OutreachWriter:
 
     def write(self, changes: pd.DataFrame) -> WriteResult:
         records = [{k: _plain(v) for k, v in row.items()} for row in changes.to_dict("records")]
-        linked = [int(link) for r in records if (link := normalise_link_key(r.get(self.entity.match.link_key)))]
+        linked = [link for r in records if (link := outreach_link(self.entity, r.get(self.entity.match.link_key)))]
         twins = read_outreach_twins(self.client, self.resource, self.entity, linked)
         states = self.ledger.states_by_workbooks_id(self.entity.name, [int(r["id"]) for r in records])
         to_outreach, to_workbooks = self.id_maps()
@@ -223,13 +224,17 @@ class OutreachWriter:
                 record, adopted = self._create(decision)
                 if adopted:
                     return self._adopt(decision, record, base)
+                record = self._run_actions(decision, record.id, record) or record
                 result = {**base, "outcome": "created", "outreach_id": record.id, "link": True}
                 return result, self._outcome(decision, "created", record.id, record, values=decision.values)
             assert decision.outreach_id is not None
-            record = self.client.update(
-                self.resource, decision.outreach_id, decision.attributes, decision.relationships or None
-            )
-            return {**base, "outcome": "updated"}, self._outcome(decision, "updated", record.id, record)
+            updated: OutreachRecord | None = None
+            if decision.attributes or decision.relationships:
+                updated = self.client.update(
+                    self.resource, decision.outreach_id, decision.attributes, decision.relationships or None
+                )
+            updated = self._run_actions(decision, decision.outreach_id, updated)
+            return {**base, "outcome": "updated"}, self._outcome(decision, "updated", decision.outreach_id, updated)
         except _DuplicateHolder as exc:
             message = f"{self.entity.outreach_type} of Workbooks #{decision.workbooks_id}: {exc}"
             return {**base, "outcome": "failed", "error": message, "flag": Flag.DUPLICATE}, None
@@ -255,6 +260,20 @@ class OutreachWriter:
         result = {**base, "outcome": "adopted", "outreach_id": holder.id, "link": True,
                   "fields": json.dumps(to_workbooks) if to_workbooks else None}
         return result, self._outcome(merged, "updated", holder.id, updated, values=values)
+
+    def _run_actions(
+        self, decision: OutreachDecision, outreach_id: int, record: OutreachRecord | None
+    ) -> OutreachRecord | None:
+        """Member actions after the write (markComplete); a lost reply is checked by fetching the record."""
+        for action in decision.actions:
+            if action is OutreachMemberAction.MARK_COMPLETE:
+                try:
+                    record = self.client.mark_task_complete(outreach_id)
+                except WriteOutcomeUnknown:
+                    record = self.client.get(self.resource, outreach_id)
+                    if record.attributes.get("state") != "complete":
+                        raise _NotConfirmed(f"markComplete of task {outreach_id} not confirmed") from None
+        return record
 
     def _create(self, decision: OutreachDecision) -> tuple[OutreachRecord, bool]:
         """Create, finding a create whose reply was lost instead of repeating it; (record, adopted)."""
@@ -285,12 +304,13 @@ class OutreachWriter:
                 return found[0]
             # An email is unique in Outreach: no holder means the create did not land.
             return None
+        params = {"sort": "-createdAt", "page[size]": str(NEWEST_SCAN), "count": "false"}
+        page = next(iter(self.client.iter_pages(f"{API_PREFIX}/{self.resource}", params)), [])
         if decision.create_key is not None:
             attribute, value = decision.create_key
-            params = {"sort": "-createdAt", "page[size]": str(NEWEST_SCAN), "count": "false"}
-            page = next(iter(self.client.iter_pages(f"{API_PREFIX}/{self.resource}", params)), [])
             return next((r for r in page if str(r.attributes.get(attribute) or "") == value), None)
-        return None
+        # No key Outreach keeps (tasks): the newest record holding exactly what was sent.
+        return next((r for r in page if _holds(r, decision)), None)
 
     def _email_holder(self, decision: OutreachDecision) -> OutreachRecord | None:
         """The prospect holding this Person's email, when that is why Outreach refused; raises when it is
@@ -333,7 +353,9 @@ def write_links(client: WorkbooksClient, entity: EntityMapping, results: pd.Data
         workbooks_id = int(row["workbooks_id"])
         if row.get("link") and not pd.isna(row.get("outreach_id")):
             fields = json.loads(row["fields"]) if isinstance(row.get("fields"), str) else {}
-            wanted[workbooks_id] = {**fields, entity.match.link_key: int(row["outreach_id"])}
+            link = int(row["outreach_id"])
+            wanted[workbooks_id] = {**fields, entity.match.link_key: f"{entity.match.link_prefix}{link}"
+                                    if entity.match.link_prefix else link}
         elif row.get("flag") == Flag.DUPLICATE and flags is not None and flags.duplicate:
             wanted[workbooks_id] = {flags.duplicate: True}
         elif row.get("flag") == Flag.SYNC_ERROR and flags is not None:
@@ -354,6 +376,18 @@ def write_links(client: WorkbooksClient, entity: EntityMapping, results: pd.Data
                        method="PUT", path=f"/{entity.workbooks_controller}.api")
     links = sum(1 for fields in wanted.values() if entity.match.link_key in fields)
     return {"links_written": links, "flags_written": len(ops) - links}
+
+
+def _holds(record: OutreachRecord, decision: OutreachDecision) -> bool:
+    """Whether a record has every attribute and relationship a create sent."""
+    for name, value in decision.attributes.items():
+        if record.attributes.get(name) != value:
+            return False
+    for name, value in decision.relationships.items():
+        wanted = value.id if isinstance(value, ResourceRef) else value
+        if record.relationships.get(name) != wanted:
+            return False
+    return True
 
 
 def workbooks_form(entity: EntityMapping, name: str, value: Any) -> Any:

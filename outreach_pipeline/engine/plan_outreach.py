@@ -30,6 +30,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from outreach_pipeline.clients.outreach_records import ResourceRef
 from outreach_pipeline.engine.ledger import FieldConflict, RecordState
 from outreach_pipeline.engine.merge import NO_BASE, Side, conflict_of, ledger_base, record_time, resolve_field
 from outreach_pipeline.engine.plan import read_field
@@ -46,6 +47,21 @@ from outreach_pipeline.mapping.normalise import is_blank, normalise_link_key, no
 UPDATED_AT = "updated_at"
 #: The Workbooks field whose value is written as the Outreach record's key on create.
 OBJECT_REF = "object_ref"
+
+
+class OutreachMemberAction(enum.StrEnum):
+    """Outreach member actions a decision may need after its write (a read-only attribute changes only so)."""
+
+    MARK_COMPLETE = "markComplete"
+
+
+#: (Outreach type, attribute) -> {value: action}: attributes written only through a member action.
+ACTION_ATTRIBUTES: dict[tuple[str, str], dict[str, OutreachMemberAction]] = {
+    ("task", "state"): {"complete": OutreachMemberAction.MARK_COMPLETE},
+}
+#: (Outreach type, read-only relationship) -> the writable relationship that sets it (a task's `prospect` is
+#: read-only; its polymorphic `subject` is written with the prospect as target).
+WRITTEN_THROUGH: dict[tuple[str, str], str] = {("task", "prospect"): "subject"}
 
 
 class OutreachAction(enum.StrEnum):
@@ -75,7 +91,8 @@ class OutreachDecision(BaseModel):
     reason: str | None = None
     error: str | None = None
     attributes: dict[str, Any] = Field(default_factory=dict)
-    relationships: dict[str, int | None] = Field(default_factory=dict)
+    relationships: dict[str, Any] = Field(default_factory=dict)
+    actions: list[OutreachMemberAction] = Field(default_factory=list)
     values: dict[str, Any] | None = None
     conflicts: list[FieldConflict] = Field(default_factory=list)
     create_key: tuple[str, str] | None = None
@@ -140,10 +157,9 @@ class _OutreachPlanner:
             or (flags.duplicate is not None and _truthy(read_field(record, flags.duplicate)))
         ):
             return OutreachDecision(workbooks_id=workbooks_id, action=OutreachAction.SKIP, reason="flagged")
-        link = normalise_link_key(read_field(record, self.entity.match.link_key))
-        if link is None:
+        outreach_id = outreach_link(self.entity, read_field(record, self.entity.match.link_key))
+        if outreach_id is None:
             return self._create(record, workbooks_id)
-        outreach_id = int(link)
         twin = self.twins.get(outreach_id)
         if twin is None:
             return OutreachDecision(
@@ -154,15 +170,23 @@ class _OutreachPlanner:
 
     def _create(self, record: dict[str, Any], workbooks_id: int) -> OutreachDecision:
         attributes: dict[str, Any] = {}
-        relationships: dict[str, int | None] = {}
+        relationships: dict[str, Any] = {}
+        actions: list[OutreachMemberAction] = []
         values: dict[str, Any] = {}
         for field in self.fields:
             value = self.canonical_workbooks(field, record)
             if value is None or value == ():
+                if field.required:
+                    return OutreachDecision(workbooks_id=workbooks_id, action=OutreachAction.SKIP,
+                                            reason="required_blank")
                 continue
             try:
-                self._write(field, value, attributes, relationships)
+                self._write(field, value, attributes, relationships, actions)
             except _Unresolved:
+                if field.required:
+                    # e.g. a task whose contact is not a synced Person: read again every window until it is.
+                    return OutreachDecision(workbooks_id=workbooks_id, action=OutreachAction.SKIP,
+                                            reason="link_not_synced")
                 continue  # the target is not in Outreach yet: the link is written once it is
             if field.direction == "both":
                 values[field.workbooks] = _jsonable(value)
@@ -171,14 +195,15 @@ class _OutreachPlanner:
             attributes[key[0]] = key[1]
         return OutreachDecision(
             workbooks_id=workbooks_id, action=OutreachAction.CREATE, attributes=attributes,
-            relationships=relationships, values=values, create_key=key, email=self._email(record),
+            relationships=relationships, actions=actions, values=values, create_key=key, email=self._email(record),
         )
 
     def _update(
         self, record: dict[str, Any], workbooks_id: int, twin: OutreachTwin, state: RecordState | None
     ) -> OutreachDecision:
         attributes: dict[str, Any] = {}
-        relationships: dict[str, int | None] = {}
+        relationships: dict[str, Any] = {}
+        actions: list[OutreachMemberAction] = []
         values: dict[str, Any] = dict(state.values or {}) if state is not None else {}
         conflicts: list[FieldConflict] = []
         outreach_won: dict[str, Any] = {}
@@ -198,7 +223,7 @@ class _OutreachPlanner:
                 outreach_won[field.workbooks] = _jsonable(outreach_value)
             if resolution.winner is Side.WORKBOOKS:
                 try:
-                    self._write(field, workbooks_value, attributes, relationships, current=twin.attributes)
+                    self._write(field, workbooks_value, attributes, relationships, actions, current=twin.attributes)
                 except _Unresolved:
                     continue
                 if resolution.conflict:
@@ -210,10 +235,11 @@ class _OutreachPlanner:
                 continue
             if resolution.winner is Side.WORKBOOKS or (resolution.winner is None and resolution.agreed is not NO_BASE):
                 values[field.workbooks] = _jsonable(resolution.value)
-        action = OutreachAction.UPDATE if attributes or relationships else OutreachAction.UNCHANGED
+        action = OutreachAction.UPDATE if attributes or relationships or actions else OutreachAction.UNCHANGED
         return OutreachDecision(
             workbooks_id=workbooks_id, outreach_id=twin.outreach_id, action=action, attributes=attributes,
-            relationships=relationships, values=values, conflicts=conflicts, outreach_won=outreach_won,
+            relationships=relationships, actions=actions, values=values, conflicts=conflicts,
+            outreach_won=outreach_won,
         )
 
     # --- values ------------------------------------------------------------------------------------------
@@ -245,24 +271,32 @@ class _OutreachPlanner:
         field: FieldMapping,
         value: Hashable,
         attributes: dict[str, Any],
-        relationships: dict[str, int | None],
+        relationships: dict[str, Any],
+        actions: list[OutreachMemberAction],
         *,
         current: Mapping[str, Any] | None = None,
     ) -> None:
         """Add the Outreach form of a canonical Workbooks value to a write (the reverse transform)."""
         source = field.source
         transform = field.transform
+        outreach_type = self.entity.outreach_type
         if isinstance(transform, LinkTransform):
             relation = source.column.removesuffix("Id")
+            through = WRITTEN_THROUGH.get((outreach_type, relation))
             if value is None:
-                relationships[relation] = None
+                relationships[through or relation] = None
                 return
             target = self.to_outreach_ids.get(transform.entity, {}).get(int(value))  # type: ignore[arg-type]
             if target is None:
                 raise _Unresolved
-            relationships[relation] = target
+            relationships[through or relation] = ResourceRef(relation, target) if through else target
             return
         outreach_value = to_outreach_value(field, value)
+        if (outreach_type, source.column) in ACTION_ATTRIBUTES:
+            # Read-only in Outreach: only the values an action sets are reached, the others are left.
+            if (action := ACTION_ATTRIBUTES[(outreach_type, source.column)].get(str(outreach_value))) is not None:
+                actions.append(action)
+            return
         if isinstance(transform, WbCurrencyTransform):
             amount, code = outreach_value if outreach_value is not None else (None, None)
             attributes[source.column] = amount
@@ -295,6 +329,14 @@ class _OutreachPlanner:
 
 class _Unresolved(Exception):
     """A link whose target is not synced on the side it must be written to."""
+
+
+def outreach_link(entity: EntityMapping, value: Any) -> int | None:
+    """The Outreach id in a Workbooks link-key value (``17``, ``"17"``, ``"task:17"``), None when blank."""
+    if is_blank(value):
+        return None
+    link = normalise_link_key(str(value).strip().removeprefix(entity.match.link_prefix))
+    return int(link) if link is not None and link.isdigit() else None
 
 
 def writable_to_outreach(field: FieldMapping) -> bool:

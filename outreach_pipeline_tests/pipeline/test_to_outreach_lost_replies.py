@@ -1,6 +1,7 @@
 """Acceptance: with the sandbox dropping the connection after committing a create, exactly one record exists
-after the run, linked back, for prospects, accounts and opportunities (the lost create is looked up by the key
-written on create, never retried blind)."""
+after the run, linked back, for prospects, accounts, opportunities and tasks (the lost create is looked up by
+the key written on create, or for a task by its content among the newest, never retried blind). The task of a
+synced Person, completed in Workbooks, is completed in Outreach through markComplete."""
 
 from __future__ import annotations
 
@@ -32,15 +33,21 @@ def test_a_create_whose_reply_is_lost_after_the_commit_exists_once(tmp_path: Pat
         opportunity = create_workbooks(pipe, "crm/opportunities", {
             "description": "Dropped deal", "probability": 40, "organisation_id": org["id"],
             "cf_opportunity_sync_to_outreach": True})
+        task = create_workbooks(pipe, "activity/tasks", {
+            "name": "Call back", "activity_type": "Phone call", "description": "About the renewal",
+            "due_date": "5 Nov 2026", "activity_status": "Complete", "primary_contact_type": "Private::Crm::Person",
+            "primary_contact_id": person["id"], "cf_task_sync_to_outreach": True})
+        orphan_task = create_workbooks(pipe, "activity/tasks", {
+            "name": "Nobody's", "activity_type": "To-do", "cf_task_sync_to_outreach": True})
         pipe.sandbox.outreach_middleware.injector.add(parse_fault_spec(",".join(
             f"drop_after_write:count={count}:methods=POST:path=/api/v2/{resource}"
-            for resource, count in (("accounts", 1), ("prospects", 2), ("opportunities", 1))
+            for resource, count in (("accounts", 1), ("prospects", 2), ("opportunities", 1), ("tasks", 1))
         )))
         result = pipe.run(FIRST_EDIT_WINDOW, raise_on_error=False)
         faults = pipe.sandbox.outreach_middleware.stats.snapshot()["faults"]
         pipe.sandbox.outreach_middleware.injector.clear()
         assert result.success
-        assert sum(faults.values()) == 4, faults
+        assert sum(faults.values()) == 5, faults
 
         for record_type, controller, workbooks_record, link_key, key_attribute in (
             ("account", "crm/organisations", org, "cf_organisation_outreach_id", "customId"),
@@ -60,3 +67,15 @@ def test_a_create_whose_reply_is_lost_after_the_commit_exists_once(tmp_path: Pat
         assert opportunity_made.attributes["name"] == "Dropped deal"
         assert opportunity_made.attributes["probability"] == 40
         assert opportunity_made.relationships.get("account") == account_made.id
+
+        prospect_id = int(read_workbooks(pipe, "crm/people", person["id"])["cf_person_outreach_id"])
+        tasks = [r for r in outreach_records(pipe.sandbox, "task") if r.attributes.get("note") == "About the renewal"]
+        assert len(tasks) == 1, len(tasks)
+        made_task = tasks[0]
+        assert made_task.relationships.get("subject") == {"type": "prospect", "id": prospect_id}
+        assert made_task.attributes["action"] == "call"
+        assert made_task.attributes["state"] == "complete"
+        assert made_task.attributes["dueAt"].startswith("2026-11-05")
+        assert read_workbooks(pipe, "activity/tasks", task["id"])["cf_task_outreach_id"] == f"task:{made_task.id}"
+        # A task whose primary contact is not a synced Person stays in Workbooks.
+        assert read_workbooks(pipe, "activity/tasks", orphan_task["id"]).get("cf_task_outreach_id") in (None, "")
