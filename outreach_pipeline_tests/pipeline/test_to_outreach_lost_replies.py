@@ -47,7 +47,6 @@ def test_a_create_whose_reply_is_lost_after_the_commit_exists_once(tmp_path: Pat
         faults = pipe.sandbox.outreach_middleware.stats.snapshot()["faults"]
         pipe.sandbox.outreach_middleware.injector.clear()
         assert result.success
-        assert sum(faults.values()) == 5, faults
 
         for record_type, controller, workbooks_record, link_key, key_attribute in (
             ("account", "crm/organisations", org, "cf_organisation_outreach_id", "customId"),
@@ -79,3 +78,4 @@ def test_a_create_whose_reply_is_lost_after_the_commit_exists_once(tmp_path: Pat
         assert read_workbooks(pipe, "activity/tasks", task["id"])["cf_task_outreach_id"] == f"task:{made_task.id}"
         # A task whose primary contact is not a synced Person stays in Workbooks.
         assert read_workbooks(pipe, "activity/tasks", orphan_task["id"]).get("cf_task_outreach_id") in (None, "")
+        assert sum(faults.values()) == 5, faults  # every create's reply was lost once
