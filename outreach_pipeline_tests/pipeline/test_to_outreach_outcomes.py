@@ -13,7 +13,7 @@ from outreach_pipeline_tests.pipeline.two_way import (
     FIRST_EDIT_WINDOW,
     HOUR,
     SMALL_SEED,
-    TO_OUTREACH_PEOPLE,
+    TO_OUTREACH,
     create_workbooks,
     edit_workbooks,
     person_fields,
@@ -42,7 +42,7 @@ def test_duplicate_emails_adopt_or_flag_and_refusals_flag_until_cleared(tmp_path
         first = create_workbooks(pipe, "crm/people", {
             "person_first_name": "First", "person_last_name": "Holder", "main_location[email]": "shared@dup.example",
             "cf_person_sync_to_outreach": True})
-        run_assets(pipe, window, TO_OUTREACH_PEOPLE)
+        run_assets(pipe, window, TO_OUTREACH)
 
         # The seeded prospect was unlinked: adopted (linked and merged), no second prospect with its email.
         adopted = person_fields(pipe, adopter["id"])
@@ -56,7 +56,7 @@ def test_duplicate_emails_adopt_or_flag_and_refusals_flag_until_cleared(tmp_path
         second = create_workbooks(pipe, "crm/people", {
             "person_first_name": "Second", "person_last_name": "Claimant", "main_location[email]": "shared@dup.example",
             "cf_person_sync_to_outreach": True})
-        run_assets(pipe, window, TO_OUTREACH_PEOPLE)
+        run_assets(pipe, window, TO_OUTREACH)
         second_now = person_fields(pipe, second["id"])
         assert second_now["cf_person_outreach_duplicate"] is True
         assert second_now.get("cf_person_outreach_id") in (None, "")
@@ -69,7 +69,7 @@ def test_duplicate_emails_adopt_or_flag_and_refusals_flag_until_cleared(tmp_path
             "person_first_name": "Refused", "person_last_name": "Once", "cf_person_sync_to_outreach": True})
         pipe.sandbox.outreach_middleware.injector.add(parse_fault_spec(
             "status:status=422:count=1:methods=POST:path=/api/v2/prospects"))
-        run_assets(pipe, window, TO_OUTREACH_PEOPLE)
+        run_assets(pipe, window, TO_OUTREACH)
         pipe.sandbox.outreach_middleware.injector.clear()
         refused_now = person_fields(pipe, refused["id"])
         assert refused_now["cf_person_outreach_sync_error"] is True
@@ -80,12 +80,12 @@ def test_duplicate_emails_adopt_or_flag_and_refusals_flag_until_cleared(tmp_path
         window += HOUR
         set_clocks(pipe, window + HOUR / 6)
         edit_workbooks(pipe, "crm/people", refused["id"], {"person_last_name": "Still flagged"})
-        run_assets(pipe, window, TO_OUTREACH_PEOPLE)
+        run_assets(pipe, window, TO_OUTREACH)
         assert person_fields(pipe, refused["id"]).get("cf_person_outreach_id") in (None, "")
         # ...until a person clears the flag: the next window syncs it.
         window += HOUR
         set_clocks(pipe, window + HOUR / 6)
         edit_workbooks(pipe, "crm/people", refused["id"], {"cf_person_outreach_sync_error": False})
-        run_assets(pipe, window, TO_OUTREACH_PEOPLE)
+        run_assets(pipe, window, TO_OUTREACH)
         healed = int(person_fields(pipe, refused["id"])["cf_person_outreach_id"])
         assert prospect(pipe, healed).attributes["lastName"] == "Still flagged"

@@ -20,7 +20,7 @@ from outreach_pipeline_tests.pipeline.two_way import (
     FIRST_EDIT_WINDOW,
     HOUR,
     SMALL_SEED,
-    TO_OUTREACH_PEOPLE,
+    TO_OUTREACH,
     TO_WORKBOOKS_PEOPLE,
     create_workbooks,
     edit_prospect,
@@ -61,7 +61,7 @@ def _sides(pipe: Pipeline, person_id: int, outreach_id: int) -> tuple[dict, dict
 
 def test_random_two_way_edits_converge_and_the_next_cycle_writes_nothing(tmp_path: Path) -> None:
     with two_way_pipeline(tmp_path, **SMALL_SEED) as pipe:
-        both = TO_WORKBOOKS_PEOPLE + TO_OUTREACH_PEOPLE
+        both = TO_WORKBOOKS_PEOPLE + TO_OUTREACH
         set_clocks(pipe, FIRST_EDIT_WINDOW + HOUR / 6)
         ids = [create_workbooks(pipe, "crm/people", {"person_first_name": "Start", "person_last_name": f"P{i}",
                                                      "cf_person_sync_to_outreach": True})["id"]

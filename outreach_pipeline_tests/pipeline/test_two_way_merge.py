@@ -13,7 +13,7 @@ from outreach_pipeline_tests.pipeline.two_way import (
     FIRST_EDIT_WINDOW,
     HOUR,
     SMALL_SEED,
-    TO_OUTREACH_PEOPLE,
+    TO_OUTREACH,
     TO_WORKBOOKS_PEOPLE,
     create_workbooks,
     edit_prospect,
@@ -42,7 +42,7 @@ def _scenario(home: Path, outreach_first: bool) -> tuple[dict[str, dict[str, Any
         ids = {key: create_workbooks(pipe, "crm/people", {**fields, "cf_person_sync_to_outreach": True})["id"]
                for key, fields in PEOPLE.items()}
         run_assets(pipe, SETUP, TO_WORKBOOKS_PEOPLE)
-        run_assets(pipe, SETUP, TO_OUTREACH_PEOPLE)
+        run_assets(pipe, SETUP, TO_OUTREACH)
         links = {key: int(person_fields(pipe, person_id)["cf_person_outreach_id"]) for key, person_id in ids.items()}
 
         # a: each side edits another field. b: both edit the title, Workbooks later. c: both edit the first
@@ -60,13 +60,13 @@ def _scenario(home: Path, outreach_first: bool) -> tuple[dict[str, dict[str, Any
 
         # The sync itself runs in the next hour, so its writes are read back in the READ_BACK window.
         set_clocks(pipe, READ_BACK + HOUR / 6)
-        order = [TO_WORKBOOKS_PEOPLE, TO_OUTREACH_PEOPLE] if outreach_first else [TO_OUTREACH_PEOPLE, TO_WORKBOOKS_PEOPLE]
+        order = [TO_WORKBOOKS_PEOPLE, TO_OUTREACH] if outreach_first else [TO_OUTREACH, TO_WORKBOOKS_PEOPLE]
         for keys in order:
             run_assets(pipe, EDITS, keys)
         state = {key: _both_sides(pipe, ids[key], links[key]) for key in PEOPLE}
 
         before = (outreach_writes(pipe), workbooks_writes(pipe))
-        run_assets(pipe, READ_BACK, TO_WORKBOOKS_PEOPLE + TO_OUTREACH_PEOPLE)
+        run_assets(pipe, READ_BACK, TO_WORKBOOKS_PEOPLE + TO_OUTREACH)
         writes_after_read_back = (outreach_writes(pipe), workbooks_writes(pipe))
         ledger = SyncLedger(pipe.ledger_url)
         try:

@@ -13,6 +13,7 @@ import dagster as dg
 from outreach_pipeline.clients.outreach import OutreachClient
 from outreach_pipeline.clients.workbooks import WorkbooksClient, WriteOp
 from outreach_pipeline.definitions import build_definitions as build_code_location
+from outreach_pipeline.defs.assets_outreach import REVERSE_KEYS
 from outreach_pipeline.defs.io_manager import WindowedParquetIOManager
 from outreach_pipeline.defs.jobs import SYNC_JOB
 from outreach_pipeline.defs.resources import LedgerResource, OutreachResource, SyncSettings, WorkbooksResource
@@ -90,8 +91,8 @@ def outreach_by_id(pipe: Pipeline, resource_type: str) -> dict[int, Any]:
 #: (The prospects' extract reads the opportunities' extract of its window, for the prospects they point at.)
 TO_WORKBOOKS_PEOPLE = [dg.AssetKey(["outreach", "opportunities"]), dg.AssetKey(["outreach", "prospects"]), dg.AssetKey(["staged", "people"]),
                        dg.AssetKey(["workbooks", "people"])]
-TO_OUTREACH_PEOPLE = [dg.AssetKey(["workbooks", "changed_people"]), dg.AssetKey(["outreach", "prospects_written"]),
-                      dg.AssetKey(["workbooks", "people_linked"])]
+#: The Workbooks -> Outreach assets (three multi-asset steps, every record type).
+TO_OUTREACH = list(REVERSE_KEYS)
 
 
 @contextmanager
