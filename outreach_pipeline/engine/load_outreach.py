@@ -218,7 +218,8 @@ class OutreachWriter:
         if decision.action in (OutreachAction.SKIP, OutreachAction.FAILED):
             return {**base, "outcome": "skipped" if decision.action is OutreachAction.SKIP else "failed"}, None
         if decision.action is OutreachAction.UNCHANGED:
-            return {**base, "outcome": "unchanged"}, self._outcome(decision, "unchanged", decision.outreach_id, None)
+            # Nothing written: the ledger keeps the other direction's outcome and Outreach version for it.
+            return {**base, "outcome": "unchanged"}, None
         try:
             if decision.action is OutreachAction.CREATE:
                 record, adopted = self._create(decision)
