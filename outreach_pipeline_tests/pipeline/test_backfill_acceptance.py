@@ -150,7 +150,7 @@ def test_every_prospect_that_cannot_sync_is_accounted_for_with_its_reason(backfi
                 assert re.search(rf"{source} is \d+ characters, over the 255 limit", state.last_error or "")
         else:
             assert state.last_outcome == "created", (outreach_id, state)
-    assert sum(1 for s in states.values() if s.last_outcome == "failed") >= PROSPECTS // 50
+    assert sum(1 for s in states.values() if s.last_outcome == "failed") >= PROSPECTS // 100  # duplicates, over-long
     # The seed's prospects without an email (about 5 %) are created, not failed every run.
     no_email = [i for i, r in prospects.items() if not (r.attributes.get("emails") or []) and not _over_limit(r)]
     assert len(no_email) >= PROSPECTS // 50
