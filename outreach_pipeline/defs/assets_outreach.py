@@ -23,6 +23,7 @@ from outreach_pipeline.engine.extract import window_of
 from outreach_pipeline.engine.ledger import SyncWindow
 from outreach_pipeline.engine.load_outreach import OutreachWriter, read_workbooks_changes, write_links
 from outreach_pipeline.engine.merge import record_time
+from outreach_pipeline.engine.outcome import Outcome
 from outreach_pipeline.engine.plan_outreach import UPDATED_AT
 
 OWNERS = ["team:data-engineering"]
@@ -172,8 +173,8 @@ def build_writes(windows: dg.PartitionsDefinition) -> dg.AssetsDefinition:
                 result.results[WINDOW_COLUMN] = pd.to_datetime(
                     result.results["workbooks_id"].astype(int).map(windows_by_id), utc=True
                 )
-                counts = {name: result.counts.get(name, 0)
-                          for name in ("created", "adopted", "updated", "unchanged", "skipped", "failed")}
+                # "adopted": an unlinked Outreach prospect holding the Person's email, linked and merged.
+                counts = {str(name): result.counts.get(name, 0) for name in (*Outcome, "adopted")}
                 context.log.info("%s: %s", flow.outreach_name, counts)
                 yield dg.Output(result.results, output_name=_write_out(flow), metadata={
                     **{f"records_{name}": count for name, count in counts.items()},
@@ -182,8 +183,8 @@ def build_writes(windows: dg.PartitionsDefinition) -> dg.AssetsDefinition:
                     "preview": dg.MetadataValue.json(result.preview),
                 })
                 yield dg.AssetCheckResult(
-                    asset_key=flow.write_key, check_name="no_failed_writes", passed=counts["failed"] == 0,
-                    severity=dg.AssetCheckSeverity.WARN, metadata={"failed": counts["failed"]},
+                    asset_key=flow.write_key, check_name="no_failed_writes", passed=counts[Outcome.FAILED] == 0,
+                    severity=dg.AssetCheckSeverity.WARN, metadata={"failed": counts[Outcome.FAILED]},
                 )
             context.log.info("Outreach requests: %d", client.stats.total_requests)
 

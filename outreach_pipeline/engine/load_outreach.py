@@ -40,6 +40,7 @@ from outreach_pipeline.clients.outreach_records import OutreachRecord, ResourceR
 from outreach_pipeline.clients.workbooks import LOOKUP_BATCH_SIZE, Filter, WorkbooksClient, WriteOp
 from outreach_pipeline.engine.extract import extract_entity, opportunity_lookups
 from outreach_pipeline.engine.ledger import TO_OUTREACH_REASON, RecordOutcome, SyncLedger, SyncWindow
+from outreach_pipeline.engine.outcome import Outcome
 from outreach_pipeline.engine.plan import ERROR_MESSAGE_LIMIT
 from outreach_pipeline.engine.plan_outreach import (
     OBJECT_REF,
@@ -182,7 +183,7 @@ class OutreachWriter:
                 results.append(result)
                 if outcome is not None:
                     outcomes.append(outcome)
-                    if outcome.outcome in ("created", "updated"):
+                    if outcome.outcome.wrote:
                         self.ledger.record_conflicts(self.run_id, decision.conflicts)
                         conflicts += len(decision.conflicts)
         finally:
@@ -216,18 +217,18 @@ class OutreachWriter:
         base = {"workbooks_id": decision.workbooks_id, "outreach_id": decision.outreach_id, "reason": decision.reason,
                 "error": None, "link": False, "flag": None, "fields": None}
         if decision.action in (OutreachAction.SKIP, OutreachAction.FAILED):
-            return {**base, "outcome": "skipped" if decision.action is OutreachAction.SKIP else "failed"}, None
+            return {**base, "outcome": Outcome.SKIPPED if decision.action is OutreachAction.SKIP else Outcome.FAILED}, None
         if decision.action is OutreachAction.UNCHANGED:
             # Nothing written: the ledger keeps the other direction's outcome and Outreach version for it.
-            return {**base, "outcome": "unchanged"}, None
+            return {**base, "outcome": Outcome.UNCHANGED}, None
         try:
             if decision.action is OutreachAction.CREATE:
                 record, adopted = self._create(decision)
                 if adopted:
                     return self._adopt(decision, record, base)
                 record = self._run_actions(decision, record.id, record) or record
-                result = {**base, "outcome": "created", "outreach_id": record.id, "link": True}
-                return result, self._outcome(decision, "created", record.id, record, values=decision.values)
+                result = {**base, "outcome": Outcome.CREATED, "outreach_id": record.id, "link": True}
+                return result, self._outcome(decision, Outcome.CREATED, record.id, record, values=decision.values)
             assert decision.outreach_id is not None
             updated: OutreachRecord | None = None
             if decision.attributes or decision.relationships:
@@ -235,15 +236,15 @@ class OutreachWriter:
                     self.resource, decision.outreach_id, decision.attributes, decision.relationships or None
                 )
             updated = self._run_actions(decision, decision.outreach_id, updated)
-            return {**base, "outcome": "updated"}, self._outcome(decision, "updated", decision.outreach_id, updated)
+            return {**base, "outcome": Outcome.UPDATED}, self._outcome(decision, Outcome.UPDATED, decision.outreach_id, updated)
         except _DuplicateHolder as exc:
             message = f"{self.entity.outreach_type} of Workbooks #{decision.workbooks_id}: {exc}"
-            return {**base, "outcome": "failed", "error": message, "flag": Flag.DUPLICATE}, None
+            return {**base, "outcome": Outcome.FAILED, "error": message, "flag": Flag.DUPLICATE}, None
         except NotFoundError:
-            return {**base, "outcome": "skipped", "reason": "outreach_missing"}, None
+            return {**base, "outcome": Outcome.SKIPPED, "reason": "outreach_missing"}, None
         except (ValidationFailed, _NotConfirmed) as exc:
             message = f"Workbooks #{decision.workbooks_id}: Outreach refused the write: {_reason(exc)}"
-            return {**base, "outcome": "failed", "error": message[:ERROR_MESSAGE_LIMIT], "flag": Flag.SYNC_ERROR}, None
+            return {**base, "outcome": Outcome.FAILED, "error": message[:ERROR_MESSAGE_LIMIT], "flag": Flag.SYNC_ERROR}, None
 
     def _adopt(
         self, decision: OutreachDecision, holder: OutreachRecord, base: dict[str, Any]
@@ -260,7 +261,7 @@ class OutreachWriter:
         to_workbooks = {name: workbooks_form(self.entity, name, value) for name, value in merged.outreach_won.items()}
         result = {**base, "outcome": "adopted", "outreach_id": holder.id, "link": True,
                   "fields": json.dumps(to_workbooks) if to_workbooks else None}
-        return result, self._outcome(merged, "updated", holder.id, updated, values=values)
+        return result, self._outcome(merged, Outcome.UPDATED, holder.id, updated, values=values)
 
     def _run_actions(
         self, decision: OutreachDecision, outreach_id: int, record: OutreachRecord | None
@@ -331,16 +332,16 @@ class OutreachWriter:
         return holder
 
     def _outcome(
-        self, decision: OutreachDecision, outcome: str, outreach_id: int | None, record: OutreachRecord | None,
+        self, decision: OutreachDecision, outcome: Outcome, outreach_id: int | None, record: OutreachRecord | None,
         *, values: dict[str, Any] | None = None,
     ) -> RecordOutcome | None:
         if outreach_id is None:
             return None
         return RecordOutcome(
-            entity=self.entity.name, outreach_id=outreach_id, outcome=outcome,  # type: ignore[arg-type]
+            entity=self.entity.name, outreach_id=outreach_id, outcome=outcome,
             workbooks_id=decision.workbooks_id,
             outreach_updated_at=record.updated_at if record is not None else None,
-            values=values if values is not None or outcome == "created" else decision.values,
+            values=values if values is not None or outcome is Outcome.CREATED else decision.values,
             diff={**decision.attributes, **{f"{k}Id": v for k, v in decision.relationships.items()}} or None,
             reason=TO_OUTREACH_REASON,
         )

@@ -39,7 +39,7 @@ from typing import Any, Literal
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
-from outreach_pipeline.engine.ledger import FieldConflict, Outcome, PendingRelation, RecordState
+from outreach_pipeline.engine.ledger import FieldConflict, PendingRelation, RecordState
 from outreach_pipeline.engine.merge import (
     NO_BASE,
     Side,
@@ -49,6 +49,7 @@ from outreach_pipeline.engine.merge import (
     record_time,
     resolve_field,
 )
+from outreach_pipeline.engine.outcome import Outcome
 from outreach_pipeline.mapping.errors import ErrorKind, ValidationError, read_errors
 from outreach_pipeline.mapping.models import (
     BooleanTransform,
@@ -80,11 +81,11 @@ SHARERS_COLUMN = "natural_key_sharers"
 ERROR_MESSAGE_LIMIT = 4000
 
 _OUTCOME_OF_ACTION: dict[str, Outcome] = {
-    "create": "created",
-    "update": "updated",
-    "unchanged": "unchanged",
-    "skip": "skipped",
-    "failed": "failed",
+    "create": Outcome.CREATED,
+    "update": Outcome.UPDATED,
+    "unchanged": Outcome.UNCHANGED,
+    "skip": Outcome.SKIPPED,
+    "failed": Outcome.FAILED,
 }
 
 
@@ -564,7 +565,7 @@ def _error_set_by_us(message: Any, state: RecordState | None, outreach_type: str
     says the record's last outcome was a failure. The exact text may differ from the ledger's last error (a
     later failure of another kind did not rewrite the flag), so the label, not the text, identifies it.
     """
-    if state is None or state.last_outcome != "failed":
+    if state is None or state.last_outcome is not Outcome.FAILED:
         return False
     text = normalise_value(message, _STRING)
     return isinstance(text, str) and text.startswith(f"{outreach_type} {state.outreach_id}: ")

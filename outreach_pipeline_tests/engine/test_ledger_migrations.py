@@ -90,6 +90,8 @@ def _row_counts(engine: sa.Engine) -> dict[str, int]:
 def _datetimes(value: Any) -> list[datetime]:
     if isinstance(value, datetime):
         return [value]
+    if isinstance(value, str):  # plain text and str enums (Outcome) hold no datetime
+        return []
     if isinstance(value, dict):
         return [moment for item in value.values() for moment in _datetimes(item)]
     if isinstance(value, list | tuple):
@@ -333,10 +335,10 @@ def test_a_table_no_revision_creates_is_refused(tmp_path: Path) -> None:
     extended = sa.MetaData()
     for table in metadata.tables.values():
         table.to_metadata(extended)
-    sa.Table("sync_writer_lock", extended, sa.Column("entity", sa.String(64), primary_key=True))
+    sa.Table("sync_unmigrated_example", extended, sa.Column("entity", sa.String(64), primary_key=True))
     with pytest.raises(UnmigratedTablesError) as raised:
         upgrade_to_head(ledger.engine, extended)
-    assert raised.value.tables == ["sync_writer_lock"]
+    assert raised.value.tables == ["sync_unmigrated_example"]
     ledger.dispose()
 
 
