@@ -89,7 +89,8 @@ def outreach_by_id(pipe: Pipeline, resource_type: str) -> dict[int, Any]:
 
 #: Outreach -> Workbooks and Workbooks -> Outreach assets of people/prospects, for runs of one direction.
 #: (The prospects' extract reads the opportunities' extract of its window, for the prospects they point at.)
-TO_WORKBOOKS_PEOPLE = [dg.AssetKey(["outreach", "opportunities"]), dg.AssetKey(["outreach", "prospects"]), dg.AssetKey(["staged", "people"]),
+TO_WORKBOOKS_PEOPLE = [dg.AssetKey(["outreach", "opportunities"]), dg.AssetKey(["outreach", "prospects"]),
+                       dg.AssetKey(["staged", "people"]), dg.AssetKey(["outreach", "prospect_email_holders"]),
                        dg.AssetKey(["workbooks", "people"])]
 #: The Workbooks -> Outreach assets (three multi-asset steps, every record type).
 TO_OUTREACH = list(REVERSE_KEYS)
