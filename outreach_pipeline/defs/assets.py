@@ -7,6 +7,7 @@ from the prospect's account), then Opportunities (organisation and contacts from
 
 
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import dagster as dg
@@ -17,16 +18,17 @@ from outreach_pipeline.defs.resources import LedgerResource, OutreachResource, S
 from outreach_pipeline.engine.extract import (
     EXTRACT_ERROR_COLUMN,
     ROLES_COLUMN,
+    Extract,
     extract_entity,
-    ids_to_pull,
     opportunity_lookups,
     referenced_ids,
 )
+from outreach_pipeline.engine.extract_engagement import extract_sequence_states, extract_tasks, sequence_state_lookups
 from outreach_pipeline.engine.ledger import SyncWindow
-from outreach_pipeline.engine.load import EntityLoader
+from outreach_pipeline.engine.routing import RoutedLoader, ids_to_pull_routed, stage_routed
 from outreach_pipeline.engine.preflight import run_preflight
 from outreach_pipeline.mapping.errors import ErrorKind, ValidationError, has_kind
-from outreach_pipeline.mapping.transform import lineage_columns, outreach_fields, stage_records
+from outreach_pipeline.mapping.transform import lineage_columns, outreach_fields
 
 OWNERS = ["team:data-engineering"]
 # single_run() is what a range backfill needs (one extract per range); it is stable in use, only labelled beta.
@@ -56,6 +58,8 @@ class EntityFlow:
     # (extract asset name, column) of other entities whose rows point at this one: the records they point at
     # that were never synced are pulled into the same run, so their links resolve without waiting a run.
     referenced_by: tuple[tuple[str, str], ...] = ()
+    extractor: Callable[..., Extract] = extract_entity  # (client, resource, start, end, *, retry_ids, ...)
+    lookups: Callable[[pd.DataFrame], dict[str, pd.DataFrame]] | None = None  # the mapping's lookup frames
 
     @property
     def extract_key(self) -> dg.AssetKey:
@@ -74,8 +78,18 @@ FLOWS = (
     EntityFlow("accounts", "accounts", "organisations",
                referenced_by=(("prospects", "accountId"), ("opportunities", "accountId"))),
     EntityFlow("prospects", "prospects", "people", loads_after=("organisations",),
-               referenced_by=(("opportunities", ROLES_COLUMN),)),
-    EntityFlow("opportunities", "opportunities", "opportunities", loads_after=("organisations", "people")),
+               referenced_by=(("opportunities", ROLES_COLUMN), ("tasks", "prospectId"), ("calls", "prospectId"),
+                              ("sequenceStates", "prospectId"))),
+    EntityFlow("opportunities", "opportunities", "opportunities", loads_after=("organisations", "people"),
+               lookups=opportunity_lookups),
+    # Engagement (engine/extract_engagement.py, engine/routing.py): tasks (in_person ones routed to meetings),
+    # calls, sequences, and sequence states onto people.
+    EntityFlow("tasks", "tasks", "tasks", loads_after=("people",), referenced_by=(("calls", "taskId"),),
+               extractor=extract_tasks),
+    EntityFlow("calls", "calls", "calls", loads_after=("people", "tasks")),
+    EntityFlow("sequences", "sequences", "outreach_sequences"),
+    EntityFlow("sequence_states", "sequenceStates", "sequence_states", loads_after=("people",),
+               extractor=extract_sequence_states, lookups=sequence_state_lookups),
 )
 PREFLIGHT_KEY = dg.AssetKey(["workbooks", "field_preflight"])
 
@@ -111,7 +125,8 @@ def field_preflight(
     """
     mappings = sync_settings.mappings()
     with outreach.open() as outreach_client, workbooks.open() as workbooks_client:
-        problems = run_preflight(workbooks_client, outreach_client, mappings, [flow.entity for flow in FLOWS])
+        entities = [name for flow in FLOWS for name in mappings.route_entities(flow.entity)]
+        problems = run_preflight(workbooks_client, outreach_client, mappings, entities)
     if problems:
         raise dg.Failure(
             description=f"{len(problems)} mapping problem(s): " + "; ".join(problems[:20]),
@@ -157,9 +172,9 @@ def build_extract(flow: EntityFlow, windows: dg.PartitionsDefinition) -> dg.Asse
         ))
         fields = None if config.all_attributes else {f"fields[{entity.outreach_type}]": ",".join(outreach_fields(entity))}
         with ledger.open() as sync_ledger:
-            retry_ids = ids_to_pull(sync_ledger, flow.entity, referenced)
+            retry_ids = ids_to_pull_routed(sync_ledger, sync_settings.mappings(), flow.entity, referenced)
         with outreach.open() as client:
-            result = extract_entity(
+            result = flow.extractor(
                 client, flow.outreach_name, window.start, window.end,
                 retry_ids=retry_ids, from_beginning=config.from_beginning, fields=fields,
             )
@@ -209,9 +224,10 @@ def build_staged(flow: EntityFlow, windows: dg.PartitionsDefinition) -> dg.Asset
     def staged(
         context: dg.AssetExecutionContext, extracted: pd.DataFrame, sync_settings: SyncSettings
     ) -> dg.MaterializeResult:
-        entity = sync_settings.mappings().entity(flow.entity)
-        lookups = opportunity_lookups(extracted) if flow.entity == "opportunities" else None
-        frame = stage_records(extracted, entity, lookups=lookups)
+        mappings = sync_settings.mappings()
+        entity = mappings.entity(flow.entity)
+        lookups = flow.lookups(extracted) if flow.lookups is not None else None
+        frame = stage_routed(extracted, mappings, entity, lookups=lookups)
         frame[WINDOW_COLUMN] = extracted[WINDOW_COLUMN].to_numpy()
         if EXTRACT_ERROR_COLUMN in extracted:
             # An unreadable API record fails alone, with the reader's message rather than its empty fields'.
@@ -284,7 +300,7 @@ def build_load(flow: EntityFlow, windows: dg.PartitionsDefinition) -> dg.AssetsD
     ) -> dg.MaterializeResult:
         mappings = sync_settings.mappings()
         with workbooks.open() as client, outreach.open() as outreach_client, ledger.open() as sync_ledger:
-            loader = EntityLoader(
+            loader = RoutedLoader(
                 client=client, ledger=sync_ledger, mappings=mappings, entity=mappings.entity(flow.entity),
                 run_id=context.run.run_id, window=_window(context),
                 outreach=outreach_client, outreach_resource=flow.outreach_name,

@@ -319,9 +319,11 @@ def _seed_engagement(
                 clock,
                 {
                     "name": f"Sequence {n + 1}",
+                    "description": f"Outreach sequence number {n + 1}" if n % 3 else None,
                     "sequenceType": rng.choice(("date", "interval")),
                     "enabled": n % 4 != 3,
                     "shareType": rng.choice(("private", "read_only", "shared")),
+                    "sequenceStepCount": _step_count(n),
                 },
                 {"owner": rng.choice(ids["user"])},
             )
@@ -341,70 +343,105 @@ def _seed_engagement(
                 {"sequence": sequence_id},
             )
             for n, sequence_id in enumerate(ids["sequence"])
-            for order in range(1, 3 + n % 4)
+            for order in range(1, 1 + _step_count(n))
         ),
     )
+    steps: dict[int, list[int]] = {}
+    for step_id, (n, sequence_id) in zip(
+        ids["sequenceStep"],
+        ((n, s) for n, s in enumerate(ids["sequence"]) for _ in range(_step_count(n))),
+        strict=True,
+    ):
+        steps.setdefault(sequence_id, []).append(step_id)
     state_count = max(len(SEQUENCE_STATES), prospects // 4)
-    ids["sequenceState"] = store.bulk_insert(
-        "sequenceState",
-        (
-            _row(
-                clock,
-                {
-                    "state": SEQUENCE_STATES[n % len(SEQUENCE_STATES)],
-                    "stateChangedAt": clock.text(),
-                    "replyCount": rng.randint(0, 3),
-                    "openCount": rng.randint(0, 10),
-                },
-                {
-                    "prospect": rng.choice(ids["prospect"]),
-                    "sequence": rng.choice(ids["sequence"]),
-                    "mailbox": rng.choice(ids["mailbox"]),
-                },
-            )
-            for n in range(state_count)
-        ),
-    )
+    state_rows = [_sequence_state_row(rng, clock, ids, steps, n) for n in range(state_count)]
+    ids["sequenceState"] = store.bulk_insert("sequenceState", state_rows)
+    # Opting out of a sequence opts the prospect out of email in Outreach too; seeded data agrees with that.
+    opted_out = [row["relationships"]["prospect"] for row in state_rows if row["attributes"]["state"] == "opted_out"]
+    store.set_attributes_unstamped("prospect", opted_out, {"emailOptedOut": True})
     task_count = max(len(TASK_ACTIONS) * len(TASK_STATES), prospects // 5)
-    ids["task"] = store.bulk_insert("task", (_task_row(rng, clock, ids, n) for n in range(task_count)))
+    task_rows = [_task_row(rng, clock, ids, n) for n in range(task_count)]
+    ids["task"] = store.bulk_insert("task", task_rows)
+    call_tasks = [
+        (task_id, row["relationships"]["prospect"])
+        for task_id, row in zip(ids["task"], task_rows, strict=True)
+        if row["attributes"]["action"] == "call"
+    ]
     ids["call"] = store.bulk_insert(
-        "call",
-        (
-            _row(
-                clock,
-                {
-                    "direction": rng.choice(("inbound", "outbound")),
-                    "outcome": rng.choice(CALL_OUTCOMES),
-                    "from": "+442070000000",
-                    "to": f"+4420{rng.randint(10_000_000, 99_999_999)}",
-                    "state": "completed",
-                    "dialedAt": clock.text(),
-                    "note": "Left a voicemail." if n % 3 == 0 else None,
-                },
-                {"prospect": rng.choice(ids["prospect"]), "user": rng.choice(ids["user"])},
-            )
-            for n in range(max(3, prospects // 10))
-        ),
+        "call", (_call_row(rng, clock, ids, call_tasks, n) for n in range(max(3, prospects // 10)))
     )
+
+
+def _step_count(sequence_index: int) -> int:
+    return 2 + sequence_index % 4
+
+
+def _sequence_state_row(
+    rng: random.Random, clock: _Clock, ids: dict[str, list[int]], steps: dict[int, list[int]], n: int
+) -> dict[str, Any]:
+    attributes = {
+        "state": SEQUENCE_STATES[n % len(SEQUENCE_STATES)],
+        "stateChangedAt": clock.text(),
+        "replyCount": rng.randint(0, 3),
+        "openCount": rng.randint(0, 10),
+    }
+    prospect = rng.choice(ids["prospect"])
+    sequence = rng.choice(ids["sequence"])
+    relationships = {"prospect": prospect, "sequence": sequence, "mailbox": rng.choice(ids["mailbox"])}
+    sequence_steps = steps.get(sequence) or []
+    if sequence_steps:  # the step the prospect is at, derived without drawing from `rng` (keeps later data stable)
+        relationships["sequenceStep"] = sequence_steps[n % len(sequence_steps)]
+    return _row(clock, attributes, relationships)
 
 
 def _task_row(rng: random.Random, clock: _Clock, ids: dict[str, list[int]], n: int) -> dict[str, Any]:
     state = TASK_STATES[(n // len(TASK_ACTIONS)) % len(TASK_STATES)]
     prospect_id = rng.choice(ids["prospect"])
+    # Every fifth task belongs to a sequence step; a tenth of those complete ones were skipped (complete but not
+    # completed), which Workbooks shows as Cancelled.
+    sequence_task = n % 5 == 0 and bool(ids.get("sequenceState"))
+    skipped = sequence_task and state == "complete" and n % 2 == 0
     attributes = {
         "action": TASK_ACTIONS[n % len(TASK_ACTIONS)],
         "state": state,
-        "taskType": "manual",
+        "taskType": f"sequence_step_{TASK_ACTIONS[n % len(TASK_ACTIONS)]}" if sequence_task else "manual",
         "dueAt": clock.text(),
-        "completed": state == "complete",
+        "completed": state == "complete" and not skipped,
         "completedAt": clock.text() if state == "complete" else None,
         "note": f"Follow up #{n + 1}",
     }
+    if skipped:
+        attributes["completedAt"] = None
     relationships = {
         "prospect": prospect_id,
         "owner": rng.choice(ids["user"]),
         "subject": {"type": "prospect", "id": prospect_id},
     }
+    if sequence_task:
+        relationships["sequenceState"] = ids["sequenceState"][n % len(ids["sequenceState"])]
+    return _row(clock, attributes, relationships)
+
+
+def _call_row(
+    rng: random.Random, clock: _Clock, ids: dict[str, list[int]], call_tasks: list[tuple[int, int]], n: int
+) -> dict[str, Any]:
+    dialed = rng.randint(clock.start_ms, clock.now_ms)
+    answered = rng.random() < 0.6
+    attributes = {
+        "direction": rng.choice(("inbound", "outbound")),
+        "outcome": "Answered" if answered else rng.choice(CALL_OUTCOMES),
+        "from": "+442070000000",
+        "to": f"+4420{rng.randint(10_000_000, 99_999_999)}",
+        "state": "completed",
+        "dialedAt": format_timestamp(dialed),
+        "answeredAt": format_timestamp(dialed + 15_000) if answered else None,
+        "completedAt": format_timestamp(dialed + rng.randint(20_000, 900_000)),
+        "note": "Left a voicemail." if n % 3 == 0 else None,
+    }
+    relationships = {"prospect": rng.choice(ids["prospect"]), "user": rng.choice(ids["user"])}
+    if call_tasks and n % 4 == 0:  # a call that completed a call task: same prospect, linked to the task
+        task_id, prospect_id = call_tasks[(n // 4) % len(call_tasks)]
+        relationships |= {"task": task_id, "prospect": prospect_id}
     return _row(clock, attributes, relationships)
 
 
