@@ -23,10 +23,14 @@ from outreach_pipeline.engine.extract import (
     opportunity_lookups,
     referenced_ids,
 )
-from outreach_pipeline.engine.extract_engagement import extract_sequence_states, extract_tasks, sequence_state_lookups
+from outreach_pipeline.engine.extract_engagement import (
+    extract_sequence_states,
+    extract_tasks,
+    sequence_state_lookups,
+)
 from outreach_pipeline.engine.ledger import SyncWindow
-from outreach_pipeline.engine.routing import RoutedLoader, ids_to_pull_routed, stage_routed
 from outreach_pipeline.engine.preflight import run_preflight
+from outreach_pipeline.engine.routing import RoutedLoader, ids_to_pull_routed, stage_routed
 from outreach_pipeline.mapping.errors import ErrorKind, ValidationError, has_kind
 from outreach_pipeline.mapping.transform import lineage_columns, outreach_fields
 

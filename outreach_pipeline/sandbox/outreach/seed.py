@@ -347,11 +347,8 @@ def _seed_engagement(
         ),
     )
     steps: dict[int, list[int]] = {}
-    for step_id, (n, sequence_id) in zip(
-        ids["sequenceStep"],
-        ((n, s) for n, s in enumerate(ids["sequence"]) for _ in range(_step_count(n))),
-        strict=True,
-    ):
+    step_owners = (sequence_id for n, sequence_id in enumerate(ids["sequence"]) for _ in range(_step_count(n)))
+    for step_id, sequence_id in zip(ids["sequenceStep"], step_owners, strict=True):
         steps.setdefault(sequence_id, []).append(step_id)
     state_count = max(len(SEQUENCE_STATES), prospects // 4)
     state_rows = [_sequence_state_row(rng, clock, ids, steps, n) for n in range(state_count)]
