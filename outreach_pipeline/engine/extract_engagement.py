@@ -44,6 +44,7 @@ SEQUENCE_STEP_TASK_PREFIX = "sequence_step"
 TASK_SKIP_FIELDS = ("taskType", "completed", "completedAt")
 SEQUENCE_NAME_COLUMN = "_sequence_name"
 STEP_ORDER_COLUMN = "_sequence_step_order"
+RELATIONSHIP_COLUMNS = ("prospectId", "sequenceId", "sequenceStepId")
 
 
 def _with_fields(fields: Mapping[str, str] | None, key: str, extra: Iterable[str]) -> dict[str, str] | None:
@@ -106,6 +107,9 @@ def extract_sequence_states(
     # Every state of those prospects, so the latest one per person is chosen from all of them.
     _read_by_ids(client, read, resource, prospects, {"include": ",".join(include), **params}, relationship="prospect")
     frame = _dedupe(_frame(read, start, end))
+    for column in RELATIONSHIP_COLUMNS:  # a window without states still has the columns the mapping reads
+        if column not in frame:
+            frame[column] = pd.Series([pd.NA] * len(frame), index=frame.index, dtype="Int64")
 
     names = {r.id: r.attributes.get("name") for r in read.included if r.type == "sequence"}
     orders = {r.id: r.attributes.get("order") for r in read.included if r.type == "sequenceStep"}

@@ -309,7 +309,8 @@ def _seed_opportunities(
 
 
 def _seed_engagement(
-    store: OutreachStore, rng: random.Random, clock: _Clock, ids: dict[str, list[int]], prospects: int
+    store: OutreachStore, rng: random.Random, clock: _Clock, ids: dict[str, list[int]], prospects: int,
+    tasks: int | None = None, calls: int | None = None,
 ) -> None:
     sequence_count = max(3, min(40, prospects // 5000))
     ids["sequence"] = store.bulk_insert(
@@ -356,7 +357,7 @@ def _seed_engagement(
     # Opting out of a sequence opts the prospect out of email in Outreach too; seeded data agrees with that.
     opted_out = [row["relationships"]["prospect"] for row in state_rows if row["attributes"]["state"] == "opted_out"]
     store.set_attributes_unstamped("prospect", opted_out, {"emailOptedOut": True})
-    task_count = max(len(TASK_ACTIONS) * len(TASK_STATES), prospects // 5)
+    task_count = max(len(TASK_ACTIONS) * len(TASK_STATES), prospects // 5) if tasks is None else tasks
     task_rows = [_task_row(rng, clock, ids, n) for n in range(task_count)]
     ids["task"] = store.bulk_insert("task", task_rows)
     call_tasks = [
@@ -365,7 +366,7 @@ def _seed_engagement(
         if row["attributes"]["action"] == "call"
     ]
     ids["call"] = store.bulk_insert(
-        "call", (_call_row(rng, clock, ids, call_tasks, n) for n in range(max(3, prospects // 10)))
+        "call", (_call_row(rng, clock, ids, call_tasks, n) for n in range(max(3, prospects // 10) if calls is None else calls))
     )
 
 
@@ -448,6 +449,8 @@ def seed_outreach(
     prospects: int,
     accounts: int | None = None,
     opportunities: int | None = None,
+    tasks: int | None = None,
+    calls: int | None = None,
     seed: int = 42,
     days: int = 30,
     now: datetime | None = None,
@@ -459,6 +462,8 @@ def seed_outreach(
         prospects: number of regular prospects (two extra length-limit edge-case prospects are added).
         accounts: defaults to prospects / 5.
         opportunities: defaults to prospects / 10.
+        tasks: defaults to prospects / 5 (at least 12: every action in every state).
+        calls: defaults to prospects / 10 (at least 3).
         seed: `random.Random` seed; the same seed, counts and `now` give identical data.
         days: updatedAt values spread over this many days before `now`.
         now: end of the time span (default: the store clock).
@@ -475,5 +480,5 @@ def seed_outreach(
     }
     ids = _seed_people(store, rng, clock, counts)
     _seed_opportunities(store, rng, clock, ids, prospects // 10 if opportunities is None else opportunities)
-    _seed_engagement(store, rng, clock, ids, prospects)
+    _seed_engagement(store, rng, clock, ids, prospects, tasks, calls)
     return store.count_all()
