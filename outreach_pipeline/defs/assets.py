@@ -2,7 +2,9 @@
 
 One `EntityFlow` per entity builds its three assets, so every entity reads the same way in the asset graph:
 Accounts become Organisations first, then Prospects become People (their employer is the organisation synced
-from the prospect's account), then Opportunities (organisation and contacts from prospect roles).
+from the prospect's account), then Opportunities (organisation and contacts from prospect roles). Engagement
+follows the People it links to: Tasks (in_person ones routed to meetings, engine/routing.py), Calls (after the
+tasks they complete), Sequences, and Sequence States written onto People (engine/extract_engagement.py).
 """
 
 

@@ -174,6 +174,7 @@ def test_sequence_states_steps_opt_out_and_late_prospects_across_windows(tmp_pat
             late = store.create("prospect", {"firstName": "Late", "lastName": "Comer"}, {}).id  # no email: fails
             late_task = store.create("task", {"action": "email", "note": "Send deck", "state": "incomplete"},
                                      {"prospect": late, "subject": {"type": "prospect", "id": late}}).id
+            _state(store, late, sequence, steps[1], "paused")  # waits for its Person; never changes again
         with outreach_clock_at(pipe.sandbox, first.replace(minute=40)):
             # Active prospect is in a second sequence, changed later: that one is shown.
             _state(store, prospects["active"], other, other_step, "paused")
@@ -208,6 +209,8 @@ def test_sequence_states_steps_opt_out_and_late_prospects_across_windows(tmp_pat
         assert persons[prospects["active"]]["cf_person_outreach_sequence_step"] == 2
         task_row = by_link(pipe.sandbox, "activity/tasks", "cf_task_outreach_id", "task:")[late_task]
         assert task_row["primary_contact_id"] == persons[late]["id"]  # landed, linked, after that window
+        assert persons[late]["cf_person_outreach_sequence_state"] == "Active - Paused"  # the waiting state landed
+        assert persons[late]["cf_person_outreach_sequence_step"] == 2
         assert not pipe.open_ledger().pending_relations("tasks")
 
         writes = write_requests(pipe)
