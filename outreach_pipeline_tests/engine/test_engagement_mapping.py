@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
+import yaml
 
 from outreach_pipeline.engine.extract_engagement import (
     SEQUENCE_NAME_COLUMN,
@@ -49,8 +50,6 @@ def test_a_route_to_an_entity_of_another_outreach_type_is_refused_naming_it(tmp_
     text = load_mapping_set().model_dump(exclude_none=False)
     text["entities"]["tasks"]["route"] = {"source": "action", "entities": {"in_person": "calls"}}
     path = tmp_path / "mapping.yaml"
-    import yaml
-
     for entity in text["entities"].values():
         entity.pop("name", None)
     path.write_text(yaml.safe_dump(text))
