@@ -111,25 +111,82 @@ def sandbox_reset(data_dir: Path) -> None:
     click.echo(f"removed {data_dir}" if removed else f"nothing to remove at {data_dir}")
 
 
+def _profile_option(function):
+    return click.option(
+        "--profile", type=click.Choice(["sandbox", "production"]), default=None,
+        help="Instance profile written into $DAGSTER_HOME/dagster.yaml: sandbox (SQLite) or production "
+             "(instance and ledger on Postgres, run monitoring, retries, pools; see docs/PRODUCTION.md) "
+             "[default: the profile setting, OUTREACH_PIPELINE_PROFILE, else sandbox].",
+    )(function)
+
+
+def _settings():
+    from outreach_pipeline.settings import SettingsError, load_settings
+
+    try:
+        return load_settings()
+    except SettingsError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+def _apply_profile(name: str | None, home: Path):
+    """Check the profile's environment and write its instance configuration (a hand-written one stays)."""
+    from outreach_pipeline.profiles import Profile, ProfileError, check_environment, write_instance_config
+
+    profile = Profile(name) if name else _settings().profile
+    name = profile.value
+    try:
+        check_environment(profile)
+    except ProfileError as exc:
+        raise click.ClickException(str(exc)) from exc
+    config = write_instance_config(home, profile)
+    if not config.written:
+        click.echo(f"{config.path} was not written by a profile: using it as it is, not the {name} profile", err=True)
+    return profile
+
+
 @main.command("sync")
 @click.option("--windows", type=click.IntRange(1, 24 * 90), help="The N most recent complete hourly windows.")
 @click.option("--from", "from_", help="First window: a key like 2026-11-27-05:00 or an ISO datetime.")
 @click.option("--to", help="Last window (inclusive); default: the last complete one.")
-def sync(windows: int | None, from_: str | None, to: str | None) -> None:
+@click.option("--max-wait", default=1800.0, show_default=True, type=click.FloatRange(0),
+              help="Seconds to wait for a pool slot held by another run before giving up (exit 3).")
+@click.option("--verbose", is_flag=True, help="Show the traceback of a failure.")
+@_profile_option
+def sync(
+    windows: int | None, from_: str | None, to: str | None, max_wait: float, verbose: bool, profile: str | None
+) -> None:
     """Materialise complete sync windows through Dagster (one run) and print a summary table.
 
-    Uses the instance in $DAGSTER_HOME (default ./.dagster_home), so the run shows in the UI, and the
-    systems configured in the environment (the sandbox when none are).
+    Uses the instance in $DAGSTER_HOME (default ./.dagster_home; given the project's dagster.yaml when it
+    has none), so the run shows in the UI, and the systems configured in the environment (the sandbox when
+    none are). Runs of earlier syncs whose process died are marked failed and their pool slots freed first.
+    Exits 0 when the run succeeded, 1 when it failed or a failure_rate check is at ERROR, 3 when it gave up
+    waiting for a pool slot, 130 on Ctrl-C/SIGTERM.
     """
+    import logging
     import os
+    import uuid
+    import warnings
 
     import dagster as dg
+    from dagster._core.errors import DagsterExecutionInterruptedError
     from tabulate import tabulate
 
+    from outreach_pipeline.clients.http import Service
     from outreach_pipeline.definitions import build_definitions
+    from outreach_pipeline.defs import failures
     from outreach_pipeline.defs.headless import last_complete_windows, parse_window, run_sync, sync_windows_of
-    from outreach_pipeline.defs.resources import ResourceConfigError, dagster_home
-    from outreach_pipeline.settings import SettingsError, load_settings
+    from outreach_pipeline.defs.resources import (
+        ResourceConfigError,
+        SyncSettings,
+        dagster_home,
+        outreach_resource_from_env,
+        workbooks_resource_from_env,
+    )
+    from outreach_pipeline.defs.run_guard import ExitCode, RunWatch, process_tags, recover_dead_runs
+    from outreach_pipeline.mapping.models import MappingError
+    from outreach_pipeline.settings import SettingsError
 
     if windows is None and from_ is None:
         raise click.UsageError("give --windows N, or --from (and optionally --to)")
@@ -138,9 +195,20 @@ def sync(windows: int | None, from_: str | None, to: str | None) -> None:
     home = dagster_home()
     home.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("DAGSTER_HOME", str(home))
+    _apply_profile(profile, home)
+    settings = _settings()
+    if not verbose:
+        warnings.filterwarnings("ignore")
+    # Our own progress lines (the writer lock's waits) reach the terminal; Dagster's console logger does not.
+    progress = logging.StreamHandler()
+    progress.setFormatter(logging.Formatter("%(message)s"))
+    logging.getLogger("outreach_pipeline.engine.writer_lock").addHandler(progress)
     try:
-        defs = build_definitions(load_settings())
-    except (ResourceConfigError, SettingsError) as exc:  # e.g. a real Workbooks with the sandbox Outreach
+        defs = build_definitions(settings)
+        SyncSettings(mapping_path=str(settings.mapping_path) if settings.mapping_path else None).mappings()
+        base_urls = {Service.OUTREACH: outreach_resource_from_env().base_url,
+                     Service.WORKBOOKS: workbooks_resource_from_env().base_url}
+    except (ResourceConfigError, SettingsError, MappingError) as exc:  # e.g. a real Workbooks with the sandbox Outreach
         raise click.ClickException(str(exc)) from exc
     partitions = sync_windows_of(defs)
     try:
@@ -152,16 +220,46 @@ def sync(windows: int | None, from_: str | None, to: str | None) -> None:
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from exc
 
+    run_id = str(uuid.uuid4())
     with dg.DagsterInstance.get() as instance:
+        for action in recover_dead_runs(instance):
+            click.echo(action, err=True)
         try:
-            summary = run_sync(defs, instance, first, last)
+            with RunWatch(instance, run_id, max_wait=max_wait, echo=lambda line: click.echo(line, err=True)):
+                summary = run_sync(defs, instance, first, last, executor=settings.executor, run_id=run_id,
+                                   tags=process_tags(), hooks=frozenset({failures.keep_step_exception}))
+            if summary.interrupted:
+                instance.event_log_storage.free_concurrency_slots_for_run(run_id)
         except ValueError as exc:
             raise click.BadParameter(str(exc)) from exc
+        except (KeyboardInterrupt, DagsterExecutionInterruptedError):  # reached a step: the run is marked failed
+            instance.event_log_storage.free_concurrency_slots_for_run(run_id)
+            click.echo(f"interrupted: run {run_id} stopped and its pool slots freed", err=True)
+            raise SystemExit(ExitCode.INTERRUPTED) from None
+    if summary.interrupted:
+        click.echo(f"interrupted: run {run_id} stopped (marked failed, pool slots freed); its writes so far are in "
+                   "the ledger", err=True)
+        raise SystemExit(ExitCode.INTERRUPTED)
     click.echo(f"windows {summary.first_window} .. {summary.last_window}  run {summary.run_id}")
-    click.echo(tabulate(summary.rows, headers="keys", tablefmt="github"))
+    if any(row["extracted"] != "-" for row in summary.rows):  # a run that loaded nothing has no table to show
+        click.echo(tabulate(summary.rows, headers="keys", tablefmt="github"))
+    code = ExitCode.OK
+    step_failures = failures.step_failures(run_id)
+    # The same cause (say, refused credentials) fails several steps: one paragraph per cause.
+    for message, steps in failures.explain_all(step_failures, base_urls=base_urls).items():
+        click.echo(f"{message}\n(failed steps: {', '.join(steps)})", err=True)
+        code = ExitCode.FAILED
+    if verbose:
+        for failure in step_failures:
+            click.echo(failures.formatted_traceback(failure.exception), err=True)
+    for check in summary.error_checks:
+        click.echo(f"failed check at ERROR severity: {check}", err=True)
+        code = ExitCode.FAILED
     if not summary.success:
-        click.echo("the run failed: see the Dagster UI or `dagster run list` for the failing step", err=True)
-        raise SystemExit(1)
+        code = ExitCode.FAILED
+        if not step_failures:
+            click.echo(f"the run failed: see run {summary.run_id} in the Dagster UI for every step's events", err=True)
+    raise SystemExit(code)
 
 
 @main.command("history")
@@ -208,20 +306,20 @@ def history(entity: str, outreach_id: int, ledger_url: str | None) -> None:
 @click.option("--data-dir", default=".sandbox", show_default=True, type=click.Path(file_okay=False, path_type=Path))
 @click.option("--prospects", default=2000, show_default=True, type=click.IntRange(0, 1_000_000))
 @click.option("--simulate/--no-simulate", default=True, show_default=True)
-def dev(port: int, dagster_home: Path, data_dir: Path, prospects: int, simulate: bool) -> None:
+@_profile_option
+def dev(port: int, dagster_home: Path, data_dir: Path, prospects: int, simulate: bool, profile: str | None) -> None:
     """Start the sandbox (with its activity simulator) and `dg dev` (UI and daemon, schedule on)."""
     import os
-    import shutil
     import subprocess
     import sys
 
-    from outreach_pipeline.defs.resources import sandbox_only_environment
+    from outreach_pipeline.defs.resources import LEDGER_URL_VARIABLE, sandbox_only_environment
     from outreach_pipeline.sandbox.runtime import SandboxConfig, start_sandbox
 
     dagster_home = dagster_home.resolve()
     dagster_home.mkdir(parents=True, exist_ok=True)
     project_root = Path(__file__).resolve().parent.parent
-    shutil.copyfile(project_root / "dagster.yaml", dagster_home / "dagster.yaml")
+    applied = _apply_profile(profile, dagster_home)
     config = SandboxConfig(data_dir=data_dir, prospects=prospects, simulate=simulate)
     with start_sandbox(config) as running:
         click.echo(f"sandbox: Outreach {running.outreach_url}, Workbooks {running.workbooks_url}; simulator {'on' if simulate else 'off'}")
@@ -241,6 +339,8 @@ def dev(port: int, dagster_home: Path, data_dir: Path, prospects: int, simulate:
             os.environ, outreach_url=running.outreach_url, workbooks_url=running.workbooks_url
         )
         env["DAGSTER_HOME"] = str(dagster_home)
+        if applied.value == "production" and os.environ.get(LEDGER_URL_VARIABLE):
+            env[LEDGER_URL_VARIABLE] = os.environ[LEDGER_URL_VARIABLE]  # the profile's ledger, not an API's
         # `dg dev` serves this dg project (pyproject's [tool.dg]) from its root, in this virtualenv.
         env["VIRTUAL_ENV"] = sys.prefix
         command = [str(Path(sys.executable).with_name("dg")), "dev", "--host", "127.0.0.1", "--port", str(port)]
@@ -312,6 +412,28 @@ def install_command(
         raise click.ClickException(str(exc)) from exc
     if report.conflicts or problems:
         raise SystemExit(1)
+
+@main.command("worker")
+@click.option("--concurrency", "-c", default=1, show_default=True, type=click.IntRange(1, 64),
+              help="Steps this worker runs at once (the instance's pools still cap each API).")
+@click.option("--name", default="outreach-pipeline", show_default=True, help="Worker name (before @host).")
+@click.option("--loglevel", default="INFO", show_default=True)
+def worker(concurrency: int, name: str, loglevel: str) -> None:
+    """Start a Celery worker that runs sync steps (OUTREACH_PIPELINE_EXECUTOR=celery; docs/PRODUCTION.md).
+
+    Broker, result backend and queue come from OUTREACH_PIPELINE_CELERY_BROKER (default RabbitMQ on
+    127.0.0.1:5672), OUTREACH_PIPELINE_CELERY_BACKEND and OUTREACH_PIPELINE_CELERY_QUEUE. The worker
+    needs the environment of the process that launches the runs: DAGSTER_HOME, the services, the ledger
+    URL and a window store it reaches (OUTREACH_PIPELINE_WINDOW_STORE).
+    """
+    from outreach_pipeline.defs.resources import ResourceConfigError
+    from outreach_pipeline.defs.scaleout import CelerySettings, run_worker
+
+    try:
+        run_worker(CelerySettings.of(_settings()), concurrency=concurrency, name=name, loglevel=loglevel)
+    except ResourceConfigError as exc:
+        raise click.ClickException(str(exc)) from exc
+
 
 if __name__ == "__main__":
     main()

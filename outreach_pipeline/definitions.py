@@ -13,21 +13,24 @@ from typing import Any
 import dagster as dg
 
 from outreach_pipeline.defs.assets import build_assets
-from outreach_pipeline.defs.io_manager import WindowedParquetIOManager
+from outreach_pipeline.defs.io_manager import WindowedParquetIOManager, window_store
 from outreach_pipeline.defs.jobs import build_jobs
 from outreach_pipeline.defs.partitions import sync_windows
 from outreach_pipeline.defs.resources import build_resources, dagster_home
+from outreach_pipeline.defs.scaleout import job_executor
 from outreach_pipeline.settings import PipelineSettings, load_settings
 
 
 def build_definitions(settings: PipelineSettings, resources: Mapping[str, Any] | None = None) -> dg.Definitions:
     """The code location for `settings`; `resources` replaces the ones the environment configures (tests,
     benchmarks)."""
-    jobs = build_jobs(settings.schedule_minute)
+    jobs = build_jobs(settings.schedule_minute, job_executor(settings))
     if resources is None:
         resources = {
             **build_resources(settings),
-            "window_io_manager": WindowedParquetIOManager(base_dir=str(dagster_home() / "windows")),
+            "window_io_manager": WindowedParquetIOManager(
+                base_dir=window_store(settings.window_store, dagster_home() / "windows")
+            ),
         }
     return dg.Definitions(
         assets=build_assets(sync_windows(settings.partitions_start)),

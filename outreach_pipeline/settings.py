@@ -9,6 +9,7 @@ accepts (``SettingsError``), wherever the settings are first read: the code loca
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 from pathlib import Path
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
@@ -16,6 +17,20 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_PREFIX = "OUTREACH_PIPELINE_"
 WINDOW_KEY_FORMAT = "%Y-%m-%d-%H:%M"
+
+
+class Profile(StrEnum):
+    """Which Dagster instance configuration and state databases a sync uses (`outreach_pipeline.profiles`)."""
+
+    SANDBOX = "sandbox"
+    PRODUCTION = "production"
+
+
+class ExecutorKind(StrEnum):
+    """Where a run's steps execute (`outreach_pipeline.defs.scaleout`)."""
+
+    IN_PROCESS = "in_process"
+    CELERY = "celery"
 
 
 class SettingsError(ValueError):
@@ -43,6 +58,31 @@ class PipelineSettings(BaseSettings):
     )
     mapping_path: Path | None = Field(
         default=None, description="mapping YAML; default: the packaged default.yaml",
+    )
+    profile: Profile = Field(
+        default=Profile.SANDBOX,
+        description="instance profile written into $DAGSTER_HOME/dagster.yaml: sandbox (SQLite) or production (Postgres)",
+    )
+    executor: ExecutorKind = Field(
+        default=ExecutorKind.IN_PROCESS, description="where steps run: in_process, or celery (workers over a broker)",
+    )
+    window_store: str | None = Field(
+        default=None,
+        description="path or fsspec URL of the window files, reachable by every worker; default DAGSTER_HOME/windows",
+    )
+    celery_broker: SecretStr | None = Field(
+        default=None, description="Celery broker URL; default RabbitMQ on 127.0.0.1:5672 (may hold a password)",
+    )
+    celery_backend: SecretStr | None = Field(
+        default=None, description="Celery result backend; default rpc:// over the broker",
+    )
+    max_rate_limit_wait: float = Field(
+        default=60.0, ge=0,
+        description="seconds a sync may wait for Outreach's hourly request budget to reset before it ends partial",
+    )
+    celery_queue: str = Field(
+        default="dagster", pattern=r"^[A-Za-z0-9_.-]+$",
+        description="Celery queue the steps go to and the workers serve (letters, digits, '-', '_', '.')",
     )
 
     @field_validator("partitions_start")

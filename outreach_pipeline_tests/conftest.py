@@ -26,10 +26,18 @@ def postgres_database_url() -> Iterator[str]:
         admin.dispose()
 
 
+#: Outcomes that must not pass quietly under CI: a test that did not run, or whose result was declared wrong
+#: in advance (xfail) or unexpectedly right (xpass), says nothing about the code.
+NOT_RUN_OUTCOMES = ("skipped", "xfailed", "xpassed")
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """In CI a skipped test is a failure: a skip must never be counted as a pass there."""
+    """In CI a skipped, xfailed or xpassed test is a failure: none may be counted as a pass there."""
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
-    skipped = len(reporter.stats.get("skipped", [])) if reporter else 0
-    if os.environ.get("CI") and skipped and exitstatus == 0:
-        reporter.write_line(f"{skipped} test(s) skipped under CI=true: failing the run", red=True)
+    if not os.environ.get("CI") or reporter is None or exitstatus != 0:
+        return
+    counts = {outcome: len(reporter.stats.get(outcome, [])) for outcome in NOT_RUN_OUTCOMES}
+    if any(counts.values()):
+        found = ", ".join(f"{count} {outcome}" for outcome, count in counts.items() if count)
+        reporter.write_line(f"{found} under CI=true: failing the run", red=True)
         session.exitstatus = 1

@@ -5,7 +5,11 @@ Retry rules (the same for every client):
 * Reads (idempotent requests) retry on 429, 5xx, connection errors, timeouts and malformed bodies,
   with exponential backoff plus jitter, honouring ``Retry-After`` when the server sends it.
 * Writes retry only when the server provably did nothing: a 429 (rejected before any work) or a
-  connection that was never established. A 5xx, a timeout or a dropped connection on a write raises
+  connection that was never established.
+* A spent request budget is waited out only when it resets soon: when the pacer's reset time or a 429's
+  ``Retry-After`` is further away than ``RetryPolicy.max_rate_limit_wait`` (an hourly budget can be an hour
+  away), :class:`RateBudgetExhausted` is raised at once, carrying the reset time, so the caller can end its
+  run partial and leave the rest to a later run rather than hold a worker asleep. A 5xx, a timeout or a dropped connection on a write raises
   :class:`WriteOutcomeUnknown`, because the server may have committed it; the caller reconciles by
   looking the record up.
 
@@ -24,6 +28,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
+from enum import StrEnum
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -40,6 +45,13 @@ ClockFn = Callable[[], float]
 _NUMERIC_SEGMENT = re.compile(r"/\d+(?=/|$)")
 
 
+class Service(StrEnum):
+    """The system a client talks to, carried by its errors so a message can name it."""
+
+    OUTREACH = "Outreach"
+    WORKBOOKS = "Workbooks"
+
+
 class ApiError(Exception):
     """A request failed. Carries what is safe to log: method, path, status and the API's error id/detail.
 
@@ -49,6 +61,7 @@ class ApiError(Exception):
         status: HTTP status, or None when no response arrived.
         error_id: The API's machine-readable error id (Outreach ``errors[0].id``, Workbooks ``failure_reason``).
         detail: The API's human-readable message.
+        service: The system that answered (set by the transport that raised it), when known.
     """
 
     def __init__(
@@ -60,7 +73,9 @@ class ApiError(Exception):
         status: int | None = None,
         error_id: str | None = None,
         detail: str | None = None,
+        service: Service | None = None,
     ) -> None:
+        self.service = service
         self.method = method
         self.path = path
         self.status = status
@@ -90,6 +105,18 @@ class ValidationFailed(ApiError):
 
 class RateLimited(ApiError):
     """429s continued past the retry budget."""
+
+
+class RateBudgetExhausted(RateLimited):
+    """The API's request budget is spent and resets later than the client may wait.
+
+    Attributes:
+        reset_at: When the budget resets (UTC), from ``X-RateLimit-Reset`` or ``Retry-After``.
+    """
+
+    def __init__(self, message: str, *, reset_at: datetime, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.reset_at = reset_at
 
 
 class ServerError(ApiError):
@@ -129,6 +156,8 @@ class RetryPolicy(BaseModel):
         max_total_wait: Cap on all sleeping done for one request, Retry-After and rate-limit pauses
             included; past it the error is raised instead of waiting.
         max_malformed_retries: Retries of a read whose body was malformed (a truncated body is transient).
+        max_rate_limit_wait: Longest single wait for a spent request budget to reset (the pacer's reset
+            time, or a 429's ``Retry-After``); a reset further away raises :class:`RateBudgetExhausted`.
     """
 
     model_config = ConfigDict(frozen=True)
@@ -138,6 +167,7 @@ class RetryPolicy(BaseModel):
     max_delay: float = Field(default=60.0, ge=0)
     max_total_wait: float = Field(default=900.0, ge=0)
     max_malformed_retries: int = Field(default=2, ge=0)
+    max_rate_limit_wait: float = Field(default=60.0, ge=0)
 
     def backoff(self, retry_number: int) -> float:
         """Exponential backoff with "equal jitter": half fixed, half random, so clients spread out."""
@@ -307,6 +337,7 @@ class HttpTransport:
         clock: Epoch seconds; inject a fake in tests.
         pacer: Optional rate-limit pacer fed by response headers.
         user_agent: Sent on every request (Workbooks rejects requests without one).
+        service: The system behind ``base_url``; stamped on every error raised.
     """
 
     def __init__(
@@ -319,7 +350,9 @@ class HttpTransport:
         clock: ClockFn = time.time,
         pacer: RateLimitPacer | None = None,
         user_agent: str = "outreach-pipeline/0.1",
+        service: Service | None = None,
     ) -> None:
+        self.service = service
         self.base_url = base_url.rstrip("/")
         self.session = requests.Session()
         self.session.headers["User-Agent"] = user_agent
@@ -372,6 +405,23 @@ class HttpTransport:
         url = self.url_for(path_or_url)
         label = logical_method or method
         path = urlsplit(url).path
+        try:
+            return self._request_json(method, url, label, path, idempotent, validate, fail_fast_statuses, kwargs)
+        except ApiError as exc:
+            exc.service = exc.service or self.service
+            raise
+
+    def _request_json(
+        self,
+        method: str,
+        url: str,
+        label: str,
+        path: str,
+        idempotent: bool,
+        validate: Callable[[Any], None] | None,
+        fail_fast_statuses: frozenset[int],
+        kwargs: dict[str, Any],
+    ) -> Any:
         malformed_budget = self.retry.max_malformed_retries
         waited = 0.0
         while True:
@@ -450,6 +500,8 @@ class HttpTransport:
                     error_id=error_id,
                     detail=detail,
                 )
+            if status == 429:
+                self._refuse_distant_reset(response, label, path)
             delay = self._retry_delay(attempt, response, waited) if retryable else None
             if delay is None:
                 raise self.error_for(response, label, path)
@@ -458,9 +510,12 @@ class HttpTransport:
     def _pace(self, label: str, path: str, waited: float) -> float:
         if self.pacer is None:
             return 0.0
-        pause = self.pacer.seconds_until_allowed(self.clock())
+        now = self.clock()
+        pause = self.pacer.seconds_until_allowed(now)
         if pause <= 0:
             return 0.0
+        if pause > self.retry.max_rate_limit_wait:
+            raise _budget_exhausted(now + pause, label, path, status=None)
         if waited + pause > self.retry.max_total_wait:
             raise RateLimited(
                 f"rate-limit budget exhausted; reset is {pause:.0f}s away, beyond the wait cap",
@@ -471,6 +526,16 @@ class HttpTransport:
         self.stats.record_wait(pause)
         self.pacer.consume_wait()
         return pause
+
+    def _refuse_distant_reset(self, response: requests.Response, label: str, path: str) -> None:
+        """Raise RateBudgetExhausted when a 429 says the budget resets later than the client may wait."""
+        now = self.clock()
+        retry_after = parse_retry_after(response.headers.get("Retry-After"), now=now) or 0.0
+        # The pacer has just read this reply's X-RateLimit-Reset: an absolute time, so it names the reset more
+        # exactly than the relative Retry-After (which a 429 without budget headers still provides).
+        until_reset = self.pacer.seconds_until_allowed(now) if self.pacer is not None else 0.0
+        if max(retry_after, until_reset) > self.retry.max_rate_limit_wait:
+            raise _budget_exhausted(now + (until_reset or retry_after), label, path, status=response.status_code)
 
     def _retry_delay(self, attempt: int, response: requests.Response | None, waited: float) -> float | None:
         """Seconds to wait before the next attempt, or None when the budget is spent."""
@@ -506,6 +571,17 @@ class HttpTransport:
         return error_type(
             "request failed", method=method, path=path, status=status, error_id=error_id, detail=detail
         )
+
+
+def _budget_exhausted(reset_epoch: float, label: str, path: str, *, status: int | None) -> RateBudgetExhausted:
+    reset_at = datetime.fromtimestamp(reset_epoch, UTC)
+    return RateBudgetExhausted(
+        f"request budget exhausted until {reset_at:%H:%M:%S} UTC, beyond the client's wait limit",
+        reset_at=reset_at,
+        method=label,
+        path=path,
+        status=status,
+    )
 
 
 class _SentResponse:

@@ -29,6 +29,7 @@ from outreach_pipeline.clients.http import (
     RequestStats,
     RetryPolicy,
     ServerError,
+    Service,
     SleepFn,
 )
 from outreach_pipeline.clients.outreach_records import (
@@ -200,6 +201,7 @@ class OutreachClient:
             sleep=sleep,
             clock=clock,
             pacer=RateLimitPacer(),
+            service=Service.OUTREACH,
         )
 
     def __repr__(self) -> str:
@@ -252,6 +254,7 @@ class OutreachClient:
                     status=exc.status,
                     error_id=exc.error_id,
                     detail=exc.detail,
+                    service=Service.OUTREACH,
                 ) from None
             raise
         rotated = body.get("refresh_token")

@@ -26,6 +26,7 @@ from outreach_pipeline.clients.http import (
     HttpTransport,
     RequestStats,
     RetryPolicy,
+    Service,
     SleepFn,
     ValidationFailed,
     WriteOutcomeUnknown,
@@ -125,7 +126,8 @@ class WorkbooksClient:
         self._session: _Session | None = None
         self._session_lock = threading.Lock()
         self.transport = HttpTransport(
-            self.base_url, error_parser=_workbooks_error, retry=retry, sleep=sleep, clock=clock
+            self.base_url, error_parser=_workbooks_error, retry=retry, sleep=sleep, clock=clock,
+            service=Service.WORKBOOKS,
         )
 
     def __repr__(self) -> str:
@@ -171,7 +173,7 @@ class WorkbooksClient:
         if not isinstance(token, str) or not token:
             raise AuthenticationError(
                 "login reply has no authenticity_token", method="POST", path="/login.api",
-                error_id=body.get("failure_reason"),
+                error_id=body.get("failure_reason"), service=Service.WORKBOOKS,
             )
         self._session = _Session(authenticity_token=SecretStr(token))
 
@@ -262,6 +264,7 @@ class WorkbooksClient:
             raise ValidationFailed(
                 "read reported failure", method="GET", path=f"/{controller}.api",
                 error_id=body.get("failure_reason"), detail="; ".join(error_messages(body.get("errors"))) or None,
+                service=Service.WORKBOOKS,
             )
         total = body.get("total")
         return body["data"], (int(total) if count_total and isinstance(total, int | str) and str(total).isdigit() else None)
@@ -354,7 +357,8 @@ class WorkbooksClient:
         outcome = self.write_batch(controller, [op])[0]
         if not outcome.ok:
             detail = "; ".join(f"{field}: {', '.join(messages)}" for field, messages in outcome.errors.items())
-            raise ValidationFailed(f"{op.action} rejected", method="PUT", path=f"/{controller}.api", detail=detail)
+            raise ValidationFailed(f"{op.action} rejected", method="PUT", path=f"/{controller}.api", detail=detail,
+                                   service=Service.WORKBOOKS)
         return outcome
 
     # ----------------------------------------------------------------- admin

@@ -1,10 +1,14 @@
 """Outreach -> Workbooks assets: extract (`outreach/...`) -> stage (`staged/...`) -> load (`workbooks/...`).
 
-One `EntityFlow` per entity builds its three assets, so every entity reads the same way in the asset graph:
+One `EntityFlow` per entity builds its assets, so every entity reads the same way in the asset graph:
 Accounts become Organisations first, then Prospects become People (their employer is the organisation synced
 from the prospect's account), then Opportunities (organisation and contacts from prospect roles). Engagement
 follows the People it links to: Tasks (in_person ones routed to meetings, engine/routing.py), Calls (after the
 tasks they complete), Sequences, and Sequence States written onto People (engine/extract_engagement.py).
+
+Each asset calls at most one API and holds that API's pool (see `defs.budget` for the request-budget rules):
+`outreach/field_preflight` and `workbooks/field_preflight` check each side of the mapping; People's duplicate
+emails are asked of Outreach by `outreach/prospect_email_holders` and handed to the load as data.
 """
 
 
@@ -15,6 +19,7 @@ from dataclasses import dataclass
 import dagster as dg
 import pandas as pd
 
+from outreach_pipeline.defs.budget import outreach_budget
 from outreach_pipeline.defs.partitions import WINDOW_COLUMN
 from outreach_pipeline.defs.resources import LedgerResource, OutreachResource, SyncSettings, WorkbooksResource
 from outreach_pipeline.engine.extract import (
@@ -31,12 +36,20 @@ from outreach_pipeline.engine.extract_engagement import (
     sequence_state_lookups,
 )
 from outreach_pipeline.engine.ledger import SyncWindow
-from outreach_pipeline.engine.preflight import run_preflight
+from outreach_pipeline.engine.load import outreach_sharers
+from outreach_pipeline.engine.outcome import Outcome
+from outreach_pipeline.engine.plan import SHARERS_COLUMN
+from outreach_pipeline.engine.preflight import outreach_preflight, workbooks_preflight
 from outreach_pipeline.engine.routing import RoutedLoader, ids_to_pull_routed, stage_routed
+from outreach_pipeline.engine.writer_lock import hold_writer_lock
 from outreach_pipeline.mapping.errors import ErrorKind, ValidationError, has_kind
+from outreach_pipeline.mapping.models import MappingSet
 from outreach_pipeline.mapping.transform import lineage_columns, outreach_fields
 
 OWNERS = ["team:data-engineering"]
+#: Dagster pools, one per API (limits in dagster.yaml): every asset calling an API holds its pool.
+OUTREACH_POOL = "outreach_api"
+WORKBOOKS_POOL = "workbooks_api"
 # single_run() is what a range backfill needs (one extract per range); it is stable in use, only labelled beta.
 warnings.filterwarnings("ignore", message=".*`backfill_policy`.*", category=dg.BetaWarning)
 BACKFILL_IN_ONE_RUN = dg.BackfillPolicy.single_run()
@@ -66,6 +79,9 @@ class EntityFlow:
     referenced_by: tuple[tuple[str, str], ...] = ()
     extractor: Callable[..., Extract] = extract_entity  # (client, resource, start, end, *, retry_ids, ...)
     lookups: Callable[[pd.DataFrame], dict[str, pd.DataFrame]] | None = None  # the mapping's lookup frames
+    # Asset name under outreach/ of the lookup asking Outreach which records share each record's natural key
+    # (the mapping's outreach_duplicate_filter); None when the entity has no such check.
+    holders_name: str | None = None
 
     @property
     def extract_key(self) -> dg.AssetKey:
@@ -79,13 +95,23 @@ class EntityFlow:
     def load_key(self) -> dg.AssetKey:
         return dg.AssetKey(["workbooks", self.workbooks_name])
 
+    @property
+    def holders_key(self) -> dg.AssetKey | None:
+        return dg.AssetKey(["outreach", self.holders_name]) if self.holders_name else None
+
+    @property
+    def keys(self) -> list[dg.AssetKey]:
+        """Every asset of the flow, in data-flow order."""
+        return [self.extract_key, self.staged_key, *filter(None, [self.holders_key]), self.load_key]
+
 
 FLOWS = (
     EntityFlow("accounts", "accounts", "organisations",
                referenced_by=(("prospects", "accountId"), ("opportunities", "accountId"))),
     EntityFlow("prospects", "prospects", "people", loads_after=("organisations",),
                referenced_by=(("opportunities", ROLES_COLUMN), ("tasks", "prospectId"), ("calls", "prospectId"),
-                              ("sequenceStates", "prospectId"))),
+                              ("sequenceStates", "prospectId")),
+               holders_name="prospect_email_holders"),
     EntityFlow("opportunities", "opportunities", "opportunities", loads_after=("organisations", "people"),
                lookups=opportunity_lookups),
     # Engagement (engine/extract_engagement.py, engine/routing.py): tasks (in_person ones routed to meetings),
@@ -98,6 +124,8 @@ FLOWS = (
                extractor=extract_sequence_states, lookups=sequence_state_lookups),
 )
 PREFLIGHT_KEY = dg.AssetKey(["workbooks", "field_preflight"])
+WRITE_TARGET = "workbooks"  # the system the load assets write (the writer lock's first key)
+OUTREACH_PREFLIGHT_KEY = dg.AssetKey(["outreach", "field_preflight"])
 
 
 def _window(context: dg.AssetExecutionContext) -> SyncWindow:
@@ -105,39 +133,59 @@ def _window(context: dg.AssetExecutionContext) -> SyncWindow:
     return SyncWindow(start=window.start, end=window.end)
 
 
-def build_preflight(windows: dg.PartitionsDefinition) -> dg.AssetsDefinition:
-    return dg.asset(
-        key=PREFLIGHT_KEY,
-        partitions_def=windows,
-        backfill_policy=BACKFILL_IN_ONE_RUN,
-        group_name="workbooks_load",
-        kinds={"workbooks", "outreach"},
-        owners=OWNERS,
-        pool="workbooks_api",
-    )(field_preflight)
+def _checked_entities(mappings: MappingSet) -> list[str]:
+    """Every entity mapping a sync uses: each flow's, and the ones its routes send rows to (meetings)."""
+    return [name for flow in FLOWS for name in mappings.route_entities(flow.entity)]
+
+
+def _preflight_failure(problems: list[str]) -> dg.Failure:
+    return dg.Failure(
+        description=f"{len(problems)} mapping problem(s): " + "; ".join(problems[:20]),
+        metadata={"problems": dg.MetadataValue.md("\n".join(f"- {p}" for p in problems))},
+    )
+
+
+def outreach_field_preflight(
+    context: dg.AssetExecutionContext, outreach: OutreachResource, sync_settings: SyncSettings
+) -> dg.MaterializeResult:
+    """Checks, before any read, what the mapping needs of Outreach: the scopes of the connected account's grant,
+    every attribute and relationship the mapping reads (Outreach's schema) and its custom fields (/api/v2/types).
+
+    Fails the run, naming each missing scope and each unknown or mistyped field, so a field renamed in Outreach
+    stops the sync instead of failing the extract.
+    """
+    mappings = sync_settings.mappings()
+    with outreach_budget("the whole run (nothing was read or written) is"), outreach.open() as client:
+        problems = outreach_preflight(client, mappings, _checked_entities(mappings))
+    if problems:
+        raise _preflight_failure(problems)
+    return dg.MaterializeResult(metadata={"fields_checked": sum(len(mappings.entity(f.entity).fields) for f in FLOWS)})
+
+
+def build_preflights(windows: dg.PartitionsDefinition) -> list[dg.AssetsDefinition]:
+    """The two preflight assets, each holding the pool of the one API it calls."""
+    shared = {"partitions_def": windows, "backfill_policy": BACKFILL_IN_ONE_RUN, "owners": OWNERS}
+    return [
+        dg.asset(key=OUTREACH_PREFLIGHT_KEY, group_name="outreach_extract", kinds={"outreach"},
+                 pool=OUTREACH_POOL, **shared)(outreach_field_preflight),
+        dg.asset(key=PREFLIGHT_KEY, group_name="workbooks_load", kinds={"workbooks"},
+                 pool=WORKBOOKS_POOL, **shared)(field_preflight),
+    ]
 
 
 def field_preflight(
-    context: dg.AssetExecutionContext,
-    outreach: OutreachResource,
-    workbooks: WorkbooksResource,
-    sync_settings: SyncSettings,
+    context: dg.AssetExecutionContext, workbooks: WorkbooksResource, sync_settings: SyncSettings
 ) -> dg.MaterializeResult:
-    """Checks every mapped field against Workbooks metadata/types, and every Outreach attribute and relationship
-    the mapping reads against Outreach's schema and custom-field types, before any write.
+    """Checks every mapped field against Workbooks metadata/types before any write.
 
     Fails the run, naming each unknown or mistyped field and the mapping file to fix, so a renamed field in a
-    real Workbooks database or a misspelt Outreach attribute stops the sync instead of failing every record.
+    real Workbooks database stops the sync instead of failing every record.
     """
     mappings = sync_settings.mappings()
-    with outreach.open() as outreach_client, workbooks.open() as workbooks_client:
-        entities = [name for flow in FLOWS for name in mappings.route_entities(flow.entity)]
-        problems = run_preflight(workbooks_client, outreach_client, mappings, entities)
+    with workbooks.open() as client:
+        problems = workbooks_preflight(client, mappings, _checked_entities(mappings))
     if problems:
-        raise dg.Failure(
-            description=f"{len(problems)} mapping problem(s): " + "; ".join(problems[:20]),
-            metadata={"problems": dg.MetadataValue.md("\n".join(f"- {p}" for p in problems))},
-        )
+        raise _preflight_failure(problems)
     return dg.MaterializeResult(metadata={"fields_checked": sum(len(mappings.entity(f.entity).fields) for f in FLOWS)})
 
 
@@ -147,12 +195,13 @@ def build_extract(flow: EntityFlow, windows: dg.PartitionsDefinition) -> dg.Asse
     @dg.asset(
         key=flow.extract_key,
         ins=referencing,
+        deps=[OUTREACH_PREFLIGHT_KEY],
         partitions_def=windows,
         backfill_policy=BACKFILL_IN_ONE_RUN,
         group_name="outreach_extract",
         kinds={"outreach", "pandas"},
         owners=OWNERS,
-        pool="outreach_api",
+        pool=OUTREACH_POOL,
         io_manager_key="window_io_manager",
         dagster_type=DATAFRAME,
         description=(
@@ -179,7 +228,10 @@ def build_extract(flow: EntityFlow, windows: dg.PartitionsDefinition) -> dg.Asse
         fields = None if config.all_attributes else {f"fields[{entity.outreach_type}]": ",".join(outreach_fields(entity))}
         with ledger.open() as sync_ledger:
             retry_ids = ids_to_pull_routed(sync_ledger, sync_settings.mappings(), flow.entity, referenced)
-        with outreach.open() as client:
+        windows = context.partition_keys
+        left = (f"{flow.outreach_name} changed in {len(windows)} window(s) {windows[0]}..{windows[-1]} "
+                f"(and {len(retry_ids)} records to retry) are")
+        with outreach_budget(left), outreach.open() as client:
             result = flow.extractor(
                 client, flow.outreach_name, window.start, window.end,
                 retry_ids=retry_ids, from_beginning=config.from_beginning, fields=fields,
@@ -245,6 +297,11 @@ def build_staged(flow: EntityFlow, windows: dg.PartitionsDefinition) -> dg.Asset
         invalid = int(frame["validation_errors"].map(bool).sum())
         duplicates = frame.loc[frame["outreach_id"].duplicated(keep=False), "outreach_id"].drop_duplicates().tolist()
         missing_required = frame["validation_errors"].map(lambda errors: has_kind(errors, ErrorKind.REQUIRED))
+        # Only the windows' own changes judge the mapping: records pulled in to be retried (often the same few
+        # bad ones, every run) or because others link to them would otherwise dominate a quiet window.
+        span = context.partition_time_window
+        changed = frame["outreach_updated_at"]
+        own = (changed >= span.start) & (changed < span.end)
         lineage = {
             column: [dg.TableColumnDep(asset_key=flow.extract_key, column_name=source) for source in sources]
             for column, sources in lineage_columns(entity).items()
@@ -265,24 +322,66 @@ def build_staged(flow: EntityFlow, windows: dg.PartitionsDefinition) -> dg.Asset
                     severity=dg.AssetCheckSeverity.ERROR,
                     metadata={"duplicate_ids": dg.MetadataValue.json([int(i) for i in duplicates[:50]])},
                 ),
-                _required_fields_check(missing_required, sync_settings),
+                _required_fields_check(missing_required[own.fillna(False).astype(bool)], sync_settings),
             ],
         )
 
     return staged
 
 
+def build_holders(flow: EntityFlow, windows: dg.PartitionsDefinition) -> dg.AssetsDefinition:
+    assert flow.holders_key is not None
+
+    @dg.asset(
+        key=flow.holders_key,
+        ins={"staged": dg.AssetIn(flow.staged_key)},
+        partitions_def=windows,
+        backfill_policy=BACKFILL_IN_ONE_RUN,
+        group_name="outreach_extract",
+        kinds={"outreach", "pandas"},
+        owners=OWNERS,
+        pool=OUTREACH_POOL,
+        io_manager_key="window_io_manager",
+        dagster_type=DATAFRAME,
+        description=(
+            f"For each record of staged/{flow.workbooks_name}, the other Outreach {flow.outreach_name} holding its natural key (email), asked of Outreach "
+            "itself (about 200 values a request), so a value two Outreach records share is never matched or "
+            "created from either, whichever window each is synced in. Ids only, no emails."
+        ),
+    )
+    def holders(context: dg.AssetExecutionContext, staged: pd.DataFrame, outreach: OutreachResource,
+                sync_settings: SyncSettings) -> dg.MaterializeResult:
+        entity = sync_settings.mappings().entity(flow.entity)
+        with outreach_budget(f"{len(staged)} {flow.outreach_name} records (and what links to them) are"), \
+                outreach.open() as client:
+            frame = outreach_sharers(client, flow.outreach_name, entity, staged)
+            requests_used = client.stats.total_requests
+        frame[WINDOW_COLUMN] = staged[WINDOW_COLUMN].to_numpy()
+        return dg.MaterializeResult(
+            value=frame,
+            metadata={
+                "dagster/row_count": len(frame),
+                "records_with_sharers": int(frame[SHARERS_COLUMN].map(bool).sum()),
+                "api_requests": requests_used,
+            },
+        )
+
+    return holders
+
+
 def build_load(flow: EntityFlow, windows: dg.PartitionsDefinition) -> dg.AssetsDefinition:
+    holders_in = {"holders": dg.AssetIn(flow.holders_key)} if flow.holders_key else {}
+
     @dg.asset(
         key=flow.load_key,
-        ins={"staged": dg.AssetIn(flow.staged_key)},
+        ins={"staged": dg.AssetIn(flow.staged_key), **holders_in},
         deps=[PREFLIGHT_KEY, *(dg.AssetKey(["workbooks", name]) for name in flow.loads_after)],
         partitions_def=windows,
         backfill_policy=BACKFILL_IN_ONE_RUN,
         group_name="workbooks_load",
         kinds={"workbooks", "pandas"},
         owners=OWNERS,
-        pool="workbooks_api",
+        pool=WORKBOOKS_POOL,
         io_manager_key="window_io_manager",
         dagster_type=DATAFRAME,
         check_specs=[
@@ -300,22 +399,28 @@ def build_load(flow: EntityFlow, windows: dg.PartitionsDefinition) -> dg.AssetsD
         context: dg.AssetExecutionContext,
         staged: pd.DataFrame,
         workbooks: WorkbooksResource,
-        outreach: OutreachResource,
         ledger: LedgerResource,
         sync_settings: SyncSettings,
+        **holders: pd.DataFrame,
     ) -> dg.MaterializeResult:
         mappings = sync_settings.mappings()
-        with workbooks.open() as client, outreach.open() as outreach_client, ledger.open() as sync_ledger:
+        with (
+            workbooks.open() as client,
+            ledger.open() as sync_ledger,
+            # One writer per entity across runs and instances: lookups, plan, writes and records happen under it.
+            hold_writer_lock(sync_ledger.engine, target=WRITE_TARGET, entity=flow.workbooks_name,
+                             run_id=context.run.run_id, settings=sync_settings.lock_settings(),
+                             on_wait=context.log.warning),
+        ):
             loader = RoutedLoader(
                 client=client, ledger=sync_ledger, mappings=mappings, entity=mappings.entity(flow.entity),
-                run_id=context.run.run_id, window=_window(context),
-                outreach=outreach_client, outreach_resource=flow.outreach_name,
+                run_id=context.run.run_id, window=_window(context), sharers=holders.get("holders"),
             )
             result = loader.load(staged)
-            requests_used = client.stats.total_requests + outreach_client.stats.total_requests
-        windows = staged.drop_duplicates("outreach_id", keep="last").set_index("outreach_id")[WINDOW_COLUMN]
-        outcomes = result.outcomes.assign(**{WINDOW_COLUMN: result.outcomes["outreach_id"].map(windows)})
-        counts = {name: result.counts.get(name, 0) for name in ("created", "updated", "unchanged", "skipped", "failed")}
+            requests_used = client.stats.total_requests
+        window_of_record = staged.drop_duplicates("outreach_id", keep="last").set_index("outreach_id")[WINDOW_COLUMN]
+        outcomes = result.outcomes.assign(**{WINDOW_COLUMN: result.outcomes["outreach_id"].map(window_of_record)})
+        counts = {outcome.value: result.counts.get(outcome, 0) for outcome in Outcome}
         context.log.info("%s: %s", flow.workbooks_name, counts)
         return dg.MaterializeResult(
             value=outcomes,
@@ -328,15 +433,15 @@ def build_load(flow: EntityFlow, windows: dg.PartitionsDefinition) -> dg.AssetsD
                 "api_requests": requests_used,
                 "preview": dg.MetadataValue.json(result.preview),
             },
-            check_results=[_failure_rate_check(counts["failed"], len(staged), sync_settings)],
+            check_results=[_failure_rate_check(counts[Outcome.FAILED], len(staged), sync_settings)],
         )
 
     return load
 
 
 def _required_fields_check(missing_required: pd.Series, settings: SyncSettings) -> dg.AssetCheckResult:
-    """ERROR, which blocks the load, when more than the set share of a large enough window lacks a required
-    field; a few bad rows in a small window fail alone at load instead."""
+    """ERROR, which blocks the load, when more than the set share of a large enough window's own rows lacks a
+    required field; a few bad rows in a small window fail alone at load instead."""
     share = float(missing_required.mean()) if len(missing_required) else 0.0
     blocks = len(missing_required) >= settings.required_missing_block_min_rows and (
         share > settings.required_missing_block_share
@@ -368,7 +473,12 @@ def _failure_rate_check(failed: int, extracted: int, settings: SyncSettings) -> 
 
 def build_assets(windows: dg.PartitionsDefinition) -> list[dg.AssetsDefinition]:
     """Every asset of the sync, partitioned by `windows`, in data-flow order."""
-    return [
-        build_preflight(windows),
-        *(build(flow, windows) for flow in FLOWS for build in (build_extract, build_staged, build_load)),
-    ]
+    assets = build_preflights(windows)
+    for flow in FLOWS:
+        assets += [build_extract(flow, windows), build_staged(flow, windows),
+                   *([build_holders(flow, windows)] if flow.holders_name else []), build_load(flow, windows)]
+    return assets
+
+
+#: Every asset key of the sync, in data-flow order (what the jobs select).
+ASSET_KEYS = [OUTREACH_PREFLIGHT_KEY, PREFLIGHT_KEY, *(key for flow in FLOWS for key in flow.keys)]

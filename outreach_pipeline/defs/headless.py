@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
+from dagster._core.events import RunFailureReason
 
 from outreach_pipeline.defs.assets import FLOWS
 from outreach_pipeline.defs.jobs import SYNC_JOB
+from outreach_pipeline.defs.scaleout import execute_sync_job
+from outreach_pipeline.engine.outcome import Outcome
+from outreach_pipeline.settings import ExecutorKind
 
 
 def last_complete_windows(
@@ -51,11 +56,28 @@ class SyncSummary:
     first_window: str
     last_window: str
     rows: list[dict[str, object]]
+    #: failure_rate (or other) checks that failed at ERROR severity: "asset: check (metadata)".
+    error_checks: list[str] = field(default_factory=list)
+    #: Ctrl-C or SIGTERM stopped a step (Dagster marks the run failed as an unexpected termination).
+    interrupted: bool = False
 
 
-def run_sync(defs: dg.Definitions, instance: dg.DagsterInstance, first: str, last: str) -> SyncSummary:
-    """Materialise the sync job over [first, last] in one run and collect per-entity counts."""
-    job = defs.resolve_job_def(SYNC_JOB)
+def run_sync(
+    defs: dg.Definitions,
+    instance: dg.DagsterInstance,
+    first: str,
+    last: str,
+    *,
+    executor: ExecutorKind = ExecutorKind.IN_PROCESS,
+    run_id: str | None = None,
+    tags: Mapping[str, str] | None = None,
+    hooks: frozenset[dg.HookDefinition] = frozenset(),
+) -> SyncSummary:
+    """Materialise the sync job over [first, last] in one run and collect per-entity counts.
+
+    `run_id` and `tags` let the caller watch the run while it executes; `hooks` are added to the job (in
+    this process: Celery workers run the steps elsewhere, so there the hooks and the run id do not apply).
+    """
     windows = sync_windows_of(defs)
     keys = windows.get_partition_keys()
     if not keys:
@@ -65,12 +87,17 @@ def run_sync(defs: dg.Definitions, instance: dg.DagsterInstance, first: str, las
             raise ValueError(f"window {key} is outside the partitions ({keys[0]} .. {keys[-1]})")
     if first > last:
         raise ValueError(f"--from {first} is after --to {last}")
-    result = job.execute_in_process(
+    # In this process, or with the celery executor its steps on the Celery workers.
+    result = execute_sync_job(
+        defs, SYNC_JOB,
+        executor=executor,
         instance=instance,
-        tags={"dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": last},
-        raise_on_error=False,
-        # Step-level DEBUG events belong in the UI; a terminal user wants the summary and any errors.
-        run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
+        run_id=run_id,
+        hooks=hooks,
+        tags={**(tags or {}), "dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": last},
+        # Events go to the instance (and the UI) whatever the console logger does; the terminal gets only the
+        # caller's summary and messages, not Dagster's step failures and their tracebacks.
+        run_config={"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}},
     )
     rows = []
     for flow in FLOWS:
@@ -79,8 +106,22 @@ def run_sync(defs: dg.Definitions, instance: dg.DagsterInstance, first: str, las
         metadata = {k: v.value for k, v in materializations[0].metadata.items()} if materializations else {}
         rows.append({
             "entity": flow.workbooks_name,
-            **{name: metadata.get(f"records_{name}", "-") for name in ("created", "updated", "unchanged", "skipped", "failed")},
+            **{outcome.value: metadata.get(f"records_{outcome}", "-") for outcome in Outcome},
             "extracted": metadata.get("records_extracted", "-"),
             "requests": metadata.get("api_requests", "-"),
         })
-    return SyncSummary(success=result.success, run_id=result.run_id, first_window=first, last_window=last, rows=rows)
+    error_checks = [
+        f"{evaluation.asset_key.to_user_string()}: {evaluation.check_name} "
+        f"({', '.join(f'{k}={_short(v.value)}' for k, v in evaluation.metadata.items())})"
+        for evaluation in result.get_asset_check_evaluations()
+        if not evaluation.passed and evaluation.severity == dg.AssetCheckSeverity.ERROR
+    ]
+    failure = result.get_run_failure_event() if not result.success else None
+    failure_data = failure.job_failure_data if failure is not None else None
+    interrupted = failure_data is not None and failure_data.failure_reason == RunFailureReason.UNEXPECTED_TERMINATION
+    return SyncSummary(success=result.success, run_id=result.run_id, first_window=first, last_window=last, rows=rows,
+                       error_checks=error_checks, interrupted=interrupted)
+
+
+def _short(value: object) -> str:
+    return f"{value:.1%}" if isinstance(value, float) and 0 <= value <= 1 else str(value)

@@ -4,6 +4,11 @@ Dagster's default filesystem IO manager refuses a multi-partition output in a si
 a backfill must extract a whole range at once (one paged read per range, not one per hour). This IO
 manager splits an output over the run's windows by its `sync_window` column and writes one file per
 window, including empty ones, so any later run over any sub-range reads exactly its windows.
+
+`base_dir` is a local path or an fsspec URL (`file:///shared/windows`, `s3://bucket/windows`, ...; the
+protocol's fsspec package must be installed): with Celery workers on several machines it must be a store
+every worker reaches. A local file is written under a temporary name and renamed into place; an object
+store's single upload is atomic by itself.
 """
 
 from __future__ import annotations
@@ -17,10 +22,16 @@ import dagster as dg
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+from upath import UPath
 
 from outreach_pipeline.defs.partitions import WINDOW_COLUMN
 
 _JSON_COLUMNS_KEY = b"outreach_pipeline.json_columns"
+
+
+def window_store(setting: str | None, default: Path) -> str:
+    """Where the window files live: the `window_store` setting (a path or an fsspec URL), else `default`."""
+    return setting or str(default)
 
 
 class WindowedParquetIOManager(dg.ConfigurableIOManager):
@@ -28,9 +39,9 @@ class WindowedParquetIOManager(dg.ConfigurableIOManager):
 
     base_dir: str
 
-    def _path(self, asset_key: dg.AssetKey, partition_key: str | None) -> Path:
+    def _path(self, asset_key: dg.AssetKey, partition_key: str | None) -> UPath:
         name = (partition_key or "all").replace(":", "")
-        return Path(self.base_dir, *asset_key.path, f"{name}.parquet")
+        return UPath(self.base_dir).joinpath(*asset_key.path, f"{name}.parquet")
 
     def handle_output(self, context: dg.OutputContext, obj: pd.DataFrame | None) -> None:
         if obj is None:
@@ -70,13 +81,12 @@ class WindowedParquetIOManager(dg.ConfigurableIOManager):
         return pd.concat(frames, ignore_index=True)
 
 
-def _write(path: Path, frame: pd.DataFrame) -> None:
+def _write(path: UPath, frame: pd.DataFrame) -> None:
     """Write atomically. Lists of scalars stay Arrow lists; anything more nested goes as JSON text.
 
     Arrow would store dicts as structs and hand them back with numpy arrays inside, so a value would not
     survive the round trip unchanged.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
     frame = frame.reset_index(drop=True)
     try:
         table = pa.Table.from_pandas(frame, preserve_index=False)
@@ -91,12 +101,18 @@ def _write(path: Path, frame: pd.DataFrame) -> None:
     metadata = dict(table.schema.metadata or {})
     metadata[_JSON_COLUMNS_KEY] = json.dumps(json_columns).encode()
     table = table.replace_schema_metadata(metadata)
+    if not _is_local(path):
+        with path.open("wb") as stream:
+            pq.write_table(table, stream)
+        return
+    local = Path(path.path)
+    local.parent.mkdir(parents=True, exist_ok=True)
     # A unique temporary name: two runs may write the same window at once (max_concurrent_runs > 1).
-    handle, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
+    handle, tmp_name = tempfile.mkstemp(dir=local.parent, prefix=f".{local.stem}.", suffix=".tmp")
     os.close(handle)
     try:
         pq.write_table(table, tmp_name)
-        Path(tmp_name).replace(path)
+        Path(tmp_name).replace(local)
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)
         raise
@@ -117,8 +133,16 @@ def _arrow_can_store(column: pd.Series) -> bool:
         return False
 
 
-def _read(path: Path) -> pd.DataFrame:
-    table = pq.read_table(path)
+def _is_local(path: UPath) -> bool:
+    return path.protocol in ("", "file", "local")
+
+
+def _read(path: UPath) -> pd.DataFrame:
+    if _is_local(path):
+        table = pq.read_table(path.path)
+    else:
+        with path.open("rb") as stream:
+            table = pq.read_table(stream)
     json_columns = json.loads((table.schema.metadata or {}).get(_JSON_COLUMNS_KEY, b"[]"))
     frame = table.to_pandas()
     # Arrow hands list cells back as numpy arrays; the transforms expect the lists they were given.

@@ -6,15 +6,13 @@ from dataclasses import dataclass
 
 import dagster as dg
 
-from outreach_pipeline.defs.assets import FLOWS, PREFLIGHT_KEY, ExtractConfig
+from outreach_pipeline.defs.assets import ASSET_KEYS, FLOWS, ExtractConfig
 
 SYNC_JOB = "outreach_to_workbooks_job"
 FULL_SYNC_JOB = "full_sync_job"
 SEND_RECEIVE_SCHEDULE = "outreach_send_receive"
 
-SELECTION = dg.AssetSelection.assets(
-    PREFLIGHT_KEY, *(key for flow in FLOWS for key in (flow.extract_key, flow.staged_key, flow.load_key))
-)
+SELECTION = dg.AssetSelection.assets(*ASSET_KEYS)
 
 
 def full_sync_run_config() -> dg.RunConfig:
@@ -32,14 +30,15 @@ class SyncJobs:
     schedules: list[dg.ScheduleDefinition]
 
 
-def build_jobs(schedule_minute: int) -> SyncJobs:
+def build_jobs(schedule_minute: int, executor: dg.ExecutorDefinition = dg.in_process_executor) -> SyncJobs:
     """The sync job, the full-sync job and the hourly schedule that runs the last complete window
-    `schedule_minute` minutes past the hour (late writes get that long to land)."""
+    `schedule_minute` minutes past the hour (late writes get that long to land); both jobs run on `executor`
+    (`defs.scaleout.job_executor`)."""
     sync_job = dg.define_asset_job(
         SYNC_JOB,
         selection=SELECTION,
         description="Outreach accounts, prospects and opportunities into Workbooks for the selected sync windows.",
-        executor_def=dg.in_process_executor,
+        executor_def=executor,
     )
     full_sync_job = dg.define_asset_job(
         FULL_SYNC_JOB,
@@ -49,7 +48,7 @@ def build_jobs(schedule_minute: int) -> SyncJobs:
             "cover records last changed before the first sync window."
         ),
         config=full_sync_run_config(),
-        executor_def=dg.in_process_executor,
+        executor_def=executor,
     )
     schedule = dg.build_schedule_from_partitioned_job(
         sync_job,

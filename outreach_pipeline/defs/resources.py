@@ -21,10 +21,12 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from outreach_pipeline.clients.credentials import MissingCredentials
+from outreach_pipeline.clients.http import RetryPolicy
 from outreach_pipeline.clients.outreach import REAL_OUTREACH_URL, OutreachClient
 from outreach_pipeline.clients.tokens import FileTokenStore
 from outreach_pipeline.clients.workbooks import REAL_WORKBOOKS_URL, WorkbooksClient
 from outreach_pipeline.engine.ledger import SyncLedger
+from outreach_pipeline.engine.writer_lock import LockPolicy, LockSettings
 from outreach_pipeline.mapping.models import MappingSet, load_mapping_set
 from outreach_pipeline.sandbox.credentials import (
     SANDBOX_API_KEY,
@@ -91,6 +93,10 @@ class OutreachResource(_SecretMaskingResource):
         description="a grant to start from when none is stored (`auth connect` stores one); rotated ones are stored",
     )
     token_store_path: str | None = Field(default=None, description="default: DAGSTER_HOME/outreach_tokens/<app>.json")
+    max_rate_limit_wait_seconds: float = Field(
+        default=RetryPolicy().max_rate_limit_wait, ge=0,
+        description="longest wait for the hourly request budget to reset; a later reset ends the run partial",
+    )
 
     def token_store(self) -> FileTokenStore:
         """Where this app's grant for this service is kept (written by `auth connect` and every refresh)."""
@@ -113,6 +119,7 @@ class OutreachResource(_SecretMaskingResource):
                 redirect_uri=self.redirect_uri,
                 refresh_token=self.refresh_token,
                 token_store=self.token_store(),
+                retry=RetryPolicy(max_rate_limit_wait=self.max_rate_limit_wait_seconds),
             )
         except MissingCredentials as exc:
             if exc.missing != ("refresh_token",):
@@ -173,7 +180,7 @@ class LedgerResource(dg.ConfigurableResource):
 
 
 class SyncSettings(dg.ConfigurableResource):
-    """Mapping file and failure thresholds."""
+    """Mapping file, failure thresholds and how a load waits for the writer lock of its entity."""
 
     mapping_path: str | None = Field(default=None, description="YAML mapping file; default: the packaged default.yaml")
     failure_rate_warn: float = Field(default=0.01, ge=0, le=1, description="failed/extracted above this warns")
@@ -186,9 +193,20 @@ class SyncSettings(dg.ConfigurableResource):
         default=20, ge=1,
         description="rows a window must have before that share can block it (a few bad rows fail alone)",
     )
+    writer_lock_policy: LockPolicy = Field(
+        default=LockPolicy.WAIT, description="wait for another run writing the same entity, or fail_fast"
+    )
+    writer_lock_max_wait_seconds: float = Field(default=1800, ge=0, description="then the load fails, naming the holder")
+    writer_lock_lease_seconds: float = Field(
+        default=60, gt=0, description="SQLite ledger: a holder silent this long is dead and its lock is taken over"
+    )
 
     def mappings(self) -> MappingSet:
         return load_mapping_set(Path(self.mapping_path) if self.mapping_path else None)
+
+    def lock_settings(self) -> LockSettings:
+        return LockSettings(policy=LockPolicy(self.writer_lock_policy), max_wait=self.writer_lock_max_wait_seconds,
+                            lease_seconds=self.writer_lock_lease_seconds)
 
 
 def _without_password(url: str) -> str:
@@ -209,26 +227,33 @@ def _require_variables(names: tuple[str, ...], needed_by: str, environ: Mapping[
         raise ResourceConfigError(f"{', '.join(missing)} must be set too when {needed_by} is set")
 
 
-def outreach_resource_from_env(base_url: str | None = None) -> OutreachResource:
+def outreach_resource_from_env(
+    base_url: str | None = None, settings: PipelineSettings | None = None
+) -> OutreachResource:
     """The Outreach resource the environment configures: the real service when any Outreach credential
     variable is set (then the app's three are required; the refresh token is optional, as a connected
     account's grant is stored), else the sandbox.
 
     Args:
         base_url: Overrides ``$OUTREACH_BASE_URL`` and the default URL.
+        settings: The pipeline settings (default: read from the environment); `max_rate_limit_wait` is
+            the longest wait for the hourly request budget to reset.
 
     Raises:
         ResourceConfigError: When only some of the Outreach credential variables are set.
+        SettingsError: A setting is invalid.
     """
     environ = os.environ
     base_url = base_url or environ.get("OUTREACH_BASE_URL")
+    budget = {"max_rate_limit_wait_seconds": (settings or load_settings()).max_rate_limit_wait}
     present = _set_variables(OUTREACH_CREDENTIAL_VARIABLES, environ)
     if not present:
         # Without credentials the base URL may still move (a sandbox on other ports or another host).
-        return OutreachResource(base_url=base_url or SANDBOX_OUTREACH_URL)
+        return OutreachResource(base_url=base_url or SANDBOX_OUTREACH_URL, **budget)
     _require_variables(OUTREACH_APP_VARIABLES, present[0], environ)
     return OutreachResource(
         base_url=base_url or REAL_OUTREACH_URL,
+        **budget,
         client_id=dg.EnvVar("OUTREACH_CLIENT_ID"),
         client_secret=dg.EnvVar("OUTREACH_CLIENT_SECRET"),
         redirect_uri=dg.EnvVar("OUTREACH_REDIRECT_URI"),
@@ -328,7 +353,7 @@ def build_resources(settings: PipelineSettings | None = None) -> dict[str, dg.Co
     ledger_url = dg.EnvVar(LEDGER_URL_VARIABLE) if settings.ledger_url is not None else None
     mapping_path = str(settings.mapping_path) if settings.mapping_path is not None else None
     return {
-        "outreach": outreach_resource_from_env(),
+        "outreach": outreach_resource_from_env(settings=settings),
         "workbooks": workbooks_resource_from_env(),
         "ledger": LedgerResource(url=ledger_url),
         "sync_settings": SyncSettings(mapping_path=mapping_path),

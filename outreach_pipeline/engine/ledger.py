@@ -18,7 +18,7 @@ import zlib
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -26,11 +26,10 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
 from outreach_pipeline.engine import migrations
+from outreach_pipeline.engine.outcome import Outcome
 from outreach_pipeline.engine.utc_datetime import UtcDateTime, to_utc
 
-Outcome = Literal["created", "updated", "unchanged", "skipped", "failed"]
-OUTCOMES: tuple[Outcome, ...] = ("created", "updated", "unchanged", "skipped", "failed")
-_APPLIED: frozenset[str] = frozenset({"created", "updated", "unchanged"})
+OUTCOMES: tuple[Outcome, ...] = tuple(Outcome)
 _IN_CLAUSE_CHUNK = 500
 
 metadata = sa.MetaData()
@@ -96,9 +95,25 @@ runs = sa.Table(
     sa.Column("entity", sa.String(64), primary_key=True),
     sa.Column("window_start", UtcDateTime()),
     sa.Column("window_end", UtcDateTime()),
-    *(sa.Column(outcome, sa.Integer, nullable=False, default=0) for outcome in OUTCOMES),
+    *(sa.Column(outcome.value, sa.Integer, nullable=False, default=0) for outcome in OUTCOMES),
     sa.Column("started_at", UtcDateTime(), nullable=False),
     sa.Column("finished_at", UtcDateTime()),
+)
+
+
+#: One row per (target system, entity) being written: who holds the writer lock (see engine/writer_lock.py).
+writer_lock = sa.Table(
+    "sync_writer_lock",
+    metadata,
+    sa.Column("target", sa.String(64), primary_key=True),
+    sa.Column("entity", sa.String(64), primary_key=True),
+    sa.Column("token", sa.String(64), nullable=False),
+    sa.Column("run_id", sa.String(128), nullable=False),
+    sa.Column("pid", sa.Integer, nullable=False),
+    sa.Column("host", sa.String(255), nullable=False),
+    sa.Column("acquired_at", UtcDateTime(), nullable=False),
+    sa.Column("heartbeat_at", UtcDateTime(), nullable=False),
+    sa.Column("lease_seconds", sa.Float, nullable=False),
 )
 
 
@@ -252,7 +267,7 @@ class SyncLedger:
                         window_start=window.start,
                         window_end=window.end,
                         started_at=_now(),
-                        **dict.fromkeys(OUTCOMES, 0),
+                        **dict.fromkeys((o.value for o in OUTCOMES), 0),
                     )
                 )
 
@@ -284,7 +299,7 @@ class SyncLedger:
             entity=row["entity"],
             window_start=row["window_start"],
             window_end=row["window_end"],
-            counts={outcome: row[outcome] for outcome in OUTCOMES},
+            counts={outcome.value: row[outcome.value] for outcome in OUTCOMES},
             started_at=row["started_at"],
             finished_at=row["finished_at"],
         )
@@ -388,7 +403,7 @@ class SyncLedger:
         now: datetime,
     ) -> None:
         # A failed or skipped record was not written, so its old pending links are still pending.
-        rewritten = [o for o in outcomes if o.outcome in _APPLIED]
+        rewritten = [o for o in outcomes if o.outcome.applied]
         if not rewritten:
             return
         ids = [o.outreach_id for o in rewritten]
@@ -436,7 +451,7 @@ class SyncLedger:
         outcomes: Sequence[RecordOutcome],
         now: datetime,
     ) -> None:
-        counts = {name: sum(1 for o in outcomes if o.outcome == name) for name in OUTCOMES}
+        counts = {name.value: sum(1 for o in outcomes if o.outcome is name) for name in OUTCOMES}
         updated = connection.execute(
             runs.update()
             .where(runs.c.run_id == run_id, runs.c.entity == entity)
@@ -525,7 +540,7 @@ def _single_entity(outcomes: Sequence[RecordOutcome]) -> str:
 def _state_row(
     outcome: RecordOutcome, previous: RecordState | None, run_id: str, window: SyncWindow, now: datetime
 ) -> dict[str, Any]:
-    applied = outcome.outcome in _APPLIED
+    applied = outcome.outcome.applied
     keep_values = not applied and previous is not None
     return {
         "entity": outcome.entity,
@@ -546,7 +561,7 @@ def _state_row(
         "last_run_id": run_id,
         # Only failures are retried. A flag skip is terminal for this version; a stale-version skip (an old
         # window reloaded) says nothing about the record's retry state, so it keeps it.
-        "needs_retry": outcome.outcome == "failed"
+        "needs_retry": outcome.outcome is Outcome.FAILED
         or (outcome.reason == "stale_version" and bool(_get(previous, "needs_retry"))),
         "recorded_at": now,
     }

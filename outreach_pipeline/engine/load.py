@@ -5,13 +5,17 @@ The loop per entity and range of windows:
 1. Look up the Workbooks twins of up to 100 staged records in one request: link key IN (...) OR natural
    key IN (...) (`_fm=1 OR 2`). A lookup that fails raises: a failed lookup never leads to a create.
 2. Plan with the pure planner (`engine.plan`), resolving links through the ledger (the targets were synced
-   earlier in the same run) and, for ids the ledger does not know, through Workbooks.
+   earlier in the same run) and, for ids the ledger does not know, through Workbooks. The Outreach records
+   sharing each record's natural key (`outreach_sharers`) are asked of Outreach before the load, by a step
+   that holds Outreach's pool, and handed in as data: the loader itself calls Workbooks only.
 3. Write in batches of at most 100 with per-object transactions.
 4. Reconcile what is uncertain: a batch whose reply was lost (the server may have committed it) and
    objects refused for a stale lock_version are looked up afresh and re-planned, so a create that did
    land is found by its link key instead of being created twice. Bounded rounds; what is still uncertain
    after them fails with that reason and is retried by a later run.
-5. Record one outcome per staged record in the ledger (state + history) and return them as a frame.
+5. Record one outcome per staged record in the ledger (state + history) and return them as a frame. The
+   outcomes of each written batch are recorded as soon as Workbooks confirms it, so the creates of a run
+   killed half way are in the history; the rest (unchanged, skipped, failed) are recorded at the end.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from outreach_pipeline.clients.workbooks import (
     WriteOp,
 )
 from outreach_pipeline.engine.ledger import PendingRelation, RecordOutcome, SyncLedger, SyncWindow
+from outreach_pipeline.engine.outcome import Outcome
 from outreach_pipeline.engine.plan import (
     ERROR_MESSAGE_LIMIT,
     SHARERS_COLUMN,
@@ -124,6 +129,25 @@ def outreach_holders(
     return holders
 
 
+def outreach_sharers(client: OutreachClient, resource: str, entity: EntityMapping, staged: pd.DataFrame) -> pd.DataFrame:
+    """For each staged record, the other Outreach ids holding its natural key, asked of Outreach itself.
+
+    Returns:
+        ``outreach_id`` and ``SHARERS_COLUMN`` (a sorted list of ids), one row per staged row, in order;
+        empty lists when the entity has no Outreach duplicate filter.
+    """
+    ids = [int(i) for i in staged["outreach_id"]]
+    if not entity.match.outreach_duplicate_filter:
+        return pd.DataFrame({"outreach_id": ids, SHARERS_COLUMN: [[] for _ in ids]})
+    key_field = entity.match.natural_keys[0]
+    holders = outreach_holders(client, resource, entity, _distinct(staged[key_field]))
+    sharers = [
+        sorted(holders.get(normalise_natural_key(value), set()) - {outreach_id})
+        for outreach_id, value in zip(ids, staged[key_field], strict=True)
+    ]
+    return pd.DataFrame({"outreach_id": ids, SHARERS_COLUMN: sharers})
+
+
 def _batches_by_url_length(key: str, values: list[str], budget: int) -> Iterable[list[str]]:
     """Split values into batches whose `key=value&...` pairs, URL-encoded as the client sends them, fit `budget`."""
     batch: list[str] = []
@@ -207,18 +231,17 @@ class EntityLoader:
         entity: EntityMapping,
         run_id: str,
         window: SyncWindow,
-        outreach: OutreachClient | None = None,
-        outreach_resource: str | None = None,
+        sharers: pd.DataFrame | None = None,
     ) -> None:
-        """`outreach` and `outreach_resource` (e.g. `prospects`) enable the Outreach-side duplicate check."""
-        self.outreach = outreach
-        self.outreach_resource = outreach_resource
+        """`sharers` (from `outreach_sharers`) enables the Outreach-side duplicate check."""
+        self.sharers = sharers
         self.client = client
         self.ledger = ledger
         self.mappings = mappings
         self.entity = entity
         self.run_id = run_id
         self.window = window
+        self._recorded: set[int] = set()  # outreach ids whose outcome is already in the ledger
 
     def load(self, staged: pd.DataFrame) -> LoadResult:
         """Load the staged rows; every row ends with exactly one outcome in the ledger and the result."""
@@ -233,8 +256,7 @@ class EntityLoader:
             # Whatever was written is recorded even when the load stops half way (an API down for longer
             # than the retries), so the audit trail and the stale-version guard hold for those records.
             outcomes = [final[i] for i in sorted(final)]
-            if outcomes:
-                self.ledger.record_outcomes(self.run_id, self.window, outcomes)
+            self._record(final, final.keys())
             self.ledger.finish_run(self.run_id, self.entity.name)
         frame = pd.DataFrame(
             [
@@ -254,22 +276,27 @@ class EntityLoader:
         preview = [
             {"outreach_id": o.outreach_id, "outcome": o.outcome, "changes": o.diff}
             for o in outcomes
-            if o.outcome in ("created", "updated") and o.diff
+            if o.outcome.wrote and o.diff
         ][:10]
         pending = sum(len(o.pending_relations) for o in outcomes)
         return LoadResult(outcomes=frame, counts={str(k): int(v) for k, v in counts.items()}, preview=preview, pending_relations=pending)
 
     def _with_outreach_holders(self, staged: pd.DataFrame) -> pd.DataFrame:
-        """Add, for each record, the other Outreach ids holding its natural key (asked of Outreach itself)."""
-        if self.outreach is None or self.outreach_resource is None or not self.entity.match.outreach_duplicate_filter:
+        """Add, for each record, the other Outreach ids holding its natural key (as Outreach answered them).
+
+        Raises:
+            ValueError: A record Outreach was not asked about: it must not be matched or created unchecked.
+        """
+        if self.sharers is None or not self.entity.match.outreach_duplicate_filter:
             return staged
-        key_field = self.entity.match.natural_keys[0]
-        holders = outreach_holders(self.outreach, self.outreach_resource, self.entity, _distinct(staged[key_field]))
-        sharers = [
-            sorted(holders.get(normalise_natural_key(value), set()) - {int(outreach_id)})
-            for outreach_id, value in zip(staged["outreach_id"], staged[key_field], strict=True)
-        ]
-        return staged.assign(**{SHARERS_COLUMN: sharers})
+        answered = dict(zip(self.sharers["outreach_id"].astype(int), self.sharers[SHARERS_COLUMN], strict=True))
+        unasked = [int(i) for i in staged["outreach_id"] if int(i) not in answered]
+        if unasked:
+            raise ValueError(
+                f"{self.entity.outreach_type} {unasked[0]} (and {len(unasked) - 1} more) has no answer from Outreach "
+                "on who else holds its natural key; run its windows again with the duplicate lookup"
+            )
+        return staged.assign(**{SHARERS_COLUMN: [list(answered[int(i)]) for i in staged["outreach_id"]]})
 
     def _load_rounds(self, staged: pd.DataFrame, states: Mapping[int, Any], final: dict[int, RecordOutcome]) -> None:
         """Plan and write; re-plan the records whose write is uncertain, a bounded number of times."""
@@ -287,7 +314,7 @@ class EntityLoader:
             todo = staged[staged["outreach_id"].astype(int).isin(uncertain)]
         for outreach_id, reason in uncertain.items():
             final[outreach_id] = RecordOutcome(
-                entity=self.entity.name, outreach_id=outreach_id, outcome="failed",
+                entity=self.entity.name, outreach_id=outreach_id, outcome=Outcome.FAILED,
                 error=f"{self.entity.outreach_type} {outreach_id}: write not confirmed after {RECONCILE_ROUNDS} "
                 f"attempts ({reason}); retried next run",
             )
@@ -322,12 +349,20 @@ class EntityLoader:
                     final[decision.outreach_id] = self._outcome(decision, applied=result, error=message)
                     if decision.workbooks_id is not None and decision.action != "failed":
                         refused.append(decision.model_copy(update={"error": message}))
+            self._record(final, (decision.outreach_id for decision, _ in chunk))
             self._flag_refused(refused)
         if plan.duplicate_flags:
             # A lost reply is harmless: the flag is re-planned from the same duplicates on the next run.
             with contextlib.suppress(WriteOutcomeUnknown):
                 self.client.write_batch(self.entity.workbooks_controller, [_flag_op(f) for f in plan.duplicate_flags])
         return uncertain
+
+    def _record(self, final: Mapping[int, RecordOutcome], ids: Iterable[int]) -> None:
+        """Record the final outcomes of `ids` not recorded yet (each record once per load)."""
+        outcomes = [final[i] for i in sorted(set(ids) - self._recorded) if i in final]
+        if outcomes:
+            self.ledger.record_outcomes(self.run_id, self.window, outcomes)
+            self._recorded.update(o.outreach_id for o in outcomes)
 
     def _flag_refused(self, refused: list[Decision]) -> None:
         """Set Outreach Sync Error and its message on existing records Workbooks refused to update."""
@@ -355,15 +390,15 @@ class EntityLoader:
     ) -> RecordOutcome:
         outcome = decision.ledger_outcome
         earlier = (intended or {}).get(decision.outreach_id)
-        if outcome == "unchanged" and earlier in ("create", "update"):
+        if outcome is Outcome.UNCHANGED and earlier in ("create", "update"):
             # An earlier round's write landed though its reply was lost: report what this run did.
-            outcome = "created" if earlier == "create" else "updated"
+            outcome = Outcome.CREATED if earlier == "create" else Outcome.UPDATED
         workbooks_id = decision.workbooks_id
         if applied is not None and applied.ok and applied.id is not None:
             workbooks_id = applied.id
         if error is not None:
             return RecordOutcome(
-                entity=self.entity.name, outreach_id=decision.outreach_id, outcome="failed",
+                entity=self.entity.name, outreach_id=decision.outreach_id, outcome=Outcome.FAILED,
                 workbooks_id=workbooks_id, outreach_updated_at=decision.outreach_updated_at, error=error,
             )
         pending: list[PendingRelation] = list(decision.pending_relations)
@@ -373,7 +408,7 @@ class EntityLoader:
             outcome=outcome,
             workbooks_id=workbooks_id,
             outreach_updated_at=decision.outreach_updated_at,
-            values=decision.values if outcome in ("created", "updated", "unchanged") else None,
+            values=decision.values if outcome.applied else None,
             diff=decision.fields or None,
             reason=decision.reason,
             error=decision.error,

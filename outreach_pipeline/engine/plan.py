@@ -37,7 +37,8 @@ from typing import Any, Literal
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
-from outreach_pipeline.engine.ledger import Outcome, PendingRelation, RecordState
+from outreach_pipeline.engine.ledger import PendingRelation, RecordState
+from outreach_pipeline.engine.outcome import Outcome
 from outreach_pipeline.mapping.errors import ErrorKind, ValidationError, read_errors
 from outreach_pipeline.mapping.models import (
     BooleanTransform,
@@ -69,11 +70,11 @@ SHARERS_COLUMN = "natural_key_sharers"
 ERROR_MESSAGE_LIMIT = 4000
 
 _OUTCOME_OF_ACTION: dict[str, Outcome] = {
-    "create": "created",
-    "update": "updated",
-    "unchanged": "unchanged",
-    "skip": "skipped",
-    "failed": "failed",
+    "create": Outcome.CREATED,
+    "update": Outcome.UPDATED,
+    "unchanged": Outcome.UNCHANGED,
+    "skip": Outcome.SKIPPED,
+    "failed": Outcome.FAILED,
 }
 
 
@@ -520,7 +521,7 @@ def _error_set_by_us(message: Any, state: RecordState | None, outreach_type: str
     says the record's last outcome was a failure. The exact text may differ from the ledger's last error (a
     later failure of another kind did not rewrite the flag), so the label, not the text, identifies it.
     """
-    if state is None or state.last_outcome != "failed":
+    if state is None or state.last_outcome is not Outcome.FAILED:
         return False
     text = normalise_value(message, _STRING)
     return isinstance(text, str) and text.startswith(f"{outreach_type} {state.outreach_id}: ")

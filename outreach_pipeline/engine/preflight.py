@@ -96,14 +96,27 @@ def run_preflight(
         KeyError: An entity name the mapping set does not define.
         ApiError: Either schema could not be fetched.
     """
+    return [*workbooks_preflight(workbooks, mapping_set, entities), *outreach_preflight(outreach, mapping_set, entities)]
+
+
+def workbooks_preflight(
+    workbooks: WorkbooksClient, mapping_set: MappingSet, entities: Iterable[str] | None = None
+) -> list[str]:
+    """The Workbooks half of :func:`run_preflight`: only Workbooks is called."""
     selected = select_entities(mapping_set, entities)
     workbooks_types = fetch_workbooks_types(workbooks, selected)
-    outreach_types = fetch_outreach_types(outreach)
-    outreach_schema = fetch_outreach_schema(outreach)
+    return [*preflight(selected, workbooks_types, None), *owned_field_problems(selected, workbooks_types)]
+
+
+def outreach_preflight(
+    outreach: OutreachClient, mapping_set: MappingSet, entities: Iterable[str] | None = None
+) -> list[str]:
+    """The Outreach half of :func:`run_preflight`: only Outreach is called (the grant's scopes, the schema
+    of its types, attributes and relationships, and its custom fields)."""
+    selected = select_entities(mapping_set, entities)
     return [
         *scope_problems(outreach, selected),
-        *preflight(selected, workbooks_types, outreach_types, outreach_schema),
-        *owned_field_problems(selected, workbooks_types),
+        *preflight(selected, None, fetch_outreach_types(outreach), fetch_outreach_schema(outreach)),
     ]
 
 

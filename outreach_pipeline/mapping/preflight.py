@@ -55,36 +55,38 @@ _OUTREACH_COMPATIBLE: dict[str, frozenset[str]] = {
 
 def preflight(
     mapping_set: MappingSet,
-    workbooks_types: list[dict[str, Any]],
-    outreach_types: list[dict[str, Any]],
+    workbooks_types: list[dict[str, Any]] | None,
+    outreach_types: list[dict[str, Any]] | None,
     outreach_schema: OutreachSchema | None = None,
 ) -> list[str]:
     """Check every mapped field against the Workbooks and Outreach schemas.
 
     Args:
         mapping_set: the mappings to check.
-        workbooks_types: the ``data`` of Workbooks ``metadata/types``.
-        outreach_types: the ``data`` of Outreach ``/types``.
-        outreach_schema: Outreach's types, attributes and relationships; None skips that check (the
-            runner always gives it).
+        workbooks_types: the ``data`` of Workbooks ``metadata/types``; None skips the Workbooks checks.
+        outreach_types: the ``data`` of Outreach ``/types``; None skips the Outreach custom-field checks. (The
+            sync checks each system in a step of its own, which holds only that API's pool.)
+        outreach_schema: Outreach's types, attributes and relationships; None skips that check.
 
     Returns:
         One message per problem, naming the entity and the field; an empty list means the mapping is usable.
     """
     workbooks_fields = {
         entry.get("class_name"): {field.get("name"): field for field in entry.get("fields") or []}
-        for entry in workbooks_types
+        for entry in workbooks_types or []
     }
     outreach_fields = {
         str(entry.get("type", "")).lower(): (entry.get("meta") or {}).get("validations") or {}
-        for entry in outreach_types
+        for entry in outreach_types or []
     }
     problems: list[str] = []
     for entity in mapping_set.entities.values():
-        problems.extend(_workbooks_problems(entity, workbooks_fields.get(entity.workbooks_record_type)))
+        if workbooks_types is not None:
+            problems.extend(_workbooks_problems(entity, workbooks_fields.get(entity.workbooks_record_type)))
         if outreach_schema is not None:
             problems.extend(outreach_schema_problems(entity, outreach_schema, mapping_set.source_label))
-        problems.extend(_outreach_problems(entity, outreach_fields.get(entity.outreach_type.lower(), {})))
+        if outreach_types is not None:
+            problems.extend(_outreach_problems(entity, outreach_fields.get(entity.outreach_type.lower(), {})))
     return problems
 
 

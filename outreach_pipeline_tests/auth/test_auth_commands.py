@@ -121,6 +121,14 @@ def test_connect_stores_the_mapping_scopes_with_mode_0600_and_a_sync_then_runs_o
     secrets = _secrets(connection)  # the sync refreshed the grant: these are the newest tokens
     for output in (connected.stdout, connected.stderr, synced.stdout, synced.stderr):
         assert not any(secret in output for secret in secrets)
+    # Nor in Dagster's storage (run and event logs, compute logs) or any other file but the token store.
+    stored_elsewhere = [
+        path for path in connection.home.rglob("*")
+        if path.is_file() and "outreach_tokens" not in path.parts
+        and any(secret.encode() in path.read_bytes() for secret in secrets)
+    ]
+    assert stored_elsewhere == []
+    assert any(connection.home.rglob("*.db")), "the sync wrote no Dagster storage to search"
 
 
 def test_status_shows_scopes_and_expiry_and_disconnect_makes_a_sync_ask_for_a_connection(

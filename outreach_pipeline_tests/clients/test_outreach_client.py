@@ -19,6 +19,7 @@ from starlette.routing import Route
 from outreach_pipeline.clients.http import (
     AuthenticationError,
     MalformedResponse,
+    RateBudgetExhausted,
     ServerError,
     ValidationFailed,
     WriteOutcomeUnknown,
@@ -232,6 +233,35 @@ def test_two_value_remaining_waits_for_reset_instead_of_429(serve, clock, fast_r
     client.get("prospects", 2)
     assert clock.sleeps == [30]
     assert client.stats.waits == 1 and client.stats.rate_limited == 0
+
+
+def test_spent_budget_resetting_beyond_the_wait_limit_raises_before_sending(serve, clock, fast_retry):
+    fake = FakeOutreach()
+    reset_at = int(clock.now) + fast_retry.max_rate_limit_wait + 1
+    fake.script = [JSONResponse({"data": prospect(1, "2024-01-01T00:00:00.000Z")},
+                                headers={"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": str(reset_at)})]
+    client = make_client(serve(fake.app()), clock, fast_retry)
+    client.get("prospects", 1)
+    with pytest.raises(RateBudgetExhausted) as caught:
+        list(client.iter_records("prospects"))
+    assert caught.value.reset_at == datetime.fromtimestamp(reset_at, UTC)
+    assert caught.value.path == "/api/v2/prospects" and "s3cret" not in str(caught.value)
+    assert clock.sleeps == [] and len(fake.api_requests) == 1  # no sleeping, and no request burned on a 429
+
+
+def test_429_whose_retry_after_is_beyond_the_wait_limit_raises_at_once_even_on_a_write(serve, clock, fast_retry):
+    fake = FakeOutreach()
+    far = fast_retry.max_rate_limit_wait + 1
+    limited = JSONResponse({"errors": [{"id": "rateLimitExceeded"}]}, 429, headers={"Retry-After": str(int(far))})
+    fake.script = [limited]
+    client = make_client(serve(fake.app()), clock, fast_retry)
+    with pytest.raises(RateBudgetExhausted) as caught:
+        client.get("prospects", 1)
+    assert caught.value.status == 429 and caught.value.reset_at == datetime.fromtimestamp(clock.now + far, UTC)
+    fake.script = [limited]
+    with pytest.raises(RateBudgetExhausted):
+        client.create("prospects", {"firstName": "Ada"})
+    assert clock.sleeps == [] and len(fake.api_requests) == 2 and fake.bodies == []
 
 
 def test_malformed_body_is_retried_then_reported(serve, clock, fast_retry):

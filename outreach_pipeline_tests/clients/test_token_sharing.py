@@ -28,7 +28,7 @@ CLIENT_SECRET = "app-secret-9f2"
 BOOTSTRAP_REFRESH = "bootstrap-refresh"
 ACCESS_TTL_SECONDS = 7200
 MINT_INTERVAL_SECONDS = 60
-TOKEN_FILE_KEYS = {"refresh_token", "access_token", "access_token_expires_at"}
+TOKEN_FILE_KEYS = {"refresh_token", "access_token", "access_token_expires_at", "scopes"}  # scopes: no secret
 
 
 class MintLimitedOutreach:

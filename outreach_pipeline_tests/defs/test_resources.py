@@ -84,7 +84,7 @@ def test_assets_of_one_run_share_one_outreach_token(counted_outreach_sandbox, tm
     assert result.success
     assert token_requests == ["POST"]
     content = json.loads(token_path.read_text(encoding="utf-8"))
-    assert set(content) == {"refresh_token", "access_token", "access_token_expires_at"}
+    assert set(content) == {"refresh_token", "access_token", "access_token_expires_at", "scopes"}
     assert stat.S_IMODE(os.stat(token_path).st_mode) == 0o600
 
 

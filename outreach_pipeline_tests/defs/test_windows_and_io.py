@@ -9,11 +9,13 @@ from datetime import UTC, datetime
 import dagster as dg
 import pandas as pd
 import pytest
+from upath import UPath
 
 from outreach_pipeline.defs.headless import last_complete_windows, parse_window
-from outreach_pipeline.defs.io_manager import WindowedParquetIOManager
+from outreach_pipeline.defs.io_manager import WindowedParquetIOManager, window_store
 from outreach_pipeline.defs.partitions import WINDOW_COLUMN, sync_windows
 from outreach_pipeline.engine.extract import window_of
+from outreach_pipeline.settings import load_settings
 
 FIRST, LAST = "2026-11-20-00:00", "2026-11-20-02:00"
 SYNC_WINDOWS = sync_windows("2026-11-01-00:00")
@@ -100,3 +102,33 @@ def test_last_complete_windows_and_window_parsing():
         parse_window(SYNC_WINDOWS, "yesterday")
     with pytest.raises(ValueError, match="at least 1"):
         last_complete_windows(SYNC_WINDOWS, 0, now=now)
+
+
+@pytest.mark.parametrize("scheme", ["file", "memory"])
+def test_the_window_store_may_be_a_url(tmp_path, scheme):
+    """A store named by URL (what Celery workers on several machines share): `file://` and fsspec's
+    in-memory object store, which takes the object-store path (one upload per file, no rename)."""
+    base = tmp_path.as_uri() if scheme == "file" else f"memory://windows-{tmp_path.name}"
+    job = dg.define_asset_job("windows_job", selection=[produced, consumed], executor_def=dg.in_process_executor)
+    defs = dg.Definitions(assets=[produced, consumed], jobs=[job],
+                          resources={"windows": WindowedParquetIOManager(base_dir=base)})
+    with dg.instance_for_test() as instance:
+        result = defs.resolve_job_def("windows_job").execute_in_process(
+            instance=instance,
+            tags={"dagster/asset_partition_range_start": FIRST, "dagster/asset_partition_range_end": LAST},
+        )
+        assert result.success
+        files = sorted(p.name for p in UPath(base, "produced").iterdir())
+        assert files == ["2026-11-20-0000.parquet", "2026-11-20-0100.parquet", "2026-11-20-0200.parquet"]
+        combined = result.output_for_node("consumed")
+        assert sorted(combined["id"]) == [1, 2, 10]
+        assert combined.loc[combined["id"] == 1, "extra"].iloc[0] == {"k": [1, 2]}
+    if scheme == "file":
+        assert sorted(p.name for p in (tmp_path / "produced").iterdir()) == files  # no temporary file left
+
+
+def test_the_window_store_setting_overrides_the_default(monkeypatch, tmp_path):
+    monkeypatch.delenv("OUTREACH_PIPELINE_WINDOW_STORE", raising=False)
+    assert window_store(load_settings().window_store, tmp_path / "windows") == str(tmp_path / "windows")
+    monkeypatch.setenv("OUTREACH_PIPELINE_WINDOW_STORE", "s3://bucket/windows")
+    assert window_store(load_settings().window_store, tmp_path / "windows") == "s3://bucket/windows"

@@ -15,6 +15,7 @@ from outreach_pipeline.clients.workbooks import WorkbooksClient
 from outreach_pipeline.engine.install import install
 from outreach_pipeline.engine.ledger import SyncLedger, SyncWindow
 from outreach_pipeline.engine.load import EntityLoader
+from outreach_pipeline.engine.plan import SHARERS_COLUMN
 from outreach_pipeline.mapping.models import load_mapping_set
 from outreach_pipeline.mapping.transform import stage_records
 from outreach_pipeline.sandbox.credentials import SANDBOX_WORKBOOKS_AUTH
@@ -96,3 +97,24 @@ def test_a_create_whose_reply_is_lost_is_found_again_not_created_twice(workbooks
     people = client.iter_records("crm/people", select_columns=["id", "cf_person_outreach_id"])
     linked = [row["cf_person_outreach_id"] for row in people if row.get("cf_person_outreach_id")]
     assert sorted(linked) == [1, 2, 3]  # exactly one Person each
+
+
+def test_holders_handed_in_fail_every_holder_and_a_record_outreach_was_not_asked_about_stops_the_load(
+    workbooks, tmp_path: Path
+) -> None:
+    client, _ = workbooks
+    ledger = SyncLedger(f"sqlite:///{tmp_path / 'ledger.db'}")
+    staged = stage_records(_extracted({"id": 1}, {"id": 2}), PROSPECTS)
+    sharers = pd.DataFrame({"outreach_id": [1, 2], SHARERS_COLUMN: [[7], []]})  # Outreach 7 holds 1's email too
+    loader = EntityLoader(client=client, ledger=ledger, mappings=MAPPINGS, entity=PROSPECTS, run_id="run-1",
+                          window=WINDOW, sharers=sharers)
+    result = loader.load(staged)
+    assert result.counts == {"created": 1, "failed": 1}
+    [failed] = result.outcomes[result.outcomes["outcome"] == "failed"].to_dict("records")
+    assert failed["outreach_id"] == 1 and "main_location[email]" in failed["error"]
+
+    unasked = EntityLoader(client=client, ledger=ledger, mappings=MAPPINGS, entity=PROSPECTS, run_id="run-2",
+                           window=WINDOW, sharers=sharers[sharers["outreach_id"] == 2])
+    with pytest.raises(ValueError, match=r"^prospect 3 .*no answer from Outreach"):
+        unasked.load(stage_records(_extracted({"id": 2}, {"id": 3}), PROSPECTS))
+    assert not client.lookup("crm/people", "cf_person_outreach_id", [3], ["id"])  # never created unchecked

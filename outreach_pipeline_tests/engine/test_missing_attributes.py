@@ -12,6 +12,7 @@ from outreach_pipeline.clients.outreach import OutreachClient
 from outreach_pipeline.engine.extract import extract_records
 from outreach_pipeline.mapping.models import load_mapping_set
 from outreach_pipeline.mapping.transform import outreach_fields, stage_records
+from outreach_pipeline.sandbox.credentials import SANDBOX_OUTREACH_AUTH
 from outreach_pipeline.sandbox.outreach.app import create_outreach_app
 from outreach_pipeline.sandbox.outreach.settings import OutreachSettings
 from outreach_pipeline.sandbox.outreach.store import OutreachStore
@@ -32,7 +33,7 @@ def test_a_left_out_attribute_stages_as_empty():
     entity = load_mapping_set().entity("prospects")
     sparse = ",".join(name for name in outreach_fields(entity) if name not in LEFT_OUT)
     with serve_in_thread(create_outreach_app(store, OutreachSettings())) as served:
-        client = OutreachClient(served.url)
+        client = OutreachClient(served.url, **SANDBOX_OUTREACH_AUTH)
         try:
             frame = extract_records(client, "prospects", START, END, fields={"fields[prospect]": sparse}).frame
         finally:

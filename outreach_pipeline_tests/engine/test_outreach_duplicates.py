@@ -19,9 +19,10 @@ from outreach_pipeline.clients.outreach import OutreachClient
 from outreach_pipeline.clients.workbooks import WorkbooksClient
 from outreach_pipeline.engine.install import install
 from outreach_pipeline.engine.ledger import SyncLedger, SyncWindow
-from outreach_pipeline.engine.load import SHARER_QUERY_CHARS, EntityLoader, outreach_holders
+from outreach_pipeline.engine.load import SHARER_QUERY_CHARS, EntityLoader, outreach_holders, outreach_sharers
 from outreach_pipeline.mapping.models import load_mapping_set
 from outreach_pipeline.mapping.transform import stage_records
+from outreach_pipeline.sandbox.credentials import SANDBOX_OUTREACH_AUTH, SANDBOX_WORKBOOKS_AUTH
 from outreach_pipeline.sandbox.outreach.app import create_outreach_app
 from outreach_pipeline.sandbox.outreach.settings import OutreachSettings
 from outreach_pipeline.sandbox.outreach.store import OutreachStore
@@ -55,7 +56,7 @@ def outreach() -> Iterator[tuple[OutreachStore, OutreachClient, _QueryRecorder]]
     store = OutreachStore("sqlite://")
     recorder = _QueryRecorder(create_outreach_app(store, OutreachSettings()))
     with serve_in_thread(recorder) as served:
-        client = OutreachClient(served.url)
+        client = OutreachClient(served.url, **SANDBOX_OUTREACH_AUTH)
         yield store, client, recorder
         client.close()
 
@@ -95,14 +96,14 @@ def test_the_loader_fails_a_prospect_whose_email_another_outreach_prospect_holds
         updated_at=T0,
     ), PROSPECTS)
     with serve_in_thread(create_workbooks_app(WorkbooksStore("sqlite://"), WorkbooksSettings())) as workbooks_app:
-        workbooks = WorkbooksClient(workbooks_app.url)
+        workbooks = WorkbooksClient(workbooks_app.url, **SANDBOX_WORKBOOKS_AUTH)
         ledger = SyncLedger(f"sqlite:///{tmp_path / 'ledger.db'}")
         try:
             install(workbooks, MAPPINGS)
             loader = EntityLoader(
                 client=workbooks, ledger=ledger, mappings=MAPPINGS, entity=PROSPECTS, run_id="run-1",
                 window=SyncWindow(start=T0, end=T0 + timedelta(hours=1)),
-                outreach=outreach_client, outreach_resource="prospects",
+                sharers=outreach_sharers(outreach_client, "prospects", PROSPECTS, staged),
             )
             outcomes = loader.load(staged).outcomes.set_index("outreach_id")
         finally:

@@ -178,7 +178,10 @@ def test_naive_datetimes_are_rejected() -> None:
         SyncWindow(start=datetime(2024, 1, 1), end=datetime(2024, 1, 2))
 
 
-def test_repr_hides_the_password() -> None:
-    ledger = SyncLedger("postgresql+psycopg2://postgres:s3cret@127.0.0.1:5432/postgres")
+def test_repr_hides_the_password(postgres_database_url: str) -> None:
+    # A throwaway database: opening a ledger migrates it, which must never touch the server's own databases.
+    with_password = postgres_database_url.replace("://postgres@", "://postgres:s3cret@")
+    assert "s3cret" in with_password
+    ledger = SyncLedger(with_password)
     assert "s3cret" not in repr(ledger)
     ledger.dispose()

@@ -20,16 +20,19 @@ from outreach_pipeline.cli import main
 from outreach_pipeline.clients.http import AuthenticationError
 from outreach_pipeline.clients.outreach import OutreachClient
 from outreach_pipeline.clients.outreach_schema import OPENAPI_PATH
-from outreach_pipeline.defs.assets import field_preflight
+from outreach_pipeline.defs.assets import OUTREACH_PREFLIGHT_KEY, build_preflights
+from outreach_pipeline.defs.partitions import sync_windows
 from outreach_pipeline.defs.resources import OutreachResource, SyncSettings, WorkbooksResource
 from outreach_pipeline.engine.install import install
 from outreach_pipeline.engine.preflight import fetch_outreach_schema, run_preflight
 from outreach_pipeline.mapping.models import MappingSet
+from outreach_pipeline.sandbox.credentials import SANDBOX_OUTREACH_AUTH
 from outreach_pipeline.sandbox.faults import FaultInjector, FaultRule, SandboxMiddleware
 from outreach_pipeline.sandbox.outreach.app import create_outreach_app
 from outreach_pipeline.sandbox.outreach.settings import OutreachSettings
 from outreach_pipeline.sandbox.outreach.store import OutreachStore
 from outreach_pipeline.sandbox.server import serve_in_thread
+from outreach_pipeline.settings import PipelineSettings
 from outreach_pipeline_tests.install.conftest import field_entry
 from outreach_pipeline_tests.install.test_install_cli import CREDENTIAL_VARIABLES
 
@@ -94,7 +97,7 @@ def outreach_answering_schema_with(status: int) -> Iterator[OutreachClient]:
     app = SandboxMiddleware(create_outreach_app(OutreachStore("sqlite://"), OutreachSettings()),
                             injector=FaultInjector([rule]))
     with serve_in_thread(app) as served:
-        client = OutreachClient(served.url)
+        client = OutreachClient(served.url, **SANDBOX_OUTREACH_AUTH)
         try:
             yield client
         finally:
@@ -136,6 +139,11 @@ def test_install_fails_naming_the_attribute_and_the_mapping_file(
     ) in result.output
 
 
+def _outreach_preflight_asset() -> dg.AssetsDefinition:
+    assets = build_preflights(sync_windows(PipelineSettings().partitions_start))
+    return next(asset for asset in assets if asset.key == OUTREACH_PREFLIGHT_KEY)
+
+
 def test_the_preflight_asset_fails_naming_the_attribute(
     workbooks, workbooks_url, outreach_url, default_mapping, mapping_variant, tmp_path
 ):
@@ -148,7 +156,7 @@ def test_the_preflight_asset_fails_naming_the_attribute(
     }
     partition = datetime(2026, 11, 2, 10, tzinfo=UTC).strftime("%Y-%m-%d-%H:%M")
 
-    result = dg.materialize([field_preflight], resources=resources, partition_key=partition, raise_on_error=False,
+    result = dg.materialize([_outreach_preflight_asset()], resources=resources, partition_key=partition, raise_on_error=False,
                             instance=dg.DagsterInstance.ephemeral())
 
     assert not result.success
@@ -156,6 +164,6 @@ def test_the_preflight_asset_fails_naming_the_attribute(
     assert "prospects: Outreach has no attribute fristName on prospect" in str(failure.step_failure_data.error)
     assert str(mapping_file) in str(failure.step_failure_data.error)
 
-    passing = dg.materialize([field_preflight], resources={**resources, "sync_settings": SyncSettings()},
+    passing = dg.materialize([_outreach_preflight_asset()], resources={**resources, "sync_settings": SyncSettings()},
                              partition_key=partition, instance=dg.DagsterInstance.ephemeral())
     assert passing.success

@@ -40,6 +40,7 @@ JOB_NAME = SYNC_JOB
 WORKBOOKS_WRITE = "PUT /crm/{}.api"
 LINK_KEYS = {"accounts": "cf_organisation_outreach_id", "prospects": "cf_person_outreach_id",
              "opportunities": "cf_opportunity_outreach_id"}
+OUTREACH_KINDS = {"accounts": "account", "prospects": "prospect", "opportunities": "opportunity"}
 CONTROLLERS = {"accounts": "crm/organisations", "prospects": "crm/people", "opportunities": "crm/opportunities"}
 
 
@@ -281,6 +282,31 @@ def workbooks_content(pipe: Pipeline) -> dict[str, dict[RecordKey, dict[str, Any
             }
         content[entity] = by_key
     return content
+
+
+def linked_ids(content: dict[str, dict[RecordKey, dict[str, Any]]]) -> dict[str, set[int]]:
+    """Per entity, the Outreach ids a `workbooks_content` snapshot holds a linked Workbooks record for."""
+    return {entity: {key[1] for key in records if key[0] == "outreach"} for entity, records in content.items()}
+
+
+def expected_links(pipe: Pipeline, first: datetime, end: datetime = PINNED_NOW) -> dict[str, set[int]]:
+    """Per entity, the Outreach ids changed in [first, end) that the ledger does not hold as failed.
+
+    What a sync of those windows must have linked in Workbooks, read from the Outreach store and the ledger
+    rather than from the run. Each entity must have such records, so a snapshot compared against another
+    cannot pass by being empty on both sides.
+    """
+    ledger = pipe.open_ledger()
+    try:
+        expected = {
+            entity: {record.id for record in outreach_records(pipe.sandbox, kind) if first <= updated_at(record) < end}
+            - set(ledger.failed_ids(entity))
+            for entity, kind in OUTREACH_KINDS.items()
+        }
+    finally:
+        ledger.dispose()
+    assert all(expected.values()), {entity: len(ids) for entity, ids in expected.items()}
+    return expected
 
 
 def content_differences(expected: dict[str, dict[RecordKey, dict[str, Any]]],

@@ -82,12 +82,12 @@ def test_one_run_covers_all_48_windows_and_outcomes_reconcile(backfill: Backfill
         outcomes = sum(values[f"records_{o}"] for o in ("created", "updated", "unchanged", "skipped", "failed"))
         assert values["records_extracted"] == expected, name
         assert outcomes == values["records_extracted"] and values["reconciles"] is True, name
-    materialized = backfill.result.asset_materializations_for_node("workbooks__people")
+    materialized = backfill.result.asset_materializations_for_node(dg.AssetKey(["workbooks", "people"]).to_python_identifier())
     assert len({m.partition for m in materialized}) == 48
 
 
 def test_staged_materializations_carry_column_lineage(backfill: Backfill) -> None:
-    staged = backfill.result.asset_materializations_for_node("staged__people")[0]
+    staged = backfill.result.asset_materializations_for_node(dg.AssetKey(["staged", "people"]).to_python_identifier())[0]
     lineage = staged.metadata["dagster/column_lineage"].value
     sources = {dep.column_name for dep in lineage.deps_by_column["main_location[email]"]}
     assert sources == {"emails"}

@@ -34,8 +34,8 @@ FIRST_WINDOW = datetime(2026, 11, 1, 12, tzinfo=UTC)
 SECOND_WINDOW = FIRST_WINDOW + WINDOW
 TOO_LONG = 32_768
 ENTITY_OF = {"account": "accounts", "prospect": "prospects", "opportunity": "opportunities"}
-LOAD_NODE = {"account": "workbooks__organisations", "prospect": "workbooks__people",
-             "opportunity": "workbooks__opportunities"}
+LOAD_NODE = {"account": dg.AssetKey(["workbooks", "organisations"]).to_python_identifier(), "prospect": dg.AssetKey(["workbooks", "people"]).to_python_identifier(),
+             "opportunity": dg.AssetKey(["workbooks", "opportunities"]).to_python_identifier()}
 SYNC_ERROR = {"account": ("cf_organisation_outreach_sync_error", "cf_organisation_outreach_sync_error_message"),
               "prospect": ("cf_person_outreach_sync_error", "cf_person_outreach_sync_error_message"),
               "opportunity": ("cf_opportunity_outreach_sync_error", "cf_opportunity_outreach_sync_error_message")}
@@ -233,3 +233,24 @@ def _load_outcomes(result: dg.ExecuteInProcessResult, node: str) -> pd.DataFrame
     output = result.output_for_node(node)
     frames = list(output.values()) if isinstance(output, dict) else [output]
     return pd.concat(frames, ignore_index=True)
+
+
+def _failure_rate_checks(result: dg.ExecuteInProcessResult) -> dict[str, dg.AssetCheckEvaluation]:
+    """The run's `failure_rate` evaluations, per Workbooks asset name (the same for every window of a range)."""
+    return {evaluation.asset_key.path[-1]: evaluation for evaluation in result.get_asset_check_evaluations()
+            if evaluation.check_name == "failure_rate"}
+
+
+def test_failure_rate_check_reports_error_for_the_bad_window_and_passes_the_clean_one(bad_records: BadRecords) -> None:
+    clean = _failure_rate_checks(bad_records.first)
+    assert set(clean) == {"organisations", "people", "opportunities"}
+    assert all(evaluation.passed for evaluation in clean.values()), clean
+    bad = _failure_rate_checks(bad_records.second)
+    assert set(bad) == set(clean)
+    metadata = bad_records.pipe.load_metadata(bad_records.second)
+    for name, evaluation in bad.items():
+        failed, extracted = metadata[name]["records_failed"], metadata[name]["records_extracted"]
+        assert failed / extracted > 0.10, (name, failed, extracted)  # every entity is over the ERROR threshold
+        assert (evaluation.passed, evaluation.severity) == (False, dg.AssetCheckSeverity.ERROR), (name, evaluation)
+        assert evaluation.metadata["failure_rate"].value == pytest.approx(failed / extracted), name
+    assert bad_records.second.success  # the check reports; it does not fail the run that loaded the good records

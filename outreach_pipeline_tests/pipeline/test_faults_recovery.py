@@ -25,6 +25,8 @@ from outreach_pipeline.sandbox.runtime import RunningSandbox
 from outreach_pipeline_tests.pipeline.harness import (
     Pipeline,
     content_differences,
+    expected_links,
+    linked_ids,
     outreach_records,
     pipeline,
     seeded_windows,
@@ -46,6 +48,13 @@ class Synced:
     result: dg.ExecuteInProcessResult
     content: dict[str, Any]
     failed: dict[str, set[int]]  # per entity, records failed in the ledger after the run
+    expected: dict[str, set[int]]  # per entity, the Outreach ids the day changed, bar the failed ones
+
+
+def _assert_reference_holds_the_day(reference: Synced) -> None:
+    """The fault-free content that the other runs are compared with links every record the day changed."""
+    assert reference.result.success, step_failures(reference.result)
+    assert linked_ids(reference.content) == reference.expected, {e: len(i) for e, i in linked_ids(reference.content).items()}
 
 
 def _failed_ids(pipe: Pipeline) -> dict[str, set[int]]:
@@ -60,7 +69,7 @@ def _failed_ids(pipe: Pipeline) -> dict[str, set[int]]:
 def reference(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Synced]:
     with pipeline(tmp_path_factory.mktemp("reference"), **SEED) as pipe:
         result = pipe.run(WINDOWS[0], WINDOWS[-1])
-        yield Synced(pipe, result, workbooks_content(pipe), _failed_ids(pipe))
+        yield Synced(pipe, result, workbooks_content(pipe), _failed_ids(pipe), expected_links(pipe, WINDOWS[0]))
 
 
 # ----------------------------------------------------------------------------- E: re-runs write nothing
@@ -73,6 +82,7 @@ def _windows_changing_every_entity(sandbox: RunningSandbox) -> list[datetime]:
 
 
 def test_rerunning_windows_after_a_full_backfill_writes_nothing(reference: Synced) -> None:
+    _assert_reference_holds_the_day(reference)
     windows = _windows_changing_every_entity(reference.pipe.sandbox)
     picked = [windows[0], windows[len(windows) // 2], windows[-1]]
     before = reference.pipe.workbooks_writes()
@@ -191,6 +201,7 @@ def _windows_to_rerun(pipe: Pipeline, ledger: SyncLedger, results: list[dg.Execu
 def test_faulty_sync_recovers_to_the_fault_free_content(
     reference: Synced, scenario: FaultScenario, tmp_path: Path, record_property: Callable[[str, object], None]
 ) -> None:
+    _assert_reference_holds_the_day(reference)
     with pipeline(tmp_path, **SEED) as pipe:
         results = _faulty_sync(pipe, scenario)
         faults_seen = (pipe.sandbox.outreach_middleware.stats.snapshot()["faults"],

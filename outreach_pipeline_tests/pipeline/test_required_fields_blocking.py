@@ -45,7 +45,7 @@ def test_a_window_mostly_missing_required_fields_is_not_loaded_and_the_run_fails
         assert evaluation.severity == dg.AssetCheckSeverity.ERROR
         assert evaluation.metadata["rows_missing_required"].value == ROWS - 3
         # Blocked: the load never ran, so not even the three valid prospects were written.
-        assert not result.asset_materializations_for_node("workbooks__people")
+        assert not result.asset_materializations_for_node(dg.AssetKey(["workbooks", "people"]).to_python_identifier())
         assert pipe.synced_rows("prospects") == {}
         assert not result.success
 
@@ -58,5 +58,5 @@ def test_a_few_rows_missing_required_fields_pass_the_check_and_the_rest_loads(tm
         assert evaluation.passed
         assert evaluation.metadata["rows_missing_required"].value == 2
         assert len(pipe.synced_rows("prospects")) == ROWS - 2
-        (materialization,) = result.asset_materializations_for_node("workbooks__people")
+        (materialization,) = result.asset_materializations_for_node(dg.AssetKey(["workbooks", "people"]).to_python_identifier())
         assert materialization.metadata["records_failed"].value == 2
