@@ -158,8 +158,8 @@ def sync(
 ) -> None:
     """Materialise complete sync windows through Dagster (one run) and print a summary table.
 
-    Uses the instance in $DAGSTER_HOME (default ./.dagster_home; given the project's dagster.yaml when it
-    has none), so the run shows in the UI, and the systems configured in the environment (the sandbox when
+    Uses the instance in $DAGSTER_HOME (default ./.dagster_home; given the profile's dagster.yaml unless one
+    was written by hand), so the run shows in the UI, and the systems configured in the environment (the sandbox when
     none are). Runs of earlier syncs whose process died are marked failed and their pool slots freed first.
     Exits 0 when the run succeeded, 1 when it failed or a failure_rate check is at ERROR, 3 when it gave up
     waiting for a pool slot, 130 on Ctrl-C/SIGTERM.

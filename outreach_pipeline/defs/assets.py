@@ -316,7 +316,7 @@ def build_holders(flow: EntityFlow, windows: dg.PartitionsDefinition) -> dg.Asse
         dagster_type=DATAFRAME,
         description=(
             f"For each record of staged/{flow.workbooks_name}, the other Outreach {flow.outreach_name} holding its natural key (email), asked of Outreach "
-            "itself (about 200 values a request), so a value two Outreach records share is never matched or "
+            "itself (about 115 emails a request, in the documented multi-value form), so a value two Outreach records share is never matched or "
             "created from either, whichever window each is synced in. Ids only, no emails."
         ),
     )

@@ -2,7 +2,8 @@
 
 Rules:
 
-* Dagster's run monitoring (on in `dagster.yaml`) recovers runs launched by the daemon. A run of `sync`
+* Dagster's run monitoring (on in `dagster.yaml`) frees the slots of runs that ended; it cannot tell that a
+  run worker died under the default run launcher (see the README's known limits). A run of `sync`
   runs in the `sync` process itself, which no daemon watches: each such run carries its pid and host as
   tags, and before a sync starts, every STARTED run of this instance whose process is gone from this host
   is marked failed and its pool slots are freed. Slots still claimed by runs that already ended are freed
@@ -17,7 +18,6 @@ Rules:
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import sys
 import threading
@@ -25,7 +25,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import IntEnum
-from pathlib import Path
 
 import dagster as dg
 from dagster._utils.interrupts import check_captured_interrupt
@@ -34,7 +33,6 @@ from outreach_pipeline.engine.writer_lock import pid_alive
 
 PID_TAG = "outreach_pipeline/pid"
 HOST_TAG = "outreach_pipeline/host"
-PROJECT_INSTANCE_CONFIG = Path(__file__).resolve().parents[2] / "dagster.yaml"
 _ALIVE_STATUSES = [dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.CANCELING]
 
 
@@ -45,19 +43,6 @@ class ExitCode(IntEnum):
     FAILED = 1  # a step failed, or a failure_rate check is at ERROR
     GAVE_UP = 3  # waited for a pool slot longer than --max-wait
     INTERRUPTED = 130  # Ctrl-C or SIGTERM
-
-
-def ensure_instance_config(home: Path) -> bool:
-    """Give a DAGSTER_HOME without a `dagster.yaml` the project's (pools, run monitoring), as `dev` does.
-
-    An existing file is the operator's (e.g. a production profile) and is left alone. Returns whether it
-    was copied.
-    """
-    target = home / "dagster.yaml"
-    if target.exists() or not PROJECT_INSTANCE_CONFIG.exists():
-        return False
-    shutil.copyfile(PROJECT_INSTANCE_CONFIG, target)
-    return True
 
 
 def process_tags() -> dict[str, str]:
