@@ -151,9 +151,10 @@ def test_a_sync_killed_mid_load_is_recovered_by_the_next_sync_without_hands(
     # The production profile: the Dagster instance (runs, events, pool slots) and the ledger on Postgres.
     home = tmp_path / "home"
     ledger_url = postgres_database_url
-    # About 110 people: two write batches. Slow people writes (6 s each) leave time to kill between them, even
-    # on a loaded machine.
-    with sandbox_process(tmp_path / "sandbox", 150, faults="slow:delay_ms=6000:path=/crm/people:methods=PUT") as info:
+    # About 150 people in the last 24 windows (a third of the seeded updates, spread over 3 days): two write
+    # batches of at most 100 whatever the hour. (150 prospects gave 95-110 people: sometimes a single batch.)
+    # Slow people writes (6 s each) leave time to kill between the batches, even on a loaded machine.
+    with sandbox_process(tmp_path / "sandbox", 220, faults="slow:delay_ms=6000:path=/crm/people:methods=PUT") as info:
         env = {**sync_env(info, home, ledger_url), "DAGSTER_PG_URL": postgres_database_url}
         killed = start_sync(env, "--profile", "production")
         created = 0
@@ -182,6 +183,7 @@ def test_a_sync_killed_mid_load_is_recovered_by_the_next_sync_without_hands(
 
     # The killed run's creates are in the history, and nothing was created twice.
     assert max(people.values()) == 1
+    assert len(people) > 100, "one write batch held every person: nothing was left to kill between batches"
     killed_creates = ledger_scalar(ledger_url, "SELECT count(*) FROM sync_history WHERE run_id = :run AND "
                                                "outcome = 'created' AND entity = 'prospects'", run=killed_run)
     assert killed_creates == created >= 1
