@@ -16,6 +16,7 @@ from outreach_pipeline.defs.assets import build_assets
 from outreach_pipeline.defs.io_manager import WindowedParquetIOManager, window_store
 from outreach_pipeline.defs.jobs import build_jobs
 from outreach_pipeline.defs.partitions import sync_windows
+from outreach_pipeline.defs.reconcile import reconcile_job, reconcile_schedule
 from outreach_pipeline.defs.resources import build_resources, dagster_home
 from outreach_pipeline.defs.scaleout import job_executor
 from outreach_pipeline.settings import PipelineSettings, load_settings
@@ -34,8 +35,8 @@ def build_definitions(settings: PipelineSettings, resources: Mapping[str, Any] |
         }
     return dg.Definitions(
         assets=build_assets(sync_windows(settings.partitions_start)),
-        jobs=jobs.jobs,
-        schedules=jobs.schedules,
+        jobs=[*jobs.jobs, reconcile_job],
+        schedules=[*jobs.schedules, reconcile_schedule],
         resources=dict(resources),
     )
 

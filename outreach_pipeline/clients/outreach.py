@@ -528,6 +528,19 @@ class OutreachClient:
         )
         return parse_resource(reply["data"], f"PATCH {resource}/{record_id}")
 
+    def mark_task_complete(self, task_id: int) -> OutreachRecord:
+        """Complete a task (``POST /tasks/{id}/actions/markComplete``): its ``state`` is read-only.
+
+        Raises:
+            WriteOutcomeUnknown: The reply was lost; fetch the task to see whether it is complete.
+            ValidationFailed: A 422, e.g. the task is already complete.
+        """
+        reply = self._call(
+            "POST", f"{API_PREFIX}/tasks/{int(task_id)}/actions/markComplete", idempotent=False,
+            headers={"Content-Type": JSON_API}, validate=_require_resource,
+        )
+        return parse_resource(reply["data"], f"POST tasks/{task_id}/actions/markComplete")
+
     def delete(self, resource: str, record_id: int) -> None:
         """DELETE a record (204)."""
         self._call("DELETE", f"{API_PREFIX}/{resource}/{int(record_id)}", idempotent=False)

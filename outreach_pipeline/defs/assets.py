@@ -200,6 +200,8 @@ def build_extract(flow: EntityFlow, windows: dg.PartitionsDefinition) -> dg.Asse
         fields = None if config.all_attributes else {f"fields[{entity.outreach_type}]": ",".join(outreach_fields(entity))}
         with ledger.open() as sync_ledger:
             retry_ids = ids_to_pull(sync_ledger, flow.entity, referenced)
+            # What the Workbooks -> Outreach direction wrote for this window left it (its updatedAt moved on).
+            retry_ids |= {o for o, _ in sync_ledger.written_in_window(flow.entity, window, to_outreach=True)}
         windows = context.partition_keys
         left = (f"{flow.outreach_name} changed in {len(windows)} window(s) {windows[0]}..{windows[-1]} "
                 f"(and {len(retry_ids)} records to retry) are")
@@ -444,12 +446,14 @@ def _failure_rate_check(failed: int, extracted: int, settings: SyncSettings) -> 
 
 def build_assets(windows: dg.PartitionsDefinition) -> list[dg.AssetsDefinition]:
     """Every asset of the sync, partitioned by `windows`, in data-flow order."""
+    from outreach_pipeline.defs.assets_outreach import build_reverse_assets  # it builds on this module
+
     assets = build_preflights(windows)
     for flow in FLOWS:
         assets += [build_extract(flow, windows), build_staged(flow, windows),
                    *([build_holders(flow, windows)] if flow.holders_name else []), build_load(flow, windows)]
-    return assets
+    return [*assets, *build_reverse_assets(windows)]
 
 
-#: Every asset key of the sync, in data-flow order (what the jobs select).
+#: The Outreach -> Workbooks asset keys, in data-flow order (the jobs add the other direction's).
 ASSET_KEYS = [OUTREACH_PREFLIGHT_KEY, PREFLIGHT_KEY, *(key for flow in FLOWS for key in flow.keys)]

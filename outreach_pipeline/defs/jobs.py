@@ -7,12 +7,13 @@ from dataclasses import dataclass
 import dagster as dg
 
 from outreach_pipeline.defs.assets import ASSET_KEYS, FLOWS, ExtractConfig
+from outreach_pipeline.defs.assets_outreach import REVERSE_KEYS
 
 SYNC_JOB = "outreach_to_workbooks_job"
 FULL_SYNC_JOB = "full_sync_job"
 SEND_RECEIVE_SCHEDULE = "outreach_send_receive"
 
-SELECTION = dg.AssetSelection.assets(*ASSET_KEYS)
+SELECTION = dg.AssetSelection.assets(*ASSET_KEYS, *REVERSE_KEYS)
 
 
 def full_sync_run_config() -> dg.RunConfig:

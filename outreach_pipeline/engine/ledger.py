@@ -31,6 +31,9 @@ from outreach_pipeline.engine.utc_datetime import UtcDateTime, to_utc
 
 OUTCOMES: tuple[Outcome, ...] = tuple(Outcome)
 _IN_CLAUSE_CHUNK = 500
+#: The reason recorded with the outcomes of the Workbooks -> Outreach direction (history rows without it are
+#: the Outreach -> Workbooks direction's).
+TO_OUTREACH_REASON = "to_outreach"
 
 metadata = sa.MetaData()
 
@@ -98,6 +101,24 @@ runs = sa.Table(
     *(sa.Column(outcome.value, sa.Integer, nullable=False, default=0) for outcome in OUTCOMES),
     sa.Column("started_at", UtcDateTime(), nullable=False),
     sa.Column("finished_at", UtcDateTime()),
+)
+
+conflict = sa.Table(
+    "sync_conflict",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("run_id", sa.String(128), nullable=False),
+    sa.Column("entity", sa.String(64), nullable=False),
+    sa.Column("outreach_id", sa.BigInteger, nullable=False),
+    sa.Column("workbooks_id", sa.BigInteger),
+    sa.Column("field", sa.String(128), nullable=False),
+    sa.Column("base_json", sa.Text),
+    sa.Column("outreach_json", sa.Text),
+    sa.Column("workbooks_json", sa.Text),
+    sa.Column("winner", sa.String(16), nullable=False),
+    sa.Column("policy", sa.String(32), nullable=False),
+    sa.Column("recorded_at", UtcDateTime(), nullable=False),
+    sa.Index("ix_sync_conflict_record", "entity", "outreach_id"),
 )
 
 
@@ -220,6 +241,21 @@ class RunSummary(LedgerModel):
     finished_at: datetime | None
 
 
+class FieldConflict(LedgerModel):
+    """A field changed on both sides since they last agreed: both values, the base, and who won."""
+
+    entity: str
+    outreach_id: int
+    workbooks_id: int | None
+    field: str
+    base: Any
+    had_base: bool
+    outreach_value: Any
+    workbooks_value: Any
+    winner: str
+    policy: str
+
+
 def values_hash(values: dict[str, Any] | None) -> str | None:
     """Stable SHA-256 of a values dict (sorted keys, JSON)."""
     if values is None:
@@ -336,6 +372,98 @@ class SyncLedger:
             connection.execute(history.insert(), [_history_row(o, run_id, window, now) for o in outcomes])
             self._replace_pending(connection, entity, outcomes, run_id, now)
             self._add_run_counts(connection, run_id, entity, window, outcomes, now)
+
+    def record_conflicts(self, run_id: str, conflicts: Sequence[FieldConflict]) -> None:
+        """Append conflict rows (one per field both sides changed)."""
+        if not conflicts:
+            return
+        now = _now()
+        rows = [
+            {
+                "run_id": run_id, "entity": c.entity, "outreach_id": c.outreach_id, "workbooks_id": c.workbooks_id,
+                "field": c.field, "base_json": _dumps({"value": c.base}) if c.had_base else None,
+                "outreach_json": _dumps(c.outreach_value), "workbooks_json": _dumps(c.workbooks_value),
+                "winner": c.winner, "policy": c.policy, "recorded_at": now,
+            }
+            for c in conflicts
+        ]
+        with self._engine.begin() as connection:
+            connection.execute(conflict.insert(), rows)
+
+    def conflicts(self, entity: str, outreach_id: int | None = None) -> list[FieldConflict]:
+        """Recorded conflicts of ``entity`` (of one record when ``outreach_id`` is given), oldest first."""
+        query = sa.select(conflict).where(conflict.c.entity == entity).order_by(conflict.c.id)
+        if outreach_id is not None:
+            query = query.where(conflict.c.outreach_id == outreach_id)
+        with self._engine.connect() as connection:
+            return [
+                FieldConflict(
+                    entity=row["entity"], outreach_id=row["outreach_id"], workbooks_id=row["workbooks_id"],
+                    field=row["field"], had_base=row["base_json"] is not None,
+                    base=(_loads(row["base_json"]) or {}).get("value"),
+                    outreach_value=_loads(row["outreach_json"]), workbooks_value=_loads(row["workbooks_json"]),
+                    winner=row["winner"], policy=row["policy"],
+                )
+                for row in connection.execute(query).mappings()
+            ]
+
+    def states_by_workbooks_id(self, entity: str, workbooks_ids: Iterable[int]) -> dict[int, RecordState]:
+        """States of ``entity`` by Workbooks id (the Workbooks -> Outreach direction's key)."""
+        ids = sorted({int(i) for i in workbooks_ids})
+        found: dict[int, RecordState] = {}
+        with self._engine.connect() as connection:
+            for start in range(0, len(ids), _IN_CLAUSE_CHUNK):
+                query = sa.select(record_state).where(
+                    record_state.c.entity == entity,
+                    record_state.c.workbooks_id.in_(ids[start : start + _IN_CLAUSE_CHUNK]),
+                )
+                for row in connection.execute(query).mappings():
+                    found[int(row["workbooks_id"])] = _record_state(row)
+        return found
+
+    def written_in_window(self, entity: str, window: SyncWindow, *, to_outreach: bool) -> list[tuple[int, int | None]]:
+        """(Outreach id, Workbooks id) of the records one direction wrote for a window (any run).
+
+        A sync write moves the record's update time out of the window it was synced for, so the other
+        direction's read of that window would miss it; it reads these too, and a window's result does not
+        depend on which direction ran first. Only updates: a record the sync created has no change of its own
+        on that side to miss.
+        """
+        direction = (
+            history.c.reason == TO_OUTREACH_REASON
+            if to_outreach
+            else sa.or_(history.c.reason.is_(None), history.c.reason != TO_OUTREACH_REASON)
+        )
+        query = sa.select(history.c.outreach_id, history.c.workbooks_id).where(
+            history.c.entity == entity,
+            history.c.outcome == Outcome.UPDATED.value,
+            history.c.window_start >= window.start,
+            history.c.window_end <= window.end,
+            direction,
+        ).distinct()
+        with self._engine.connect() as connection:
+            return [(int(o), None if w is None else int(w)) for o, w in connection.execute(query)]
+
+    def unlink(self, entity: str, outreach_ids: Sequence[int]) -> None:
+        """Forget the Workbooks twin and the agreed values of records whose twin was deleted (reconcile)."""
+        ids = sorted({int(i) for i in outreach_ids})
+        with self._write(entity) as connection:
+            for start in range(0, len(ids), _IN_CLAUSE_CHUNK):
+                connection.execute(
+                    record_state.update()
+                    .where(record_state.c.entity == entity,
+                           record_state.c.outreach_id.in_(ids[start : start + _IN_CLAUSE_CHUNK]))
+                    .values(workbooks_id=None, values_json=None, values_hash=None, last_reason="unlinked",
+                            recorded_at=_now())
+                )
+
+    def linked_ids(self, entity: str) -> list[tuple[int, int]]:
+        """(Outreach id, Workbooks id) of every linked record of ``entity``."""
+        query = sa.select(record_state.c.outreach_id, record_state.c.workbooks_id).where(
+            record_state.c.entity == entity, record_state.c.workbooks_id.is_not(None)
+        )
+        with self._engine.connect() as connection:
+            return [(int(o), int(w)) for o, w in connection.execute(query)]
 
     def failed_ids(self, entity: str) -> list[int]:
         """Outreach ids of ``entity`` whose last outcome failed and that later runs must retry."""

@@ -70,7 +70,8 @@ class LoadResult:
 
 def select_columns(entity: EntityMapping) -> list[str]:
     """What a lookup must return for the planner: ids, keys, flags and every mapped field."""
-    columns = ["id", "lock_version", entity.match.link_key, *entity.match.natural_keys, *entity.flag_fields()]
+    # updated_at: the record's update time decides latest_wins conflicts of the three-way merge.
+    columns = ["id", "lock_version", "updated_at", entity.match.link_key, *entity.match.natural_keys, *entity.flag_fields()]
     columns += [f.workbooks for f in entity.to_workbooks_fields()]
     return list(dict.fromkeys(columns))
 
@@ -342,6 +343,7 @@ class EntityLoader:
             for (decision, _), result in zip(chunk, results, strict=True):
                 if result.ok:
                     final[decision.outreach_id] = self._outcome(decision, applied=result, intended=intended)
+                    self.ledger.record_conflicts(self.run_id, decision.conflicts)
                 elif result.stale_lock_version:
                     uncertain[decision.outreach_id] = "record changed in Workbooks during the run (stale lock_version)"
                 else:

@@ -19,8 +19,10 @@ Rules, in order, for each staged record:
    failure with the very message the record shows): then the error is ours to clear once the record is valid,
    so a fixed record heals itself while an error flagged by a person or another process stays until they clear it.
 5. ``failed``: validation errors. An existing record gets Outreach Sync Error = TRUE and the message.
-6. ``create`` (no match; Sync to Outreach = TRUE, link key set), else ``update`` with only the changed fields
-   (plus the link key when matched by natural key, plus clearing our own error flag), else ``unchanged``.
+6. ``create`` (no match; Sync to Outreach = TRUE, link key set), else ``update`` with only the fields Outreach
+   wins in the three-way merge against the ledger's base (``engine.merge``: a Workbooks-side edit is kept and
+   left to the Workbooks -> Outreach direction), plus the link key when matched by natural key, plus clearing
+   our own error flag; else ``unchanged``.
 
 Links whose target is not synced yet are withheld from the write (the existing Workbooks value is kept) and
 reported as pending relations, which the ledger stores and later runs retry; the record itself is still written,
@@ -37,7 +39,16 @@ from typing import Any, Literal
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
-from outreach_pipeline.engine.ledger import PendingRelation, RecordState
+from outreach_pipeline.engine.ledger import FieldConflict, PendingRelation, RecordState
+from outreach_pipeline.engine.merge import (
+    NO_BASE,
+    Side,
+    conflict_of,
+    keep_base,
+    ledger_base,
+    record_time,
+    resolve_field,
+)
 from outreach_pipeline.engine.outcome import Outcome
 from outreach_pipeline.mapping.errors import ErrorKind, ValidationError, read_errors
 from outreach_pipeline.mapping.models import (
@@ -104,6 +115,7 @@ class Decision(PlanModel):
     error: str | None = None
     pending_relations: list[PendingRelation] = Field(default_factory=list)
     outreach_updated_at: datetime | None = None
+    conflicts: list[FieldConflict] = Field(default_factory=list)
 
     @property
     def ledger_outcome(self) -> Outcome:
@@ -388,11 +400,8 @@ class _Planner:
         base: dict[str, Any],
     ) -> Decision:
         desired, pending = self._desired_values(row)
-        changed = {
-            name: value
-            for name, value in desired.items()
-            if self._canonical_value(name, value) != self._canonical_value(name, read_field(target, name))
-        }
+        values = self._canonical(desired, row)
+        changed, conflicts = self._merge(desired, values, target, state, row)
         if matched_by_natural:
             changed[self.entity.match.link_key] = row[self.entity.match.link_key]
         flags = self.entity.flags
@@ -400,8 +409,43 @@ class _Planner:
             # Reaching here with the flag set means we set it (rule 4); the record is valid now.
             changed |= {flags.sync_error: False, flags.sync_error_message: None}
         action: Action = "update" if changed else "unchanged"
-        values = self._canonical(desired, row)
-        return Decision(action=action, fields=changed, values=values, pending_relations=pending, **base)
+        return Decision(
+            action=action, fields=changed, values=values, pending_relations=pending, conflicts=conflicts, **base
+        )
+
+    def _merge(
+        self,
+        desired: Mapping[str, Any],
+        values: dict[str, Any],
+        target: Mapping[str, Any],
+        state: RecordState | None,
+        row: Mapping[str, Any],
+    ) -> tuple[dict[str, Any], list[FieldConflict]]:
+        """Three-way merge (``engine.merge``): the fields Outreach wins are written; where Workbooks wins, the
+        base in ``values`` stays what it was, so the Workbooks -> Outreach direction still sees the change."""
+        changed: dict[str, Any] = {}
+        conflicts: list[FieldConflict] = []
+        for name, value in desired.items():
+            field = self.entity.field(name)
+            resolution = resolve_field(
+                field,
+                base=ledger_base(state, name),
+                outreach=self._canonical_value(name, value),
+                workbooks=self._canonical_value(name, read_field(target, name)),
+                outreach_updated_at=_as_datetime(row.get("outreach_updated_at")),
+                workbooks_updated_at=record_time(target.get("updated_at")),
+            )
+            if resolution.winner is Side.OUTREACH:
+                changed[name] = value
+                if resolution.conflict:
+                    conflicts.append(conflict_of(
+                        self.entity.name, int(row["outreach_id"]), int(target["id"]), field, state,
+                        outreach=resolution.value, workbooks=self._canonical_value(name, read_field(target, name)),
+                        winner=Side.OUTREACH,
+                    ))
+            elif resolution.winner is Side.WORKBOOKS or resolution.agreed is NO_BASE:
+                keep_base(values, state, name)
+        return changed, conflicts
 
     # --- values ------------------------------------------------------------------------------------------
 

@@ -25,6 +25,9 @@ from pydantic import (
 DEFAULT_MAPPING_PATH = Path(__file__).with_name("default.yaml")
 
 Direction = Literal["to_workbooks", "to_outreach", "both"]
+#: Who wins a field changed on both sides since they last agreed (``latest_wins``: the record updated last,
+#: Outreach on a tie, so the choice never depends on which direction runs first).
+ConflictPolicy = Literal["outreach_wins", "workbooks_wins", "latest_wins"]
 SourceKind = Literal["column", "element", "related", "collection"]
 
 # `emails[0]`, `opportunityStage.name`, `opportunityProspectRole[opportunityId].prospectId`, or a plain column.
@@ -174,6 +177,7 @@ class FieldMapping(StrictModel):
         transform: how the value is converted (a bare kind string such as ``integer`` is accepted).
         required: a blank value is a validation error.
         skip_blank: a blank value never overwrites a non-blank one on the other side.
+        conflict: who wins when both sides changed the field since they last agreed (direction ``both``).
     """
 
     outreach: str
@@ -182,6 +186,7 @@ class FieldMapping(StrictModel):
     transform: Transform = Field(default_factory=StringTransform)
     required: bool = False
     skip_blank: bool = False
+    conflict: ConflictPolicy = "latest_wins"
 
     @field_validator("transform", mode="before")
     @classmethod
@@ -203,6 +208,11 @@ class FieldMapping(StrictModel):
     def writes_workbooks(self) -> bool:
         """True when the Outreach -> Workbooks direction writes this field."""
         return self.direction in {"to_workbooks", "both"}
+
+    @property
+    def writes_outreach(self) -> bool:
+        """True when the Workbooks -> Outreach direction writes this field."""
+        return self.direction in {"to_outreach", "both"}
 
 
 class MatchKeys(StrictModel):
@@ -277,6 +287,10 @@ class EntityMapping(StrictModel):
     def to_workbooks_fields(self) -> list[FieldMapping]:
         """Field mappings written by the Outreach -> Workbooks direction, in file order."""
         return [field for field in self.fields if field.writes_workbooks]
+
+    def to_outreach_fields(self) -> list[FieldMapping]:
+        """Field mappings written by the Workbooks -> Outreach direction, in file order."""
+        return [field for field in self.fields if field.writes_outreach]
 
     def field(self, workbooks_field: str) -> FieldMapping:
         """The field mapping that writes ``workbooks_field``; KeyError naming it when there is none."""

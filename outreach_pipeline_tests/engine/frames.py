@@ -4,6 +4,8 @@ from typing import Any
 
 import pandas as pd
 
+from outreach_pipeline.mapping.models import EntityMapping
+
 T0 = pd.Timestamp("2024-03-01T10:00:00Z")
 
 #: Prospect attributes the default mapping reads, blank unless a row sets them.
@@ -27,3 +29,11 @@ def extracted_prospects(*rows: dict[str, Any], updated_at: Any = T0) -> pd.DataF
             frame[column] = None
     frame["accountId"] = frame["accountId"].astype("Int64")
     return frame
+
+
+def with_email_required(entity: EntityMapping) -> EntityMapping:
+    """The prospects mapping with its email made required, as a user's mapping may make it (the default
+    leaves it optional: a person without an email syncs, the email is a match key when present)."""
+    fields = [f.model_copy(update={"required": True}) if f.workbooks == "main_location[email]" else f
+              for f in entity.fields]
+    return entity.model_copy(update={"fields": fields})

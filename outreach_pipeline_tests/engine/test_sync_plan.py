@@ -9,7 +9,7 @@ from outreach_pipeline.engine.ledger import RecordState
 from outreach_pipeline.engine.plan import plan_sync
 from outreach_pipeline.mapping import load_mapping_set
 from outreach_pipeline.mapping.transform import stage_records
-from outreach_pipeline_tests.engine.frames import T0, extracted_prospects
+from outreach_pipeline_tests.engine.frames import T0, extracted_prospects, with_email_required
 
 MAPPING = load_mapping_set()
 PROSPECTS = MAPPING.entity("prospects")
@@ -277,9 +277,10 @@ def test_our_own_error_flag_is_cleared_once_the_record_is_valid() -> None:
         "cf_person_outreach_sync_error": False,
         "cf_person_outreach_sync_error_message": None,
     }
-    # Still invalid with the same message already shown: failed, nothing to write.
-    staged = staged_prospects({"id": 17, "emails": []})
-    again = only(plan_sync(staged, PROSPECTS, [record], ledger_state))
+    # Still invalid with the same message already shown: failed, nothing to write (a mapping requiring emails).
+    required = with_email_required(PROSPECTS)
+    staged = stage_records(extracted_prospects({"id": 17, "emails": []}), required)
+    again = only(plan_sync(staged, required, [record], ledger_state))
     assert (again.action, again.fields) == ("failed", {})
 
 

@@ -6,6 +6,7 @@ import pytest
 from outreach_pipeline.mapping import load_mapping_set
 from outreach_pipeline.mapping.errors import ErrorKind, messages, read_errors
 from outreach_pipeline.mapping.transform import column_lineage, lineage_columns, preflight, stage_records
+from outreach_pipeline_tests.engine.frames import with_email_required
 
 MAPPING = load_mapping_set()
 UPDATED = pd.Timestamp("2024-03-01T10:00:00Z")
@@ -243,7 +244,7 @@ def test_link_prefix_keeps_calls_and_tasks_apart() -> None:
 def test_32kb_string_over_limit_and_required_blank() -> None:
     huge = "x" * 32768
     frame = _prospects(2, firstName=[huge, "Ann"], emails=[["a@example.com"], ["   "]])
-    staged = stage_records(frame, MAPPING.entity("prospects"))
+    staged = stage_records(frame, with_email_required(MAPPING.entity("prospects")))
     assert [messages(cell) for cell in staged["validation_errors"]] == [
         ["prospect 1: firstName is 32768 characters, over the 255 limit of person_first_name"],
         ["prospect 2: main_location[email] is blank (required)"],
@@ -302,7 +303,7 @@ def test_errors_are_records_with_field_and_kind() -> None:
     frame = _prospects(3, firstName=["x" * 300, "Ann", "Bo"], emails=[["a@x.com"], ["   "], ["b@x.com"]])
     frame["id"] = pd.array([1, 2, 2], dtype="Int64")
     frame["emailOptedOut"] = pd.Series([None, None, "maybe"], dtype=object)
-    cells = stage_records(frame, MAPPING.entity("prospects"))["validation_errors"].tolist()
+    cells = stage_records(frame, with_email_required(MAPPING.entity("prospects")))["validation_errors"].tolist()
     kinds = [[(e.field, e.kind) for e in read_errors(cell)] for cell in cells]
     assert kinds == [
         [("person_first_name", ErrorKind.TOO_LONG)],

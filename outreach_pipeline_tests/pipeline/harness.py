@@ -65,12 +65,15 @@ class Pipeline:
     ledger_url: str | None = None
 
     def run(
-        self, first: datetime, last: datetime | None = None, *, raise_on_error: bool = True, job: str = JOB_NAME
+        self, first: datetime, last: datetime | None = None, *, raise_on_error: bool = True, job: str = JOB_NAME,
+        asset_selection: list[dg.AssetKey] | None = None,
     ) -> dg.ExecuteInProcessResult:
-        """Run the sync job once over the windows `first`..`last` (inclusive starts), as a backfill does."""
+        """Run the sync job once over the windows `first`..`last` (inclusive starts), as a backfill does
+        (only `asset_selection` of it when given)."""
         last = last or first
         return self.defs.resolve_job_def(job).execute_in_process(
             instance=self.instance,
+            asset_selection=asset_selection,
             tags={"dagster/asset_partition_range_start": partition_key(first),
                   "dagster/asset_partition_range_end": partition_key(last)},
             raise_on_error=raise_on_error,

@@ -112,8 +112,10 @@ def test_every_valid_prospect_is_one_person_with_equal_fields_and_employer(backf
     prospects, people = backfill.outreach["prospect"], backfill.synced["prospects"]
     organisation_ids = {outreach_id: row["id"] for outreach_id, row in backfill.synced["accounts"].items()}
     emails = _email_counts(prospects)
+    # A prospect without an email syncs too: the email is a match key only when present.
     valid = {i for i, r in prospects.items()
-             if (r.attributes.get("emails") or []) and emails[r.attributes["emails"][0]] == 1 and not _over_limit(r)}
+             if (not (r.attributes.get("emails") or []) or emails[r.attributes["emails"][0]] == 1)
+             and not _over_limit(r)}
     assert people.keys() == valid
     assert len(valid) > PROSPECTS * 0.9
     for outreach_id in valid:
@@ -121,7 +123,7 @@ def test_every_valid_prospect_is_one_person_with_equal_fields_and_employer(backf
         assert row["person_first_name"] == clean_text(attributes.get("firstName")), outreach_id
         assert row["person_last_name"] == clean_text(attributes.get("lastName")), outreach_id
         assert row["person_job_title"] == clean_text(attributes.get("title")), outreach_id
-        assert row["main_location[email]"] == attributes["emails"][0], outreach_id
+        assert row["main_location[email]"] == (attributes.get("emails") or [None])[0], outreach_id
         assert row["main_location[telephone]"] == clean_text((attributes.get("workPhones") or [None])[0]), outreach_id
         assert row["main_location[town]"] == clean_text(attributes.get("addressCity")), outreach_id
         assert row["no_email_soliciting"] is bool(attributes.get("emailOptedOut")), outreach_id
@@ -136,10 +138,7 @@ def test_every_prospect_that_cannot_sync_is_accounted_for_with_its_reason(backfi
     emails = _email_counts(prospects)
     for outreach_id, record in prospects.items():
         state, email = states[outreach_id], (record.attributes.get("emails") or [None])[0]
-        if email is None:
-            assert state.last_outcome == "failed"
-            assert state.last_error == f"prospect {outreach_id}: main_location[email] is blank (required)"
-        elif emails[email] > 1:
+        if email is not None and emails[email] > 1:
             # Two prospects claim one email: neither may become (or overwrite) the other's Person.
             assert state.last_outcome == "failed", outreach_id
             assert f"prospect {outreach_id}: main_location[email] {email!r} is also held by Outreach prospect" in (
@@ -151,7 +150,11 @@ def test_every_prospect_that_cannot_sync_is_accounted_for_with_its_reason(backfi
                 assert re.search(rf"{source} is \d+ characters, over the 255 limit", state.last_error or "")
         else:
             assert state.last_outcome == "created", (outreach_id, state)
-    assert sum(1 for s in states.values() if s.last_outcome == "failed") >= PROSPECTS // 20
+    assert sum(1 for s in states.values() if s.last_outcome == "failed") >= PROSPECTS // 100  # duplicates, over-long
+    # The seed's prospects without an email (about 5 %) are created, not failed every run.
+    no_email = [i for i, r in prospects.items() if not (r.attributes.get("emails") or []) and not _over_limit(r)]
+    assert len(no_email) >= PROSPECTS // 50
+    assert all(states[i].last_outcome == "created" for i in no_email)
 
 
 def test_every_opportunity_has_equal_fields_organisation_and_contacts(backfill: Backfill) -> None:

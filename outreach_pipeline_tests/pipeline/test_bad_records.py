@@ -2,7 +2,8 @@
 
 Bad data goes in through the Outreach store (as legacy data would: the API's own validation never saw it).
 Window 1 syncs good originals; window 2 makes some of them bad and adds new bad records beside good ones:
-a blank required field, a 32 KB string, an invalid date and one email held by two prospects. Windows are
+a blank required field, a 32 KB string, an invalid date and one email held by two prospects (a prospect
+without an email, or whose email is removed, is not bad: the email is a match key only when present). Windows are
 on 2026-11-01, which the seed leaves empty, so each holds only this module's records.
 """
 
@@ -54,8 +55,6 @@ class BadCase:
 
 
 BAD_CASES = (
-    BadCase("prospect_without_email", "prospect", "main_location[email]", "emails", existed=False),
-    BadCase("prospect_email_removed", "prospect", "main_location[email]", "emails", existed=True),
     BadCase("account_without_name", "account", "name", "name", existed=False),
     BadCase("account_name_removed", "account", "name", "name", existed=True),
     BadCase("prospect_32k_title", "prospect", "person_job_title", "title", existed=False),
@@ -117,7 +116,8 @@ class _Planter:
 def _plant_first_window(planter: _Planter) -> None:
     planter.create("account_name_removed", "account", {"name": "Soon Nameless Ltd"}, {})
     planter.create("good_account", "account", {"name": "Good Ltd"}, {})
-    planter.prospect("prospect_email_removed", "soon.blank@bad.example")
+    # An email is a match key when present, not required: these sync (they were bad cases while it was).
+    planter.prospect("good_prospect_email_removed", "soon.blank@good.example")
     planter.prospect("prospect_title_grown_to_32k", "soon.long@bad.example", title="Buyer")
     planter.prospect("prospect_duplicate_email_synced", "shared@bad.example")
     planter.prospect("good_prospect_later_edited", "edited@good.example", title="Engineer")
@@ -127,14 +127,14 @@ def _plant_first_window(planter: _Planter) -> None:
 
 def _plant_second_window(planter: _Planter) -> None:
     planter.update("account_name_removed", {"name": None})
-    planter.update("prospect_email_removed", {"emails": None})
+    planter.update("good_prospect_email_removed", {"emails": None})
     planter.update("prospect_title_grown_to_32k", {"title": "T" * TOO_LONG})
     planter.update("opportunity_close_date_broken", {"closeDate": "2026-13-45T99:00:00.000Z"})
     planter.update("prospect_duplicate_email_synced", {"title": "Touched"})  # read again with its new twin
     planter.update("good_prospect_later_edited", {"title": "Principal Engineer"})
     planter.insert_legacy("account_without_name", "account", {"domain": "nameless.example"}, {})
     planter.insert_legacy("good_new_account", "account", {"name": "Also Good plc"}, {})
-    planter.prospect("prospect_without_email", None, legacy=True)
+    planter.prospect("good_prospect_without_email", None, legacy=True)
     planter.prospect("prospect_32k_title", "long.title@bad.example", legacy=True, title="T" * TOO_LONG)
     planter.prospect("prospect_duplicate_email_new", "shared@bad.example", legacy=True)
     for number in range(3):
@@ -211,17 +211,18 @@ def test_new_bad_records_create_nothing_and_duplicates_never_share_a_person(bad_
 
 def test_every_other_record_of_the_window_syncs(bad_records: BadRecords) -> None:
     good = {name: outreach_id for name, outreach_id in bad_records.ids.items() if name.startswith("good_")}
-    assert len(good) == 8
+    assert len(good) == 10
     for name, outreach_id in good.items():
         entity = ENTITY_OF[bad_records.kinds[name]]
         state = bad_records.ledger.get_states(entity, [outreach_id])[outreach_id]
-        expected = "updated" if name == "good_prospect_later_edited" else "created"
+        expected = "updated" if name in ("good_prospect_later_edited", "good_prospect_email_removed") else "created"
         if name in ("good_account", "good_opportunity"):
             expected = "created" if state.last_run_id == bad_records.first.run_id else "unchanged"
         assert state.last_outcome == expected, (name, state)
         assert outreach_id in bad_records.pipe.synced_rows(entity), name
     edited = bad_records.pipe.synced_rows("prospects")[good["good_prospect_later_edited"]]
     assert edited["person_job_title"] == "Principal Engineer"
+    assert bad_records.pipe.synced_rows("prospects")[good["good_prospect_email_removed"]]["main_location[email]"] is None
     metadata = bad_records.pipe.load_metadata(bad_records.second)
     assert metadata["people"]["records_failed"] == sum(1 for c in BAD_CASES if c.kind == "prospect")
     assert metadata["organisations"]["records_failed"] == sum(1 for c in BAD_CASES if c.kind == "account")

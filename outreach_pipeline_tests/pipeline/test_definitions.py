@@ -10,6 +10,7 @@ import dagster as dg
 import pytest
 
 from outreach_pipeline.defs.assets import FLOWS, OUTREACH_PREFLIGHT_KEY, PREFLIGHT_KEY
+from outreach_pipeline.defs.assets_outreach import REVERSE_KEYS
 
 VENV_BIN = Path(sys.executable).parent
 
@@ -62,7 +63,8 @@ def test_every_asset_is_hourly_partitioned_in_utc(defs: dg.Definitions) -> None:
     graph = defs.resolve_asset_graph()
     keys = [OUTREACH_PREFLIGHT_KEY, PREFLIGHT_KEY, *(k for f in FLOWS for k in (f.extract_key, f.staged_key, f.load_key))]
     keys += [f.holders_key for f in FLOWS if f.holders_key is not None]
-    assert len(keys) == len(set(keys)) == len(graph.get_all_asset_keys()) == 12, sorted(graph.get_all_asset_keys())
+    keys += list(REVERSE_KEYS)  # Workbooks -> Outreach: changed, written and linked per record type
+    assert len(keys) == len(set(keys)) == len(graph.get_all_asset_keys()) == 24, sorted(graph.get_all_asset_keys())
     for key in keys:
         partitions = graph.get(key).partitions_def
         assert isinstance(partitions, dg.HourlyPartitionsDefinition), key

@@ -3,6 +3,7 @@
 A window where most of a large enough batch of prospects lacks its email (a broken mapping or source, not a
 few bad records) must not be loaded at all; a window with a few such prospects loads the rest, and those
 fail alone. Windows are on 2026-11-01, which the seed leaves empty, so each holds only this module's records.
+The default mapping does not require an email; these runs use a copy that does, as a user's mapping may.
 """
 
 from __future__ import annotations
@@ -11,9 +12,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import dagster as dg
+import yaml
 
 from outreach_pipeline.defs.resources import SyncSettings
-from outreach_pipeline_tests.pipeline.harness import outreach_clock_at, pipeline
+from outreach_pipeline.mapping.models import DEFAULT_MAPPING_PATH
+from outreach_pipeline_tests.pipeline.harness import outreach_clock_at
+from outreach_pipeline_tests.pipeline.two_way import two_way_pipeline
 
 BLOCKED_WINDOW = datetime(2026, 11, 1, 6, tzinfo=UTC)
 PASSING_WINDOW = datetime(2026, 11, 1, 8, tzinfo=UTC)
@@ -28,6 +32,21 @@ def _plant(pipe, window: datetime, without_email: int, with_email: int) -> None:
     with outreach_clock_at(pipe.sandbox, window + timedelta(minutes=5)):
         # Straight into the table, as legacy data: the API itself would accept a prospect without email too.
         pipe.sandbox.outreach_store.bulk_insert("prospect", rows)
+
+
+def _email_required(home: Path) -> Path:
+    raw = yaml.safe_load(DEFAULT_MAPPING_PATH.read_text(encoding="utf-8"))
+    for field in raw["entities"]["prospects"]["fields"]:
+        if field["workbooks"] == "main_location[email]":
+            field["required"] = True
+    home.mkdir(parents=True, exist_ok=True)
+    path = home / "mapping.yaml"
+    path.write_text(yaml.safe_dump(raw), encoding="utf-8")
+    return path
+
+
+def pipeline(home: Path, **seed):
+    return two_way_pipeline(home, mapping_path=_email_required(home), **seed)
 
 
 def _check(result: dg.ExecuteInProcessResult) -> dg.AssetCheckEvaluation:

@@ -1,0 +1,424 @@
+"""Workbooks -> Outreach at the edges: read the window's Workbooks changes, write Outreach, link back.
+
+Three steps, each speaking to one API (so each asset holds one API pool):
+
+1. ``read_workbooks_changes`` (Workbooks): the records selected for the window: Sync to Outreach = TRUE,
+   Outreach Sync Error = FALSE, Outreach Duplicate = FALSE, and Updated At in ``[start, end)`` or Outreach Id
+   blank. A flagged record is not read at all until a person clears its flag; the next window then has it.
+2. ``OutreachWriter`` (Outreach): reads the current Outreach twins, plans (``engine.plan_outreach``) and
+   writes one record per request (Outreach has no batch create). Outcomes:
+   * a create whose reply was lost (timeout, dropped connection, 5xx) is never retried blind: the record is
+     looked up by the key written on create (``externalId``/``customId`` = ``object_ref``, among records
+     created since the attempt), then by email; only a definite not-found allows one more attempt.
+   * a 422 on a prospect with an email: Outreach is asked who holds the email. Nobody else: the refusal is
+     reported as it is. A prospect no Person is linked to: it is adopted (linked, then merged as a record
+     without a base). One linked to another Person: Outreach Duplicate is set on this Person.
+   * any other refusal: Outreach Sync Error and the message are set on the Workbooks record.
+   The ledger records, per linked record, the agreed values (the merge's new base) and the Outreach
+   ``updatedAt`` of the write, so a read of Outreach taken before the write is skipped as stale by the
+   Outreach -> Workbooks direction and the value read back later is equal to the base: 0 writes.
+3. ``write_links`` (Workbooks): the Outreach Id of created and adopted records, and the flags, written back.
+
+Writer lock: the Outreach writes of step 2 and the Workbooks writes of step 3 belong under the sync's writer
+lock (``engine/writer_lock.py`` after the merge), as the Outreach -> Workbooks load's writes do.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import pandas as pd
+
+from outreach_pipeline.clients.formats import format_wb_date
+from outreach_pipeline.clients.http import ApiError, NotFoundError, ValidationFailed, WriteOutcomeUnknown
+from outreach_pipeline.clients.outreach import API_PREFIX, OutreachClient
+from outreach_pipeline.clients.outreach_records import OutreachRecord, ResourceRef
+from outreach_pipeline.clients.workbooks import LOOKUP_BATCH_SIZE, Filter, WorkbooksClient, WriteOp
+from outreach_pipeline.engine.extract import extract_entity, opportunity_lookups
+from outreach_pipeline.engine.ledger import TO_OUTREACH_REASON, RecordOutcome, SyncLedger, SyncWindow
+from outreach_pipeline.engine.outcome import Outcome
+from outreach_pipeline.engine.plan import ERROR_MESSAGE_LIMIT
+from outreach_pipeline.engine.plan_outreach import (
+    OBJECT_REF,
+    UPDATED_AT,
+    OutreachAction,
+    OutreachDecision,
+    OutreachMemberAction,
+    OutreachTwin,
+    outreach_link,
+    plan_to_outreach,
+)
+from outreach_pipeline.mapping.models import EntityMapping, LinkTransform, MappingSet
+from outreach_pipeline.mapping.transform import stage_records
+
+#: Columns of the written asset's output: what the link-back step writes to Workbooks.
+RESULT_COLUMNS = ["workbooks_id", "outreach_id", "outcome", "reason", "error", "link", "flag", "fields"]
+#: Create keys Outreach filters on (its OpenAPI document badges account and opportunity ``customId`` filterable;
+#: prospect ``externalId`` is not).
+FILTERABLE_CREATE_KEYS = frozenset({"customId"})
+#: Newest records scanned for a lost create whose key cannot be filtered on and that has no email: one page,
+#: as the create is among the last made unless this many were created since.
+NEWEST_SCAN = 1000
+
+
+class Flag:
+    """Which Workbooks flag a result sets."""
+
+    SYNC_ERROR = "sync_error"
+    DUPLICATE = "duplicate"
+
+
+def workbooks_columns(entity: EntityMapping) -> list[str]:
+    """What the read returns: ids, update time, link key, flags, every field written to Outreach."""
+    columns = ["id", "lock_version", UPDATED_AT, OBJECT_REF, entity.match.link_key, *entity.flag_fields()]
+    columns += [f.workbooks for f in entity.fields if f.writes_outreach]
+    return list(dict.fromkeys(columns))
+
+
+def read_workbooks_changes(
+    client: WorkbooksClient, entity: EntityMapping, window: SyncWindow, also_ids: Sequence[int] = ()
+) -> pd.DataFrame:
+    """The window's selected Workbooks records (see the module docstring), one row per record.
+
+    ``also_ids``: records the Outreach -> Workbooks direction wrote for this window (its write moved their
+    Updated At out of it), read when their flags select them.
+    """
+    flags = entity.flags
+    assert flags is not None, f"{entity.name} has no selection flags"
+    selected = [Filter(field=flags.sync_to_outreach, op="true"), Filter(field=flags.sync_error, op="false")]
+    if flags.duplicate is not None:
+        selected.append(Filter(field=flags.duplicate, op="false"))
+    flag_terms = " AND ".join(str(i + 1) for i in range(len(selected)))
+    n = len(selected)
+    filters = [
+        *selected,
+        Filter(field=UPDATED_AT, op="ge", value=window.start),
+        Filter(field=UPDATED_AT, op="lt", value=window.end),
+        Filter(field=entity.match.link_key, op="blank"),
+    ]
+    expression = f"{flag_terms} AND (({n + 1} AND {n + 2}) OR {n + 3})"
+    columns = workbooks_columns(entity)
+    rows = {int(r["id"]): r for r in client.iter_records(entity.workbooks_controller, filters, columns, match=expression)}
+    extra = sorted({int(i) for i in also_ids} - rows.keys())
+    for offset in range(0, len(extra), LOOKUP_BATCH_SIZE):
+        by_id = [*selected, Filter(field="id", op="eq", value=extra[offset : offset + LOOKUP_BATCH_SIZE])]
+        for row in client.iter_records(entity.workbooks_controller, by_id, columns, count_total=True):
+            rows[int(row["id"])] = row
+    ordered = [rows[i] for i in sorted(rows)]
+    return pd.DataFrame(ordered) if ordered else pd.DataFrame(columns=columns)
+
+
+def read_outreach_twins(
+    client: OutreachClient, resource: str, entity: EntityMapping, ids: Sequence[int]
+) -> dict[int, OutreachTwin]:
+    """Current Outreach records by id, each staged into Workbooks form by the mapping."""
+    if not ids:
+        return {}
+    # An empty window at the epoch: only the records asked for by id (plus, for opportunities, stages and roles).
+    never = datetime(1970, 1, 1, tzinfo=UTC)
+    extract = extract_entity(client, resource, never, never + timedelta(seconds=1), retry_ids=ids)
+    frame = extract.frame[extract.frame["updatedAt"].notna()].reset_index(drop=True)
+    if frame.empty:
+        return {}
+    lookups = opportunity_lookups(frame) if resource == "opportunities" else None
+    staged = stage_records(frame, entity, lookups=lookups)
+    twins: dict[int, OutreachTwin] = {}
+    for raw, staged_row in zip(frame.to_dict("records"), staged.to_dict("records"), strict=True):
+        outreach_id = int(raw["id"])
+        updated = raw.get("updatedAt")
+        twins[outreach_id] = OutreachTwin(
+            outreach_id=outreach_id,
+            updated_at=None if pd.isna(updated) else pd.Timestamp(updated).to_pydatetime(),
+            attributes={k: v for k, v in raw.items() if isinstance(k, str)},
+            staged={k: v for k, v in staged_row.items() if isinstance(k, str)},
+        )
+    return twins
+
+
+@dataclass
+class WriteResult:
+    """Outcome of one entity's Outreach writes."""
+
+    results: pd.DataFrame
+    counts: dict[str, int]
+    conflicts: int = 0
+    preview: list[dict[str, Any]] = field(default_factory=list)
+
+
+class OutreachWriter:
+    """Writes one window's Workbooks changes of one entity to Outreach."""
+
+    def __init__(
+        self, *, client: OutreachClient, ledger: SyncLedger, mappings: MappingSet, entity: EntityMapping,
+        resource: str, run_id: str, window: SyncWindow,
+    ) -> None:
+        self.client = client
+        self.ledger = ledger
+        self.mappings = mappings
+        self.entity = entity
+        self.resource = resource
+        self.run_id = run_id
+        self.window = window
+
+    def write(self, changes: pd.DataFrame) -> WriteResult:
+        records = [{k: _plain(v) for k, v in row.items()} for row in changes.to_dict("records")]
+        linked = [link for r in records if (link := outreach_link(self.entity, r.get(self.entity.match.link_key)))]
+        twins = read_outreach_twins(self.client, self.resource, self.entity, linked)
+        states = self.ledger.states_by_workbooks_id(self.entity.name, [int(r["id"]) for r in records])
+        to_outreach, to_workbooks = self.id_maps()
+        decisions = plan_to_outreach(self.entity, records, twins, states, to_outreach, to_workbooks)
+        self._records = {int(r["id"]): r for r in records}
+        self._id_maps_now = (to_outreach, to_workbooks)
+        results: list[dict[str, Any]] = []
+        outcomes: list[RecordOutcome] = []
+        conflicts = 0
+        self.ledger.start_run(self.run_id, self.entity.name, self.window)
+        try:
+            for decision in decisions:
+                result, outcome = self._apply(decision)
+                results.append(result)
+                if outcome is not None:
+                    outcomes.append(outcome)
+                    if outcome.outcome.wrote:
+                        self.ledger.record_conflicts(self.run_id, decision.conflicts)
+                        conflicts += len(decision.conflicts)
+        finally:
+            by_id = {o.outreach_id: o for o in outcomes}  # one outcome per Outreach record per batch
+            if by_id:
+                self.ledger.record_outcomes(self.run_id, self.window, list(by_id.values()))
+            self.ledger.finish_run(self.run_id, self.entity.name)
+        frame = pd.DataFrame(results, columns=RESULT_COLUMNS)
+        counts = {str(k): int(v) for k, v in frame["outcome"].value_counts().items()} if len(frame) else {}
+        preview = [
+            {"workbooks_id": d.workbooks_id, "outreach_id": d.outreach_id, "action": d.action.value,
+             "fields": sorted({*d.attributes, *d.relationships})}
+            for d in decisions if d.action in (OutreachAction.CREATE, OutreachAction.UPDATE)
+        ][:10]
+        return WriteResult(results=frame, counts=counts, conflicts=conflicts, preview=preview)
+
+    def id_maps(self) -> tuple[dict[str, dict[int, int]], dict[str, dict[int, int]]]:
+        """Workbooks id <-> Outreach id of every link target, from the ledger (targets sync first)."""
+        to_outreach: dict[str, dict[int, int]] = {}
+        to_workbooks: dict[str, dict[int, int]] = {}
+        for mapping in self.entity.fields:
+            if isinstance(mapping.transform, LinkTransform) and not mapping.transform.many:
+                pairs = self.ledger.linked_ids(mapping.transform.entity)
+                to_workbooks[mapping.transform.entity] = dict(pairs)
+                to_outreach[mapping.transform.entity] = {w: o for o, w in pairs}
+        return to_outreach, to_workbooks
+
+    # --- one record --------------------------------------------------------------------------------------
+
+    def _apply(self, decision: OutreachDecision) -> tuple[dict[str, Any], RecordOutcome | None]:
+        base = {"workbooks_id": decision.workbooks_id, "outreach_id": decision.outreach_id, "reason": decision.reason,
+                "error": None, "link": False, "flag": None, "fields": None}
+        if decision.action in (OutreachAction.SKIP, OutreachAction.FAILED):
+            return {**base, "outcome": Outcome.SKIPPED if decision.action is OutreachAction.SKIP else Outcome.FAILED}, None
+        if decision.action is OutreachAction.UNCHANGED:
+            # Nothing written: the ledger keeps the other direction's outcome and Outreach version for it.
+            return {**base, "outcome": Outcome.UNCHANGED}, None
+        try:
+            if decision.action is OutreachAction.CREATE:
+                record, adopted = self._create(decision)
+                if adopted:
+                    return self._adopt(decision, record, base)
+                record = self._run_actions(decision, record.id, record) or record
+                result = {**base, "outcome": Outcome.CREATED, "outreach_id": record.id, "link": True}
+                return result, self._outcome(decision, Outcome.CREATED, record.id, record, values=decision.values)
+            assert decision.outreach_id is not None
+            updated: OutreachRecord | None = None
+            if decision.attributes or decision.relationships:
+                updated = self.client.update(
+                    self.resource, decision.outreach_id, decision.attributes, decision.relationships or None
+                )
+            updated = self._run_actions(decision, decision.outreach_id, updated)
+            return {**base, "outcome": Outcome.UPDATED}, self._outcome(decision, Outcome.UPDATED, decision.outreach_id, updated)
+        except _DuplicateHolder as exc:
+            message = f"{self.entity.outreach_type} of Workbooks #{decision.workbooks_id}: {exc}"
+            return {**base, "outcome": Outcome.FAILED, "error": message, "flag": Flag.DUPLICATE}, None
+        except NotFoundError:
+            return {**base, "outcome": Outcome.SKIPPED, "reason": "outreach_missing"}, None
+        except (ValidationFailed, _NotConfirmed) as exc:
+            message = f"Workbooks #{decision.workbooks_id}: Outreach refused the write: {_reason(exc)}"
+            return {**base, "outcome": Outcome.FAILED, "error": message[:ERROR_MESSAGE_LIMIT], "flag": Flag.SYNC_ERROR}, None
+
+    def _adopt(
+        self, decision: OutreachDecision, holder: OutreachRecord, base: dict[str, Any]
+    ) -> tuple[dict[str, Any], RecordOutcome | None]:
+        """Link an unlinked prospect holding this Person's email and merge them as records without a base:
+        the fields Workbooks wins are written to Outreach here, those Outreach wins by the link-back."""
+        record = {**self._records[decision.workbooks_id], self.entity.match.link_key: holder.id}
+        twins = read_outreach_twins(self.client, self.resource, self.entity, [holder.id])
+        (merged,) = plan_to_outreach(self.entity, [record], twins, {}, *self._id_maps_now)
+        updated = holder
+        if merged.action is OutreachAction.UPDATE:
+            updated = self.client.update(self.resource, holder.id, merged.attributes, merged.relationships or None)
+        values = {**(merged.values or {}), **merged.outreach_won}
+        to_workbooks = {name: workbooks_form(self.entity, name, value) for name, value in merged.outreach_won.items()}
+        result = {**base, "outcome": "adopted", "outreach_id": holder.id, "link": True,
+                  "fields": json.dumps(to_workbooks) if to_workbooks else None}
+        return result, self._outcome(merged, Outcome.UPDATED, holder.id, updated, values=values)
+
+    def _run_actions(
+        self, decision: OutreachDecision, outreach_id: int, record: OutreachRecord | None
+    ) -> OutreachRecord | None:
+        """Member actions after the write (markComplete); a lost reply is checked by fetching the record."""
+        for action in decision.actions:
+            if action is OutreachMemberAction.MARK_COMPLETE:
+                try:
+                    record = self.client.mark_task_complete(outreach_id)
+                except WriteOutcomeUnknown:
+                    record = self.client.get(self.resource, outreach_id)
+                    if record.attributes.get("state") != "complete":
+                        raise _NotConfirmed(f"markComplete of task {outreach_id} not confirmed") from None
+        return record
+
+    def _create(self, decision: OutreachDecision) -> tuple[OutreachRecord, bool]:
+        """Create, finding a create whose reply was lost instead of repeating it; (record, adopted)."""
+        for _attempt in range(2):
+            try:
+                return self.client.create(self.resource, decision.attributes, decision.relationships or None), False
+            except WriteOutcomeUnknown:
+                found = self._find_created(decision)
+                if found is not None:
+                    return found, False
+            except ValidationFailed:
+                holder = self._email_holder(decision)
+                if holder is None:
+                    raise
+                return holder, True
+        raise _NotConfirmed("the create was not confirmed after a lost reply and one more attempt")
+
+    def _find_created(self, decision: OutreachDecision) -> OutreachRecord | None:
+        """The record a lost create made: by its create key where Outreach filters on it (``customId``), else by
+        email, else among the newest records (sorted by createdAt on Outreach's clock, so no clock skew)."""
+        if decision.create_key is not None and decision.create_key[0] in FILTERABLE_CREATE_KEYS:
+            attribute, value = decision.create_key
+            params = {f"filter[{attribute}]": value, "count": "false"}
+            return next(iter(self.client.iter_records(f"{API_PREFIX}/{self.resource}", params)), None)
+        if decision.email:
+            found = self.client.find_prospects_by_email(decision.email)
+            if found:
+                return found[0]
+            # An email is unique in Outreach: no holder means the create did not land.
+            return None
+        params = {"sort": "-createdAt", "page[size]": str(NEWEST_SCAN), "count": "false"}
+        page = next(iter(self.client.iter_pages(f"{API_PREFIX}/{self.resource}", params)), [])
+        if decision.create_key is not None:
+            attribute, value = decision.create_key
+            return next((r for r in page if str(r.attributes.get(attribute) or "") == value), None)
+        # No key Outreach keeps (tasks): the newest record holding exactly what was sent.
+        return next((r for r in page if _holds(r, decision)), None)
+
+    def _email_holder(self, decision: OutreachDecision) -> OutreachRecord | None:
+        """The prospect holding this Person's email, when that is why Outreach refused; raises when it is
+        linked to another Person (a duplicate), None when nobody holds it (another refusal)."""
+        if not decision.email:
+            return None
+        holders = self.client.find_prospects_by_email(decision.email)
+        if not holders:
+            return None
+        holder = holders[0]
+        state = self.ledger.get_states(self.entity.name, [holder.id]).get(holder.id)
+        if state is not None and state.workbooks_id is not None and state.workbooks_id != decision.workbooks_id:
+            raise _DuplicateHolder(
+                f"email is held by Outreach {self.entity.outreach_type} {holder.id}, linked to Workbooks "
+                f"#{state.workbooks_id} (Outreach duplicate)"
+            )
+        return holder
+
+    def _outcome(
+        self, decision: OutreachDecision, outcome: Outcome, outreach_id: int | None, record: OutreachRecord | None,
+        *, values: dict[str, Any] | None = None,
+    ) -> RecordOutcome | None:
+        if outreach_id is None:
+            return None
+        return RecordOutcome(
+            entity=self.entity.name, outreach_id=outreach_id, outcome=outcome,
+            workbooks_id=decision.workbooks_id,
+            outreach_updated_at=record.updated_at if record is not None else None,
+            values=values if values is not None or outcome is Outcome.CREATED else decision.values,
+            diff={**decision.attributes, **{f"{k}Id": v for k, v in decision.relationships.items()}} or None,
+            reason=TO_OUTREACH_REASON,
+        )
+
+
+def write_links(client: WorkbooksClient, entity: EntityMapping, results: pd.DataFrame) -> dict[str, int]:
+    """Write the Outreach Id of created/adopted records and the flags of refused ones back to Workbooks."""
+    flags = entity.flags
+    wanted: dict[int, dict[str, Any]] = {}
+    for row in results.to_dict("records"):
+        workbooks_id = int(row["workbooks_id"])
+        if row.get("link") and not pd.isna(row.get("outreach_id")):
+            fields = json.loads(row["fields"]) if isinstance(row.get("fields"), str) else {}
+            link = int(row["outreach_id"])
+            wanted[workbooks_id] = {**fields, entity.match.link_key: f"{entity.match.link_prefix}{link}"
+                                    if entity.match.link_prefix else link}
+        elif row.get("flag") == Flag.DUPLICATE and flags is not None and flags.duplicate:
+            wanted[workbooks_id] = {flags.duplicate: True}
+        elif row.get("flag") == Flag.SYNC_ERROR and flags is not None:
+            wanted[workbooks_id] = {flags.sync_error: True, flags.sync_error_message: row.get("error")}
+    if not wanted:
+        return {"links_written": 0, "flags_written": 0}
+    # Fresh lock versions: the record may have changed since the window was read.
+    current = {int(r["id"]): r for r in client.lookup(entity.workbooks_controller, "id", sorted(wanted),
+                                                      ["id", "lock_version"])}
+    ops = [
+        WriteOp(action="update", id=workbooks_id, lock_version=int(current[workbooks_id]["lock_version"]), fields=fields)
+        for workbooks_id, fields in wanted.items() if workbooks_id in current
+    ]
+    outcomes = client.write_batch(entity.workbooks_controller, ops)
+    refused = [op.id for op, outcome in zip(ops, outcomes, strict=True) if not outcome.ok]
+    if refused:
+        raise ApiError(f"Workbooks refused the link-back of {entity.name} records {refused[:20]}",
+                       method="PUT", path=f"/{entity.workbooks_controller}.api")
+    links = sum(1 for fields in wanted.values() if entity.match.link_key in fields)
+    return {"links_written": links, "flags_written": len(ops) - links}
+
+
+def _holds(record: OutreachRecord, decision: OutreachDecision) -> bool:
+    """Whether a record has every attribute and relationship a create sent."""
+    for name, value in decision.attributes.items():
+        if record.attributes.get(name) != value:
+            return False
+    for name, value in decision.relationships.items():
+        wanted = value.id if isinstance(value, ResourceRef) else value
+        if record.relationships.get(name) != wanted:
+            return False
+    return True
+
+
+def workbooks_form(entity: EntityMapping, name: str, value: Any) -> Any:
+    """A canonical value as Workbooks takes it (dates in its format; the rest as they are)."""
+    if value is not None and entity.field(name).transform.kind == "wb_date":
+        return format_wb_date(date.fromisoformat(str(value)))
+    return value
+
+
+class _DuplicateHolder(Exception):
+    """The email is held by a prospect linked to another Person."""
+
+
+class _NotConfirmed(Exception):
+    """A create still unconfirmed after its lookups."""
+
+
+def _reason(exc: Exception) -> str:
+    if isinstance(exc, ApiError):
+        return exc.detail or str(exc)
+    return str(exc)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, list | tuple | dict):
+        return value
+    if hasattr(value, "tolist") and not isinstance(value, pd.Timestamp):
+        return value.tolist()
+    try:
+        return None if pd.isna(value) else value
+    except (TypeError, ValueError):
+        return value
