@@ -20,7 +20,7 @@ run: $(STAMP)
 test: $(STAMP)
 	bash .ci/services
 	$(BIN)/ruff check .
-	$(BIN)/pytest
+	$(BIN)/pytest -n 4 --dist loadfile
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -1,0 +1,44 @@
+"""One writer per target through the commands, with real processes: two `outreach-pipeline sync` processes on two
+Dagster instances over one ledger write each person once (the ledger's writer lock serialises their loads).
+
+Each test starts its own `outreach-pipeline sandbox up` process with slow people requests, so the two loads
+overlap whatever the machine's load.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from outreach_pipeline_tests.cli.sync_processes import (
+    PROJECT_INSTANCE_CONFIG,
+    SLOW_PEOPLE,
+    assert_two_overlapping_syncs_write_each_person_once,
+    ledger_scalar,
+    sandbox_process,
+    sync_env,
+)
+
+
+def test_two_syncs_on_two_instances_sharing_a_sqlite_ledger_never_duplicate_people(tmp_path: Path) -> None:
+    # Two DAGSTER_HOMEs: Dagster's pools cannot see each other, only the ledger's writer lock serialises them.
+    with sandbox_process(tmp_path / "sandbox", 70, faults=SLOW_PEOPLE) as info:
+        ledger_url = f"sqlite:///{tmp_path / 'shared_ledger.db'}"
+        env_a = sync_env(info, tmp_path / "home_a", ledger_url)
+        env_b = sync_env(info, tmp_path / "home_b", ledger_url)
+        assert_two_overlapping_syncs_write_each_person_once(info, env_a, env_b, ledger_url)
+
+
+def test_a_sync_on_a_postgres_instance_beside_another_instance_on_a_postgres_ledger(
+    tmp_path: Path, postgres_database_url: str
+) -> None:
+    home_a = tmp_path / "home_a"
+    home_a.mkdir()
+    # Instance A on Postgres (the project's pools and run monitoring kept), instance B on SQLite; one ledger.
+    (home_a / "dagster.yaml").write_text(PROJECT_INSTANCE_CONFIG.read_text()
+                                         + f"storage:\n  postgres:\n    postgres_url: {postgres_database_url}\n")
+    with sandbox_process(tmp_path / "sandbox", 70, faults=SLOW_PEOPLE) as info:
+        env_a = sync_env(info, home_a, postgres_database_url)
+        env_b = sync_env(info, tmp_path / "home_b", postgres_database_url)
+        assert_two_overlapping_syncs_write_each_person_once(info, env_a, env_b, postgres_database_url)
+    runs = ledger_scalar(postgres_database_url, "SELECT count(*) FROM runs WHERE status = 'SUCCESS'")
+    assert runs == 1  # instance A's run is in Postgres run storage
