@@ -2,7 +2,9 @@
 
 One `EntityFlow` per entity builds its assets, so every entity reads the same way in the asset graph:
 Accounts become Organisations first, then Prospects become People (their employer is the organisation synced
-from the prospect's account), then Opportunities (organisation and contacts from prospect roles).
+from the prospect's account), then Opportunities (organisation and contacts from prospect roles). Engagement
+follows the People it links to: Tasks (in_person ones routed to meetings, engine/routing.py), Calls (after the
+tasks they complete), Sequences, and Sequence States written onto People (engine/extract_engagement.py).
 
 Each asset calls at most one API and holds that API's pool (see `defs.budget` for the request-budget rules):
 `outreach/field_preflight` and `workbooks/field_preflight` check each side of the mapping; People's duplicate
@@ -11,6 +13,7 @@ emails are asked of Outreach by `outreach/prospect_email_holders` and handed to 
 
 
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import dagster as dg
@@ -22,19 +25,26 @@ from outreach_pipeline.defs.resources import LedgerResource, OutreachResource, S
 from outreach_pipeline.engine.extract import (
     EXTRACT_ERROR_COLUMN,
     ROLES_COLUMN,
+    Extract,
     extract_entity,
-    ids_to_pull,
     opportunity_lookups,
     referenced_ids,
 )
+from outreach_pipeline.engine.extract_engagement import (
+    extract_sequence_states,
+    extract_tasks,
+    sequence_state_lookups,
+)
 from outreach_pipeline.engine.ledger import SyncWindow
-from outreach_pipeline.engine.load import EntityLoader, outreach_sharers
+from outreach_pipeline.engine.load import outreach_sharers
 from outreach_pipeline.engine.outcome import Outcome
 from outreach_pipeline.engine.plan import SHARERS_COLUMN
 from outreach_pipeline.engine.preflight import outreach_preflight, workbooks_preflight
+from outreach_pipeline.engine.routing import RoutedLoader, ids_to_pull_routed, stage_routed
 from outreach_pipeline.engine.writer_lock import hold_writer_lock
 from outreach_pipeline.mapping.errors import ErrorKind, ValidationError, has_kind
-from outreach_pipeline.mapping.transform import lineage_columns, outreach_fields, stage_records
+from outreach_pipeline.mapping.models import MappingSet
+from outreach_pipeline.mapping.transform import lineage_columns, outreach_fields
 
 OWNERS = ["team:data-engineering"]
 #: Dagster pools, one per API (limits in dagster.yaml): every asset calling an API holds its pool.
@@ -67,6 +77,8 @@ class EntityFlow:
     # (extract asset name, column) of other entities whose rows point at this one: the records they point at
     # that were never synced are pulled into the same run, so their links resolve without waiting a run.
     referenced_by: tuple[tuple[str, str], ...] = ()
+    extractor: Callable[..., Extract] = extract_entity  # (client, resource, start, end, *, retry_ids, ...)
+    lookups: Callable[[pd.DataFrame], dict[str, pd.DataFrame]] | None = None  # the mapping's lookup frames
     # Asset name under outreach/ of the lookup asking Outreach which records share each record's natural key
     # (the mapping's outreach_duplicate_filter); None when the entity has no such check.
     holders_name: str | None = None
@@ -97,8 +109,19 @@ FLOWS = (
     EntityFlow("accounts", "accounts", "organisations",
                referenced_by=(("prospects", "accountId"), ("opportunities", "accountId"))),
     EntityFlow("prospects", "prospects", "people", loads_after=("organisations",),
-               referenced_by=(("opportunities", ROLES_COLUMN),), holders_name="prospect_email_holders"),
-    EntityFlow("opportunities", "opportunities", "opportunities", loads_after=("organisations", "people")),
+               referenced_by=(("opportunities", ROLES_COLUMN), ("tasks", "prospectId"), ("calls", "prospectId"),
+                              ("sequenceStates", "prospectId")),
+               holders_name="prospect_email_holders"),
+    EntityFlow("opportunities", "opportunities", "opportunities", loads_after=("organisations", "people"),
+               lookups=opportunity_lookups),
+    # Engagement (engine/extract_engagement.py, engine/routing.py): tasks (in_person ones routed to meetings),
+    # calls, sequences, and sequence states onto people.
+    EntityFlow("tasks", "tasks", "tasks", loads_after=("people",), referenced_by=(("calls", "taskId"),),
+               extractor=extract_tasks),
+    EntityFlow("calls", "calls", "calls", loads_after=("people", "tasks")),
+    EntityFlow("sequences", "sequences", "outreach_sequences"),
+    EntityFlow("sequence_states", "sequenceStates", "sequence_states", loads_after=("people",),
+               extractor=extract_sequence_states, lookups=sequence_state_lookups),
 )
 PREFLIGHT_KEY = dg.AssetKey(["workbooks", "field_preflight"])
 WRITE_TARGET = "workbooks"  # the system the load assets write (the writer lock's first key)
@@ -108,6 +131,11 @@ OUTREACH_PREFLIGHT_KEY = dg.AssetKey(["outreach", "field_preflight"])
 def _window(context: dg.AssetExecutionContext) -> SyncWindow:
     window = context.partition_time_window
     return SyncWindow(start=window.start, end=window.end)
+
+
+def _checked_entities(mappings: MappingSet) -> list[str]:
+    """Every entity mapping a sync uses: each flow's, and the ones its routes send rows to (meetings)."""
+    return [name for flow in FLOWS for name in mappings.route_entities(flow.entity)]
 
 
 def _preflight_failure(problems: list[str]) -> dg.Failure:
@@ -128,7 +156,7 @@ def outreach_field_preflight(
     """
     mappings = sync_settings.mappings()
     with outreach_budget("the whole run (nothing was read or written) is"), outreach.open() as client:
-        problems = outreach_preflight(client, mappings, [flow.entity for flow in FLOWS])
+        problems = outreach_preflight(client, mappings, _checked_entities(mappings))
     if problems:
         raise _preflight_failure(problems)
     return dg.MaterializeResult(metadata={"fields_checked": sum(len(mappings.entity(f.entity).fields) for f in FLOWS)})
@@ -155,7 +183,7 @@ def field_preflight(
     """
     mappings = sync_settings.mappings()
     with workbooks.open() as client:
-        problems = workbooks_preflight(client, mappings, [flow.entity for flow in FLOWS])
+        problems = workbooks_preflight(client, mappings, _checked_entities(mappings))
     if problems:
         raise _preflight_failure(problems)
     return dg.MaterializeResult(metadata={"fields_checked": sum(len(mappings.entity(f.entity).fields) for f in FLOWS)})
@@ -199,14 +227,14 @@ def build_extract(flow: EntityFlow, windows: dg.PartitionsDefinition) -> dg.Asse
         ))
         fields = None if config.all_attributes else {f"fields[{entity.outreach_type}]": ",".join(outreach_fields(entity))}
         with ledger.open() as sync_ledger:
-            retry_ids = ids_to_pull(sync_ledger, flow.entity, referenced)
+            retry_ids = ids_to_pull_routed(sync_ledger, sync_settings.mappings(), flow.entity, referenced)
             # What the Workbooks -> Outreach direction wrote for this window left it (its updatedAt moved on).
             retry_ids |= {o for o, _ in sync_ledger.written_in_window(flow.entity, window, to_outreach=True)}
         windows = context.partition_keys
         left = (f"{flow.outreach_name} changed in {len(windows)} window(s) {windows[0]}..{windows[-1]} "
                 f"(and {len(retry_ids)} records to retry) are")
         with outreach_budget(left), outreach.open() as client:
-            result = extract_entity(
+            result = flow.extractor(
                 client, flow.outreach_name, window.start, window.end,
                 retry_ids=retry_ids, from_beginning=config.from_beginning, fields=fields,
             )
@@ -256,9 +284,10 @@ def build_staged(flow: EntityFlow, windows: dg.PartitionsDefinition) -> dg.Asset
     def staged(
         context: dg.AssetExecutionContext, extracted: pd.DataFrame, sync_settings: SyncSettings
     ) -> dg.MaterializeResult:
-        entity = sync_settings.mappings().entity(flow.entity)
-        lookups = opportunity_lookups(extracted) if flow.entity == "opportunities" else None
-        frame = stage_records(extracted, entity, lookups=lookups)
+        mappings = sync_settings.mappings()
+        entity = mappings.entity(flow.entity)
+        lookups = flow.lookups(extracted) if flow.lookups is not None else None
+        frame = stage_routed(extracted, mappings, entity, lookups=lookups)
         frame[WINDOW_COLUMN] = extracted[WINDOW_COLUMN].to_numpy()
         if EXTRACT_ERROR_COLUMN in extracted:
             # An unreadable API record fails alone, with the reader's message rather than its empty fields'.
@@ -385,7 +414,7 @@ def build_load(flow: EntityFlow, windows: dg.PartitionsDefinition) -> dg.AssetsD
                              run_id=context.run.run_id, settings=sync_settings.lock_settings(),
                              on_wait=context.log.warning),
         ):
-            loader = EntityLoader(
+            loader = RoutedLoader(
                 client=client, ledger=sync_ledger, mappings=mappings, entity=mappings.entity(flow.entity),
                 run_id=context.run.run_id, window=_window(context), sharers=holders.get("holders"),
             )

@@ -246,6 +246,19 @@ class SelectionFlags(StrictModel):
     duplicate: str | None = None
 
 
+class RouteSpec(StrictModel):
+    """Records of one Outreach entity that belong to another Workbooks controller, chosen by a value.
+
+    ``{source: action, entities: {in_person: meetings}}`` sends tasks whose ``action`` is ``in_person`` through the
+    ``meetings`` entity mapping (its own controller, link key, flags and fields); every other task stays with the
+    mapping that declares the route. A routed-to mapping has no assets of its own: the declaring entity's assets
+    extract, stage and load its rows, and the ledger records them under the routed-to entity's name.
+    """
+
+    source: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    entities: dict[str, str] = Field(min_length=1)
+
+
 class EntityMapping(StrictModel):
     """Mapping of one Outreach type onto one Workbooks record type.
 
@@ -259,6 +272,7 @@ class EntityMapping(StrictModel):
         create: False when Outreach records only update existing Workbooks records.
         create_defaults: constant Workbooks values written on create (e.g. activity_type).
         fields: the field mappings.
+        route: records sent to other entity mappings by the value of one Outreach attribute (see RouteSpec).
     """
 
     name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
@@ -270,6 +284,7 @@ class EntityMapping(StrictModel):
     create: bool = True
     create_defaults: dict[str, str | int | bool] = Field(default_factory=dict)
     fields: list[FieldMapping] = Field(min_length=1)
+    route: RouteSpec | None = None
 
     @model_validator(mode="after")
     def _consistent_fields(self) -> EntityMapping:
@@ -362,6 +377,31 @@ class MappingSet(StrictModel):
                         f"{target!r} is not defined"
                     )
         return self
+
+    @model_validator(mode="after")
+    def _routes_point_at_entities(self) -> MappingSet:
+        for entity in self.entities.values():
+            if entity.route is None:
+                continue
+            for value, target in entity.route.entities.items():
+                routed = self.entities.get(target)
+                if routed is None or target == entity.name:
+                    raise ValueError(f"entity {entity.name!r} route {value!r}: {target!r} is not another entity")
+                if routed.outreach_type != entity.outreach_type or routed.route is not None:
+                    raise ValueError(
+                        f"entity {entity.name!r} route {value!r}: {target!r} must read the same Outreach type "
+                        f"({entity.outreach_type}) and declare no route of its own"
+                    )
+        return self
+
+    def route_entities(self, name: str) -> list[str]:
+        """``name`` and the entities its route sends records to, in that order."""
+        route = self.entity(name).route
+        return [name, *dict.fromkeys(route.entities.values())] if route is not None else [name]
+
+    def routed_targets(self) -> set[str]:
+        """Entities that only receive records routed from another one (they have no assets of their own)."""
+        return {target for entity in self.entities.values() if entity.route for target in entity.route.entities.values()}
 
     def entity(self, name: str) -> EntityMapping:
         """The entity mapping called ``name``; KeyError listing the known names otherwise."""

@@ -62,6 +62,8 @@ class SandboxConfig(BaseModel):
     prospects: int = Field(default=200, ge=0, description="seed size when the store is empty")
     accounts: int | None = Field(default=None, ge=0)
     opportunities: int | None = Field(default=None, ge=0)
+    tasks: int | None = Field(default=None, ge=0, description="default: prospects / 5")
+    calls: int | None = Field(default=None, ge=0, description="default: prospects / 10")
     workbooks_people: int = Field(default=50, ge=0)
     seed: int = 42
     seed_days: int = Field(default=3, ge=1, description="spread of seeded updatedAt values")
@@ -197,6 +199,8 @@ def _seed_empty_stores(
             prospects=config.prospects,
             accounts=config.accounts,
             opportunities=config.opportunities,
+            tasks=config.tasks,
+            calls=config.calls,
             seed=config.seed,
             days=config.seed_days,
             now=config.seed_now,

@@ -128,6 +128,7 @@ def test_custom_record_type_at_another_controller_blocks_its_fields(workbooks, d
     assert workbooks.list_custom_fields(SEQUENCE) == []
     assert {item.record_type for item in report.created} == {
         PERSON, "Private::Crm::Organisation", "Private::Crm::Opportunity", "Private::Activity::Task",
+        "Private::Activity::Meeting",
     }  # fmt: skip
 
 

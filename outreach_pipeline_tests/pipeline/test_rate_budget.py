@@ -26,7 +26,14 @@ import dagster as dg
 import pytest
 import requests
 
-from outreach_pipeline.defs.assets import ASSET_KEYS, OUTREACH_POOL, WORKBOOKS_POOL, build_assets
+from outreach_pipeline.defs.assets import (
+    FLOWS,
+    OUTREACH_POOL,
+    OUTREACH_PREFLIGHT_KEY,
+    PREFLIGHT_KEY,
+    WORKBOOKS_POOL,
+    build_assets,
+)
 from outreach_pipeline.defs.partitions import sync_windows
 from outreach_pipeline.sandbox.faults import parse_fault_spec
 from outreach_pipeline.sandbox.outreach.ratelimit import WINDOW_SECONDS
@@ -44,9 +51,13 @@ from outreach_pipeline_tests.pipeline.harness import (
     workbooks_content,
 )
 
-#: The Outreach -> Workbooks steps: the budget arithmetic below orders their Outreach requests (the holders
-#: step is their last), which the Workbooks -> Outreach steps of the same job would reorder.
-TO_WORKBOOKS = list(ASSET_KEYS)
+#: The Outreach -> Workbooks steps of the seeded record types, and the engagement extracts the prospects extract
+#: reads (the prospects they point at are pulled in): the budget arithmetic below orders their Outreach requests
+#: (the holders step is their last), which the Workbooks -> Outreach steps of the same job would reorder.
+CORE = ("accounts", "prospects", "opportunities")
+TO_WORKBOOKS = [OUTREACH_PREFLIGHT_KEY, PREFLIGHT_KEY,
+                *(key for flow in FLOWS if flow.entity in CORE for key in flow.keys),
+                *(flow.extract_key for flow in FLOWS if flow.entity not in CORE)]
 SEED = {"prospects": 60, "accounts": 12, "opportunities": 20, "seed_days": 1}
 WINDOWS = seeded_windows(1)[:6]  # six hourly windows (each run writes one file per window and asset)
 ENTITY_KINDS = {"accounts": "account", "prospects": "prospect", "opportunities": "opportunity"}
@@ -77,6 +88,7 @@ class Synced:
     creates: dict[str, set[int]]
     outreach_requests: int  # requests counted against the budget (the token endpoint is not)
     step_requests: dict[str, int]  # per Outreach step that reports them
+    step_order: list[str]  # the steps in the order the run started them
 
 
 def _outreach_api_requests(sandbox: RunningSandbox) -> int:
@@ -122,10 +134,14 @@ def _ledger_snapshot(pipe: Pipeline) -> tuple[dict[str, dict[int, tuple]], dict[
 def reference(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Synced]:
     with pipeline(tmp_path_factory.mktemp("reference"), **SEED) as pipe:
         result = pipe.run(WINDOWS[0], WINDOWS[-1], asset_selection=TO_WORKBOOKS)
+        outreach_steps = [key.to_python_identifier() for key in TO_WORKBOOKS if key.path[0] == "outreach"
+                          and key != OUTREACH_PREFLIGHT_KEY]
         step_requests = {step: result.asset_materializations_for_node(step)[0].metadata["api_requests"].value
-                         for step in (HOLDERS_STEP, dg.AssetKey(["outreach", "opportunities"]).to_python_identifier())}
+                         for step in outreach_steps}
+        step_order = [event.step_key for event in result.all_events if event.event_type_value == "STEP_START"]
         states, creates = _ledger_snapshot(pipe)
-        yield Synced(pipe, workbooks_content(pipe), states, creates, _outreach_api_requests(pipe.sandbox), step_requests)
+        yield Synced(pipe, workbooks_content(pipe), states, creates, _outreach_api_requests(pipe.sandbox),
+                     step_requests, step_order)
 
 
 def _pin_budget_hour(sandbox: RunningSandbox) -> datetime:
@@ -158,8 +174,9 @@ class Exhaustion:
     def budget(self, reference: Synced) -> int:
         if self.failing_step == HOLDERS_STEP:  # everything but the lookup (the last Outreach step)
             return reference.outreach_requests - reference.step_requests[HOLDERS_STEP]
-        # The preflight's one request and the opportunities extract, which runs first of the extracts.
-        return 1 + reference.step_requests[dg.AssetKey(["outreach", "opportunities"]).to_python_identifier()]
+        # The preflight's one request and every Outreach step the run starts before the failing one.
+        before = reference.step_order[:reference.step_order.index(self.failing_step)]
+        return 1 + sum(reference.step_requests.get(step, 0) for step in before)
 
 
 EXHAUSTIONS = (
@@ -188,7 +205,11 @@ def test_spent_budget_ends_the_run_partial_and_the_next_run_completes_it(
 
         assert not partial.success
         failures = step_failures(partial)
-        assert len(failures) == 1 and failures[0].startswith(f"{step}: "), failures
+        # The step that met the spent budget fails first; Outreach steps started after it meet it too.
+        assert failures and failures[0].startswith(f"{step}: "), failures
+        later = [failure.split(": ", 1)[0] for failure in failures[1:]]
+        assert all(name.startswith("outreach__") and "budget exhausted" in failure
+                   for name, failure in zip(later, failures[1:], strict=True)), failures
         message = failures[0].removeprefix(f"{step}: ").removeprefix(f"{dg.Failure.__module__}.Failure: ")
         assert re.fullmatch(
             rf"Outreach request budget exhausted until {reset_at:%H:%M} UTC; {exhaustion.left} left for the next "

@@ -126,10 +126,16 @@ def test_a_change_at_the_window_end_belongs_to_the_next_window(boundaries: Bound
     assert outreach_id in boundaries.pipe.synced_rows(entity)
 
 
+#: The Workbooks assets of the entities this module creates records of, two per window.
+SEEDED_HERE = ("organisations", "people", "opportunities")
+
+
 def test_each_run_reports_exactly_its_windows_records(boundaries: Boundaries) -> None:
     for result, created, unchanged in ((boundaries.first, 2, 0), (boundaries.again, 0, 2),
                                        (boundaries.following, 1, 0)):
         for name, values in boundaries.pipe.load_metadata(result).items():
+            if name not in SEEDED_HERE:  # engagement flows: this test creates no tasks, calls or sequences
+                continue
             assert values["records_extracted"] == created + unchanged, (name, values)
             assert (values["records_created"], values["records_unchanged"]) == (created, unchanged), (name, values)
 

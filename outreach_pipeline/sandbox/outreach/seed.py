@@ -309,7 +309,8 @@ def _seed_opportunities(
 
 
 def _seed_engagement(
-    store: OutreachStore, rng: random.Random, clock: _Clock, ids: dict[str, list[int]], prospects: int
+    store: OutreachStore, rng: random.Random, clock: _Clock, ids: dict[str, list[int]], prospects: int,
+    tasks: int | None = None, calls: int | None = None,
 ) -> None:
     sequence_count = max(3, min(40, prospects // 5000))
     ids["sequence"] = store.bulk_insert(
@@ -319,9 +320,11 @@ def _seed_engagement(
                 clock,
                 {
                     "name": f"Sequence {n + 1}",
+                    "description": f"Outreach sequence number {n + 1}" if n % 3 else None,
                     "sequenceType": rng.choice(("date", "interval")),
                     "enabled": n % 4 != 3,
                     "shareType": rng.choice(("private", "read_only", "shared")),
+                    "sequenceStepCount": _step_count(n),
                 },
                 {"owner": rng.choice(ids["user"])},
             )
@@ -341,70 +344,102 @@ def _seed_engagement(
                 {"sequence": sequence_id},
             )
             for n, sequence_id in enumerate(ids["sequence"])
-            for order in range(1, 3 + n % 4)
+            for order in range(1, 1 + _step_count(n))
         ),
     )
+    steps: dict[int, list[int]] = {}
+    step_owners = (sequence_id for n, sequence_id in enumerate(ids["sequence"]) for _ in range(_step_count(n)))
+    for step_id, sequence_id in zip(ids["sequenceStep"], step_owners, strict=True):
+        steps.setdefault(sequence_id, []).append(step_id)
     state_count = max(len(SEQUENCE_STATES), prospects // 4)
-    ids["sequenceState"] = store.bulk_insert(
-        "sequenceState",
-        (
-            _row(
-                clock,
-                {
-                    "state": SEQUENCE_STATES[n % len(SEQUENCE_STATES)],
-                    "stateChangedAt": clock.text(),
-                    "replyCount": rng.randint(0, 3),
-                    "openCount": rng.randint(0, 10),
-                },
-                {
-                    "prospect": rng.choice(ids["prospect"]),
-                    "sequence": rng.choice(ids["sequence"]),
-                    "mailbox": rng.choice(ids["mailbox"]),
-                },
-            )
-            for n in range(state_count)
-        ),
-    )
-    task_count = max(len(TASK_ACTIONS) * len(TASK_STATES), prospects // 5)
-    ids["task"] = store.bulk_insert("task", (_task_row(rng, clock, ids, n) for n in range(task_count)))
+    state_rows = [_sequence_state_row(rng, clock, ids, steps, n) for n in range(state_count)]
+    ids["sequenceState"] = store.bulk_insert("sequenceState", state_rows)
+    # Opting out of a sequence opts the prospect out of email in Outreach too; seeded data agrees with that.
+    opted_out = [row["relationships"]["prospect"] for row in state_rows if row["attributes"]["state"] == "opted_out"]
+    store.set_attributes_unstamped("prospect", opted_out, {"emailOptedOut": True})
+    task_count = max(len(TASK_ACTIONS) * len(TASK_STATES), prospects // 5) if tasks is None else tasks
+    task_rows = [_task_row(rng, clock, ids, n) for n in range(task_count)]
+    ids["task"] = store.bulk_insert("task", task_rows)
+    call_tasks = [
+        (task_id, row["relationships"]["prospect"])
+        for task_id, row in zip(ids["task"], task_rows, strict=True)
+        if row["attributes"]["action"] == "call"
+    ]
     ids["call"] = store.bulk_insert(
-        "call",
-        (
-            _row(
-                clock,
-                {
-                    "direction": rng.choice(("inbound", "outbound")),
-                    "outcome": rng.choice(CALL_OUTCOMES),
-                    "from": "+442070000000",
-                    "to": f"+4420{rng.randint(10_000_000, 99_999_999)}",
-                    "state": "completed",
-                    "dialedAt": clock.text(),
-                    "note": "Left a voicemail." if n % 3 == 0 else None,
-                },
-                {"prospect": rng.choice(ids["prospect"]), "user": rng.choice(ids["user"])},
-            )
-            for n in range(max(3, prospects // 10))
-        ),
+        "call", (_call_row(rng, clock, ids, call_tasks, n) for n in range(max(3, prospects // 10) if calls is None else calls))
     )
+
+
+def _step_count(sequence_index: int) -> int:
+    return 2 + sequence_index % 4
+
+
+def _sequence_state_row(
+    rng: random.Random, clock: _Clock, ids: dict[str, list[int]], steps: dict[int, list[int]], n: int
+) -> dict[str, Any]:
+    attributes = {
+        "state": SEQUENCE_STATES[n % len(SEQUENCE_STATES)],
+        "stateChangedAt": clock.text(),
+        "replyCount": rng.randint(0, 3),
+        "openCount": rng.randint(0, 10),
+    }
+    prospect = rng.choice(ids["prospect"])
+    sequence = rng.choice(ids["sequence"])
+    relationships = {"prospect": prospect, "sequence": sequence, "mailbox": rng.choice(ids["mailbox"])}
+    sequence_steps = steps.get(sequence) or []
+    if sequence_steps:  # the step the prospect is at, derived without drawing from `rng` (keeps later data stable)
+        relationships["sequenceStep"] = sequence_steps[n % len(sequence_steps)]
+    return _row(clock, attributes, relationships)
 
 
 def _task_row(rng: random.Random, clock: _Clock, ids: dict[str, list[int]], n: int) -> dict[str, Any]:
     state = TASK_STATES[(n // len(TASK_ACTIONS)) % len(TASK_STATES)]
     prospect_id = rng.choice(ids["prospect"])
+    # Every fifth task belongs to a sequence step; a tenth of those complete ones were skipped (complete but not
+    # completed), which Workbooks shows as Cancelled.
+    sequence_task = n % 5 == 0 and bool(ids.get("sequenceState"))
+    skipped = sequence_task and state == "complete" and n % 2 == 0
     attributes = {
         "action": TASK_ACTIONS[n % len(TASK_ACTIONS)],
         "state": state,
-        "taskType": "manual",
+        "taskType": f"sequence_step_{TASK_ACTIONS[n % len(TASK_ACTIONS)]}" if sequence_task else "manual",
         "dueAt": clock.text(),
-        "completed": state == "complete",
+        "completed": state == "complete" and not skipped,
         "completedAt": clock.text() if state == "complete" else None,
         "note": f"Follow up #{n + 1}",
     }
+    if skipped:
+        attributes["completedAt"] = None
     relationships = {
         "prospect": prospect_id,
         "owner": rng.choice(ids["user"]),
         "subject": {"type": "prospect", "id": prospect_id},
     }
+    if sequence_task:
+        relationships["sequenceState"] = ids["sequenceState"][n % len(ids["sequenceState"])]
+    return _row(clock, attributes, relationships)
+
+
+def _call_row(
+    rng: random.Random, clock: _Clock, ids: dict[str, list[int]], call_tasks: list[tuple[int, int]], n: int
+) -> dict[str, Any]:
+    dialed = rng.randint(clock.start_ms, clock.now_ms)
+    answered = rng.random() < 0.6
+    attributes = {
+        "direction": rng.choice(("inbound", "outbound")),
+        "outcome": "Answered" if answered else rng.choice(CALL_OUTCOMES),
+        "from": "+442070000000",
+        "to": f"+4420{rng.randint(10_000_000, 99_999_999)}",
+        "state": "completed",
+        "dialedAt": format_timestamp(dialed),
+        "answeredAt": format_timestamp(dialed + 15_000) if answered else None,
+        "completedAt": format_timestamp(dialed + rng.randint(20_000, 900_000)),
+        "note": "Left a voicemail." if n % 3 == 0 else None,
+    }
+    relationships = {"prospect": rng.choice(ids["prospect"]), "user": rng.choice(ids["user"])}
+    if call_tasks and n % 4 == 0:  # a call that completed a call task: same prospect, linked to the task
+        task_id, prospect_id = call_tasks[(n // 4) % len(call_tasks)]
+        relationships |= {"task": task_id, "prospect": prospect_id}
     return _row(clock, attributes, relationships)
 
 
@@ -414,6 +449,8 @@ def seed_outreach(
     prospects: int,
     accounts: int | None = None,
     opportunities: int | None = None,
+    tasks: int | None = None,
+    calls: int | None = None,
     seed: int = 42,
     days: int = 30,
     now: datetime | None = None,
@@ -425,6 +462,8 @@ def seed_outreach(
         prospects: number of regular prospects (two extra length-limit edge-case prospects are added).
         accounts: defaults to prospects / 5.
         opportunities: defaults to prospects / 10.
+        tasks: defaults to prospects / 5 (at least 12: every action in every state).
+        calls: defaults to prospects / 10 (at least 3).
         seed: `random.Random` seed; the same seed, counts and `now` give identical data.
         days: updatedAt values spread over this many days before `now`.
         now: end of the time span (default: the store clock).
@@ -441,5 +480,5 @@ def seed_outreach(
     }
     ids = _seed_people(store, rng, clock, counts)
     _seed_opportunities(store, rng, clock, ids, prospects // 10 if opportunities is None else opportunities)
-    _seed_engagement(store, rng, clock, ids, prospects)
+    _seed_engagement(store, rng, clock, ids, prospects, tasks, calls)
     return store.count_all()

@@ -337,6 +337,18 @@ class OutreachStore:
 
     # ----------------------------------------------------------------- bulk load for the seeder
 
+    def set_attributes_unstamped(self, resource_type: str, record_ids: Iterable[int], attributes: Mapping[str, Any]) -> None:
+        """Set attributes on existing records without moving their updatedAt: the seeder's way to make data it
+        generated earlier consistent with data generated later (an opted-out sequence state's prospect)."""
+        table = self.table(resource_type)
+        with self._writing() as conn:
+            for record_id in sorted(set(record_ids)):
+                current = self._get(conn, resource_type, record_id)
+                conn.execute(
+                    update(table).where(table.c.id == record_id)
+                    .values(attributes=_dumps(_merged(current.attributes, attributes)))
+                )
+
     def bulk_insert(self, resource_type: str, rows: Iterable[Mapping[str, Any]]) -> list[int]:
         """Insert many records in one transaction, bypassing API validation (legacy data may break rules).
 
