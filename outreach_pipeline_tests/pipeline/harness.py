@@ -90,9 +90,9 @@ class Pipeline:
         return SyncLedger(self.ledger_url)
 
     def workbooks_writes(self) -> dict[str, int]:
-        """Workbooks PUT requests so far, per controller."""
+        """Workbooks PUT requests so far, per controller (people, organisations, activities, custom records)."""
         requests = self.sandbox.workbooks_middleware.stats.snapshot()["requests"]
-        return {endpoint: count for endpoint, count in requests.items() if endpoint.startswith("PUT /crm/")}
+        return {endpoint: count for endpoint, count in requests.items() if endpoint.startswith("PUT /")}
 
     def workbooks_rows(self, entity: str) -> list[dict[str, Any]]:
         """Every Workbooks record of the entity's controller, straight from the store."""

@@ -90,7 +90,9 @@ def test_rerunning_windows_after_a_full_backfill_writes_nothing(reference: Synce
         result = reference.pipe.run(window, raise_on_error=False)
         assert result.success, (window, step_failures(result))
         for name, values in reference.pipe.load_metadata(result).items():
-            assert values["records_extracted"] > 0, (window, name)
+            # The picked windows change every core record type; engagement may be quiet in one of them.
+            assert values["records_extracted"] > 0 or name not in ("organisations", "people", "opportunities"), (
+                window, name)
             assert values["records_created"] == values["records_updated"] == 0, (window, name, values)
     assert reference.pipe.workbooks_writes() == before
     assert workbooks_content(reference.pipe) == reference.content

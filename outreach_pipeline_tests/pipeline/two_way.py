@@ -13,6 +13,7 @@ import dagster as dg
 from outreach_pipeline.clients.outreach import OutreachClient
 from outreach_pipeline.clients.workbooks import WorkbooksClient, WriteOp
 from outreach_pipeline.definitions import build_definitions as build_code_location
+from outreach_pipeline.defs.assets import FLOWS
 from outreach_pipeline.defs.assets_outreach import REVERSE_KEYS
 from outreach_pipeline.defs.io_manager import WindowedParquetIOManager
 from outreach_pipeline.defs.jobs import SYNC_JOB
@@ -87,9 +88,20 @@ def outreach_by_id(pipe: Pipeline, resource_type: str) -> dict[int, Any]:
 
 # ----------------------------------------------------------------------------- pipelines and asset subsets
 
+
+
+def _extracts_read_by(outreach_name: str) -> list[dg.AssetKey]:
+    """The extracts an extract reads (transitively), for the records they point at: opportunities, tasks and
+    calls point at prospects, calls at tasks."""
+    flows = {flow.outreach_name: flow for flow in FLOWS}
+    keys: list[dg.AssetKey] = []
+    for name, _ in flows[outreach_name].referenced_by:
+        keys += [key for key in [*_extracts_read_by(name), flows[name].extract_key] if key not in keys]
+    return keys
+
+
 #: Outreach -> Workbooks and Workbooks -> Outreach assets of people/prospects, for runs of one direction.
-#: (The prospects' extract reads the opportunities' extract of its window, for the prospects they point at.)
-TO_WORKBOOKS_PEOPLE = [dg.AssetKey(["outreach", "opportunities"]), dg.AssetKey(["outreach", "prospects"]),
+TO_WORKBOOKS_PEOPLE = [*_extracts_read_by("prospects"), dg.AssetKey(["outreach", "prospects"]),
                        dg.AssetKey(["staged", "people"]), dg.AssetKey(["outreach", "prospect_email_holders"]),
                        dg.AssetKey(["workbooks", "people"])]
 #: The Workbooks -> Outreach assets (three multi-asset steps, every record type).
