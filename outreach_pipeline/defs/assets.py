@@ -15,6 +15,7 @@ emails are asked of Outreach by `outreach/prospect_email_holders` and handed to 
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import dagster as dg
 import pandas as pd
@@ -44,6 +45,7 @@ from outreach_pipeline.engine.routing import RoutedLoader, ids_to_pull_routed, s
 from outreach_pipeline.engine.writer_lock import hold_writer_lock
 from outreach_pipeline.mapping.errors import ErrorKind, ValidationError, has_kind
 from outreach_pipeline.mapping.models import MappingSet
+from outreach_pipeline.mapping.personal import mask_personal
 from outreach_pipeline.mapping.transform import lineage_columns, outreach_fields
 
 OWNERS = ["team:data-engineering"]
@@ -433,12 +435,21 @@ def build_load(flow: EntityFlow, windows: dg.PartitionsDefinition) -> dg.AssetsD
                 "reconciles": sum(counts.values()) == len(staged),
                 "pending_relations": result.pending_relations,
                 "api_requests": requests_used,
-                "preview": dg.MetadataValue.json(result.preview),
+                "preview": dg.MetadataValue.json(_preview(result.preview, mappings, sync_settings)),
             },
             check_results=[_failure_rate_check(counts[Outcome.FAILED], len(staged), sync_settings)],
         )
 
     return load
+
+
+def _preview(preview: list[dict[str, Any]], mappings: MappingSet, settings: SyncSettings) -> list[dict[str, Any]]:
+    """The load's first written records for the run's metadata, personal values masked unless shown by setting."""
+    if settings.show_personal_data:
+        return preview
+    # A routed entity's rows carry the entity of their route (tasks written as meetings).
+    personal = frozenset().union(*(entity.personal_fields() for entity in mappings.entities.values()))
+    return [{**row, "changes": mask_personal(row["changes"], personal)} for row in preview]
 
 
 def _required_fields_check(missing_required: pd.Series, settings: SyncSettings) -> dg.AssetCheckResult:

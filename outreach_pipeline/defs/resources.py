@@ -193,6 +193,11 @@ class SyncSettings(dg.ConfigurableResource):
         default=20, ge=1,
         description="rows a window must have before that share can block it (a few bad rows fail alone)",
     )
+    show_personal_data: bool = Field(
+        default=False,
+        description="show the values of the mapping's personal fields (emails, phones) in run metadata, which "
+                    "Dagster keeps in its event store; masked by default",
+    )
     writer_lock_policy: LockPolicy = Field(
         default=LockPolicy.WAIT, description="wait for another run writing the same entity, or fail_fast"
     )

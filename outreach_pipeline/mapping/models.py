@@ -178,6 +178,8 @@ class FieldMapping(StrictModel):
         required: a blank value is a validation error.
         skip_blank: a blank value never overwrites a non-blank one on the other side.
         conflict: who wins when both sides changed the field since they last agreed (direction ``both``).
+        personal: personal data (an email address, a phone number): its values are masked wherever the sync
+            reports values to Dagster (run metadata lives in Dagster's event store), unless a setting shows them.
     """
 
     outreach: str
@@ -187,6 +189,7 @@ class FieldMapping(StrictModel):
     required: bool = False
     skip_blank: bool = False
     conflict: ConflictPolicy = "latest_wins"
+    personal: bool = False
 
     @field_validator("transform", mode="before")
     @classmethod
@@ -298,6 +301,10 @@ class EntityMapping(StrictModel):
         if missing:
             raise ValueError(f"natural key(s) {missing} are not mapped Workbooks fields")
         return self
+
+    def personal_fields(self) -> frozenset[str]:
+        """Names, on either side, of the fields holding personal data."""
+        return frozenset(name for field in self.fields if field.personal for name in (field.outreach, field.workbooks))
 
     def to_workbooks_fields(self) -> list[FieldMapping]:
         """Field mappings written by the Outreach -> Workbooks direction, in file order."""

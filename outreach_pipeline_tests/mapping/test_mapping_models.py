@@ -7,6 +7,7 @@ import yaml
 
 from outreach_pipeline.mapping import MappingError, SourceRef, load_mapping_set
 from outreach_pipeline.mapping.models import DEFAULT_MAPPING_PATH
+from outreach_pipeline.mapping.personal import MASK, mask_personal
 
 
 def test_default_mapping_covers_the_entities() -> None:
@@ -135,3 +136,16 @@ def test_source_expressions_parse(expression, kind, column, relation, attribute,
 def test_custom_field_detection() -> None:
     assert SourceRef.parse("custom12").is_custom_field
     assert not SourceRef.parse("customId").is_custom_field
+
+
+def test_the_default_mapping_marks_emails_and_phones_personal_and_masking_hides_only_their_values() -> None:
+    prospects = load_mapping_set().entity("prospects")
+    assert prospects.personal_fields() == {
+        "emails[0]", "main_location[email]", "emails[1]", "main_location[alternate_email]",
+        "workPhones[0]", "main_location[telephone]", "mobilePhones[0]", "main_location[mobile]",
+    }
+    changes = {"main_location[email]": "ada@example.com", "main_location[mobile]": None,
+               "person_first_name": "Ada"}
+    assert mask_personal(changes, prospects.personal_fields()) == {
+        "main_location[email]": MASK, "main_location[mobile]": None, "person_first_name": "Ada",
+    }

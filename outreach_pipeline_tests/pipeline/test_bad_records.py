@@ -18,9 +18,11 @@ from typing import Any
 import dagster as dg
 import pandas as pd
 import pytest
+from dagster_shared.serdes import serialize_value
 
 from outreach_pipeline.defs.assets import FLOWS
 from outreach_pipeline.engine.ledger import SyncLedger
+from outreach_pipeline.mapping.personal import MASK
 from outreach_pipeline.sandbox.outreach.store import format_timestamp, to_epoch_ms
 from outreach_pipeline_tests.pipeline.harness import (
     CONTROLLERS,
@@ -259,3 +261,15 @@ def test_failure_rate_check_reports_error_for_the_bad_window_and_passes_the_clea
         assert (evaluation.passed, evaluation.severity) == (False, dg.AssetCheckSeverity.ERROR), (name, evaluation)
         assert evaluation.metadata["failure_rate"].value == pytest.approx(failed / extracted), name
     assert bad_records.second.success  # the check reports; it does not fail the run that loaded the good records
+
+
+def test_no_email_reaches_dagsters_event_store_and_the_preview_masks_personal_fields(bad_records: BadRecords) -> None:
+    """Emails and phones stay in the two systems and the ledger: Dagster's events (logs, metadata) hold none."""
+    instance = bad_records.pipe.instance
+    for result in (bad_records.first, bad_records.second):
+        stored = serialize_value(instance.all_logs(result.run_id))
+        assert "@good.example" not in stored and "@bad.example" not in stored, result.run_id
+    people = bad_records.first.asset_materializations_for_node(LOAD_NODE["prospect"])[0]
+    changes = [row["changes"] for row in people.metadata["preview"].value]
+    emails = [change["main_location[email]"] for change in changes if change.get("main_location[email]")]
+    assert emails and set(emails) == {MASK}, changes
