@@ -20,7 +20,7 @@ run: $(STAMP)
 test: $(STAMP)
 	bash .ci/services
 	$(BIN)/ruff check .
-	$(BIN)/pytest -n 4 --dist loadfile
+	$(BIN)/pytest -n 4 --dist loadfile --durations=25
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
