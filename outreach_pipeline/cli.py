@@ -18,6 +18,7 @@ from outreach_pipeline.sandbox.credentials import (
     SANDBOX_WORKBOOKS_URL,
 )
 from outreach_pipeline.sandbox.faults import FaultSpecError, parse_fault_spec
+from outreach_pipeline.sandbox.server import PortInUse
 
 
 @click.group()
@@ -31,6 +32,20 @@ main.add_command(auth)
 @main.group()
 def sandbox() -> None:
     """The local Outreach and Workbooks API sandbox."""
+
+
+#: The option that moves each server a command starts, for the message about a taken port.
+PORT_OPTIONS = {"the Outreach sandbox": "--outreach-port", "the Workbooks sandbox": "--workbooks-port",
+                "the Dagster UI": "--port"}
+
+
+def _port_in_use(exc: PortInUse) -> click.ClickException:
+    """One line: which port, held by what, and what to do."""
+    option = PORT_OPTIONS.get(exc.service, "another port")
+    return click.ClickException(
+        f"port {exc.port} for {exc.service} is already in use on {exc.host}: stop the process holding it (an "
+        f"earlier `make run` or `sandbox up`?) or pass {option} with another port (0 picks a free one)."
+    )
 
 
 def _validate_faults(ctx: click.Context, param: click.Parameter, value: str) -> str:
@@ -83,7 +98,11 @@ def sandbox_up(
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
-    with start_sandbox(config) as running:
+    try:
+        running = start_sandbox(config)
+    except PortInUse as exc:
+        raise _port_in_use(exc) from None
+    with running:
         info = running.credentials()
         if as_json:
             click.echo(json.dumps(info), nl=True)
@@ -304,10 +323,15 @@ def history(entity: str, outreach_id: int, ledger_url: str | None) -> None:
 @click.option("--dagster-home", default=".dagster_home", show_default=True,
               type=click.Path(file_okay=False, path_type=Path))
 @click.option("--data-dir", default=".sandbox", show_default=True, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--outreach-port", default=DEFAULT_OUTREACH_PORT, show_default=True, type=click.IntRange(0, 65535),
+              help="Outreach sandbox port (0: any free port).")
+@click.option("--workbooks-port", default=DEFAULT_WORKBOOKS_PORT, show_default=True, type=click.IntRange(0, 65535),
+              help="Workbooks sandbox port (0: any free port).")
 @click.option("--prospects", default=2000, show_default=True, type=click.IntRange(0, 1_000_000))
 @click.option("--simulate/--no-simulate", default=True, show_default=True)
 @_profile_option
-def dev(port: int, dagster_home: Path, data_dir: Path, prospects: int, simulate: bool, profile: str | None) -> None:
+def dev(port: int, dagster_home: Path, data_dir: Path, outreach_port: int, workbooks_port: int, prospects: int,
+        simulate: bool, profile: str | None) -> None:
     """Start the sandbox (with its activity simulator) and `dg dev` (UI and daemon, schedule on)."""
     import os
     import subprocess
@@ -315,13 +339,20 @@ def dev(port: int, dagster_home: Path, data_dir: Path, prospects: int, simulate:
 
     from outreach_pipeline.defs.resources import LEDGER_URL_VARIABLE, sandbox_only_environment
     from outreach_pipeline.sandbox.runtime import SandboxConfig, start_sandbox
+    from outreach_pipeline.sandbox.server import LOOPBACK, ensure_port_free
 
     dagster_home = dagster_home.resolve()
     dagster_home.mkdir(parents=True, exist_ok=True)
     project_root = Path(__file__).resolve().parent.parent
     applied = _apply_profile(profile, dagster_home)
-    config = SandboxConfig(data_dir=data_dir, prospects=prospects, simulate=simulate)
-    with start_sandbox(config) as running:
+    config = SandboxConfig(data_dir=data_dir, outreach_port=outreach_port, workbooks_port=workbooks_port,
+                           prospects=prospects, simulate=simulate)
+    try:
+        ensure_port_free(LOOPBACK, port, "the Dagster UI")
+        running = start_sandbox(config)
+    except PortInUse as exc:
+        raise _port_in_use(exc) from None
+    with running:
         click.echo(f"sandbox: Outreach {running.outreach_url}, Workbooks {running.workbooks_url}; simulator {'on' if simulate else 'off'}")
         # The sandbox starts as a fresh Workbooks database would: install the integration's fields first.
         from outreach_pipeline.clients.workbooks import WorkbooksClient

@@ -39,6 +39,10 @@ from outreach_pipeline.sandbox.workbooks.store import ReadQuery, WorkbooksStore
 
 log = logging.getLogger(__name__)
 
+#: What a taken port's error names (``PortInUse.service``).
+OUTREACH_SERVICE = "the Outreach sandbox"
+WORKBOOKS_SERVICE = "the Workbooks sandbox"
+
 DEFAULT_OUTREACH_PORT = credentials.DEFAULT_OUTREACH_PORT
 DEFAULT_WORKBOOKS_PORT = credentials.DEFAULT_WORKBOOKS_PORT
 DEFAULT_DATA_DIR = Path(".sandbox")
@@ -254,8 +258,10 @@ def start_sandbox(config: SandboxConfig | None = None) -> RunningSandbox:
             config.seed,
             html_error_body,
         )
-        servers.append(serve_in_thread(outreach_mw, host=config.host, port=config.outreach_port))
-        servers.append(serve_in_thread(workbooks_mw, host=config.host, port=config.workbooks_port))
+        servers.append(serve_in_thread(outreach_mw, host=config.host, port=config.outreach_port,
+                                       service=OUTREACH_SERVICE))
+        servers.append(serve_in_thread(workbooks_mw, host=config.host, port=config.workbooks_port,
+                                       service=WORKBOOKS_SERVICE))
     except BaseException:
         for server in servers:
             server.stop()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import socket
 import threading
 import time
@@ -16,6 +17,29 @@ def free_port(host: str = LOOPBACK) -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         return sock.getsockname()[1]
+
+
+class PortInUse(OSError):
+    """Another process holds the port; `service` names what was to listen on it."""
+
+    def __init__(self, host: str, port: int, service: str = "sandbox server") -> None:
+        self.host, self.port, self.service = host, port, service
+        super().__init__(errno.EADDRINUSE, f"{service}: {host}:{port} is already in use")
+
+
+def ensure_port_free(host: str, port: int, service: str = "sandbox server") -> None:
+    """Raise PortInUse when something already listens on ``host:port`` (0, any free port, always passes)."""
+    if port == 0:
+        return
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        # As uvicorn binds: a port left in TIME_WAIT by an earlier run is free, a listening one is not.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise PortInUse(host, port, service) from None
+            raise
 
 
 @dataclass
@@ -42,12 +66,14 @@ class ServedApp:
         self.stop()
 
 
-def serve_in_thread(app, *, host: str = LOOPBACK, port: int = 0, startup_timeout: float = 15.0) -> ServedApp:
+def serve_in_thread(app, *, host: str = LOOPBACK, port: int = 0, startup_timeout: float = 15.0,
+                    service: str = "sandbox server") -> ServedApp:
     """Start `app` with uvicorn in a daemon thread and wait until it accepts connections.
 
-    `port=0` picks a free port. Uvicorn's own signal handlers are disabled because they only work
-    in the main thread.
+    `port=0` picks a free port; a taken port raises PortInUse naming `service`. Uvicorn's own signal
+    handlers are disabled because they only work in the main thread.
     """
+    ensure_port_free(host, port, service)
     port = port or free_port(host)
     config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False, lifespan="off")
     server = uvicorn.Server(config)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -139,3 +140,35 @@ def test_bad_faults_spec_exits_non_zero_with_a_clear_message(tmp_path: Path) -> 
     assert result.returncode != 0
     assert "Invalid value for '--faults'" in result.stderr and "explode" in result.stderr
     assert result.stdout == "" and not data_dir.exists()
+
+
+@contextmanager
+def _taken_port() -> Iterator[int]:
+    """A loopback port another process (this one) listens on."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        yield holder.getsockname()[1]
+
+
+def _one_line_naming(result: subprocess.CompletedProcess[str], port: int, option: str) -> str:
+    assert result.returncode == 1, result.stdout + result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    assert f"port {port}" in lines[0] and "already in use" in lines[0] and option in lines[0], lines[0]
+    return lines[0]
+
+
+def test_a_taken_port_is_one_line_naming_the_port_and_the_option(tmp_path: Path) -> None:
+    with _taken_port() as port:
+        up = run_cli("sandbox", "up", "--outreach-port", "0", "--workbooks-port", str(port),
+                     "--data-dir", str(tmp_path / "up"), "--prospects", "5")
+        assert "Workbooks sandbox" in _one_line_naming(up, port, "--workbooks-port")
+
+        # `dev` moves both sandboxes and the UI; each taken port stops it before anything starts.
+        dev = ("dev", "--dagster-home", str(tmp_path / "home"), "--data-dir", str(tmp_path / "dev"),
+               "--prospects", "5", "--no-simulate")
+        taken_outreach = run_cli(*dev, "--outreach-port", str(port), "--workbooks-port", "0")
+        assert "Outreach sandbox" in _one_line_naming(taken_outreach, port, "--outreach-port")
+        taken_ui = run_cli(*dev, "--port", str(port), "--outreach-port", "0", "--workbooks-port", "0")
+        assert "Dagster UI" in _one_line_naming(taken_ui, port, "--port")
