@@ -3,6 +3,7 @@
 import os
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -24,6 +25,33 @@ def postgres_database_url() -> Iterator[str]:
             connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:
         admin.dispose()
+
+
+#: Test files that take minutes (whole-day syncs, subprocess syncs with slow faults), longest first as measured
+#: by `make test`'s durations. The suite runs a file per xdist worker; starting these first keeps one of them
+#: from running alone at the end while the other workers sit idle.
+LONGEST_FILES = (
+    "pipeline/test_faults_recovery.py",
+    "pipeline/test_backfill_acceptance.py",
+    "cli/test_crash_recovery_and_exit_codes.py",
+    "pipeline/test_window_order.py",
+    "pipeline/test_engagement.py",
+    "cli/test_one_writer.py",
+    "cli/test_end_to_end_cli.py",
+    "pipeline/test_rate_budget.py",
+    "pipeline/test_celery_scaleout.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The longest files first, in LONGEST_FILES order; every other test after them, in collection order."""
+    rank = {name: position for position, name in enumerate(LONGEST_FILES)}
+
+    def position(item: pytest.Item) -> int:
+        relative = item.path.relative_to(Path(__file__).parent).as_posix()
+        return rank.get(relative, len(LONGEST_FILES))
+
+    items.sort(key=position)  # stable: collection order within a file and among the rest
 
 
 #: Outcomes that must not pass quietly under CI: a test that did not run, or whose result was declared wrong
