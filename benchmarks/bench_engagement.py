@@ -6,7 +6,7 @@ The sandbox runs in its own process (this script re-run with `--serve`, seeded w
 tasks and calls; two thirds tasks, one third calls), so wall time, CPU and peak memory are the client's alone.
 It runs the sync job once over every complete seeded window (the backfill), then once more over the same
 windows (which must write nothing), and checks that Workbooks holds exactly one activity or meeting per
-extracted Outreach task or call. Prints wall time, requests per 1,000 records and peak memory for each run.
+extracted Outreach task or call, each naming the Person of its Outreach prospect. Prints wall time, requests per 1,000 records and peak memory for each run.
 BENCHMARKS.md ("Engagement") records the figures with this command. Shares its machinery with bench_pipeline.py.
 """
 
@@ -27,13 +27,15 @@ from pathlib import Path
 import bench_pipeline as base
 import dagster as dg
 
+from outreach_pipeline.clients.outreach import API_PREFIX, OutreachClient
 from outreach_pipeline.clients.workbooks import WorkbooksClient
-from outreach_pipeline.sandbox.credentials import SANDBOX_WORKBOOKS_AUTH
+from outreach_pipeline.sandbox.credentials import SANDBOX_OUTREACH_AUTH, SANDBOX_WORKBOOKS_AUTH
 from outreach_pipeline.sandbox.runtime import SandboxConfig, start_sandbox
 
 #: Controllers and link keys of the Workbooks records engagement creates.
 ACTIVITY_LINKS = (("activity/tasks", "cf_task_outreach_id"), ("activity/meetings", "cf_meeting_outreach_id"))
 ENGAGEMENT = ("tasks", "calls")
+ENGAGEMENT_TYPES = ("task", "call")  # Outreach types, and the prefixes of the Workbooks link values
 
 
 def serve(data_dir: Path, prospects: int, tasks: int, calls: int) -> None:
@@ -75,6 +77,37 @@ def activity_links(workbooks_url: str) -> dict[str, int]:
     return counts
 
 
+def wrong_contacts(outreach_url: str, workbooks_url: str) -> tuple[int, int]:
+    """(activities checked, activities whose Person is not their Outreach prospect's).
+
+    Every Outreach task and call is read over the API with its prospect; every Workbooks activity and meeting
+    with its link value and primary contact; every Person with its Outreach id. An activity must name the
+    Person linked to its prospect, or no contact when that prospect has no Person (it failed to sync).
+    """
+    outreach = OutreachClient(outreach_url, **SANDBOX_OUTREACH_AUTH)
+    try:
+        prospect_of = {f"{kind}:{record.id}": record.relationships.get("prospect")
+                       for kind in ENGAGEMENT_TYPES for record in outreach.iter_records(f"{API_PREFIX}/{kind}s")}
+    finally:
+        outreach.close()
+    workbooks = WorkbooksClient(workbooks_url, **SANDBOX_WORKBOOKS_AUTH)
+    try:
+        person_of = {int(row["cf_person_outreach_id"]): int(row["id"])
+                     for row in workbooks.iter_records("crm/people", select_columns=["id", "cf_person_outreach_id"])
+                     if row.get("cf_person_outreach_id")}
+        checked = wrong = 0
+        for controller, link_key in ACTIVITY_LINKS:
+            for row in workbooks.iter_records(controller, select_columns=["id", link_key, "primary_contact_id"]):
+                if not row.get(link_key):
+                    continue
+                checked += 1
+                expected = person_of.get(prospect_of.get(str(row[link_key])))
+                wrong += (int(row["primary_contact_id"]) if row.get("primary_contact_id") else None) != expected
+    finally:
+        workbooks.close()
+    return checked, wrong
+
+
 def report(label: str, figures: base.RunFigures) -> None:
     engagement = sum(figures.extracted.get(name, 0) for name in ENGAGEMENT)
     writes = sum(count for endpoint, count in figures.workbooks_requests.items() if endpoint.startswith("PUT "))
@@ -108,9 +141,12 @@ def run_benchmark(activities: int, prospects: int, *, keep: bool) -> bool:
         extracted = sum(backfill.extracted.get(name, 0) for name in ENGAGEMENT)
         twice = [link for link, count in links.items() if count > 1]
         rerun_writes = sum(c for e, c in rerun.workbooks_requests.items() if e.startswith("PUT "))
+        checked, wrong = wrong_contacts(sandbox.endpoints.outreach_url, sandbox.endpoints.workbooks_url)
         print(f"Workbooks activities + meetings linked to Outreach: {len(links)} for {extracted} extracted tasks and "
-              f"calls; linked twice: {len(twice)}; rerun writes: {rerun_writes}", flush=True)
-        return backfill.success and rerun.success and not twice and len(links) == extracted and rerun_writes == 0
+              f"calls; linked twice: {len(twice)}; rerun writes: {rerun_writes}; contact checked {checked}, "
+              f"not the Person of their prospect: {wrong}", flush=True)
+        return (backfill.success and rerun.success and not twice and len(links) == extracted and rerun_writes == 0
+                and checked == len(links) and wrong == 0)
     finally:
         sandbox.stop()
         if keep:
