@@ -1,7 +1,8 @@
 """Acceptance: a 48-window backfill of 20,000 prospects, 3,000 accounts and 2,000 opportunities, in one run.
 
-The module shares one sandbox and one run (about 100 s on two cores); every test reads its results through the
-Workbooks store and the sync ledger and compares them with the Outreach store, never with the planner.
+The module shares one sandbox and one run of those three entities' steps (about 100 s on two cores); every test
+reads its results through the Workbooks store and the sync ledger and compares them with the Outreach store,
+never with the planner.
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ def backfill(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backfill]:
     home: Path = tmp_path_factory.mktemp("backfill")
     with pipeline(home, prospects=PROSPECTS, accounts=ACCOUNTS, opportunities=OPPORTUNITIES, seed_days=2) as pipe:
         windows = seeded_windows(2)
-        result = pipe.run(windows[0], windows[-1])
+        result = pipe.run(windows[0], windows[-1], asset_selection=pipe.core_selection())
         ledger = SyncLedger(f"sqlite:///{home / 'ledger.db'}")
         try:
             yield Backfill(pipe, result, ledger)
@@ -197,7 +198,7 @@ def test_rerunning_any_window_writes_nothing(backfill: Backfill) -> None:
     windows = seeded_windows(2)
     before = backfill.pipe.workbooks_writes()
     for window in (windows[0], windows[23], windows[-1]):
-        result = backfill.pipe.run(window)
+        result = backfill.pipe.run(window, asset_selection=backfill.pipe.core_selection())
         assert result.success
         people = backfill.pipe.load_metadata(result)["people"]
         assert people["records_created"] == people["records_updated"] == 0
