@@ -252,12 +252,29 @@ class SandboxMiddleware:
             return
         receive, method = await self._effective_method(scope, receive)
         self.stats.enter(method, endpoint_of(path))
-        try:
-            await self._serve(scope, receive, send, method, path)
-        finally:
-            self.stats.leave()
+        left = False
 
-    async def _serve(self, scope: Scope, receive: Receive, send: Send, method: str, path: str) -> None:
+        def leave_once() -> None:
+            nonlocal left
+            if not left:
+                left = True
+                self.stats.leave()
+
+        async def send_counted(message: Message) -> None:
+            # A request stops being in flight before its last byte goes out: once the client has the answer it
+            # may send its next request, which must not find this one still counted (a false peak of 2).
+            if message["type"] == "http.response.body" and not message.get("more_body", False):
+                leave_once()
+            await send(message)
+
+        try:
+            await self._serve(scope, receive, send_counted, method, path, raw_send=send)
+        finally:
+            leave_once()
+
+    async def _serve(
+        self, scope: Scope, receive: Receive, send: Send, method: str, path: str, *, raw_send: Send
+    ) -> None:
         fired = {rule.kind: rule for rule in self.injector.draw(method, path)}
         for kind in fired:
             self.stats.fault(kind)
@@ -272,7 +289,7 @@ class SandboxMiddleware:
         if "drop_after_write" in fired:
             # The write runs to completion (it is committed), then the client never hears back.
             await self.app(scope, receive, _discard)
-            await _drop_connection(send)
+            await _drop_connection(raw_send)  # the server's own send: it reaches the transport
             return
         if "malformed_json" in fired:
             await self.app(scope, receive, _Truncating(send))
