@@ -3,10 +3,16 @@
     .venv/bin/python benchmarks/bench_peers.py [--prospects 20000] [--tap-version 1.2.2] [--page-size 1000]
 
 One seeded Outreach sandbox (accounts = prospects / 5, opportunities = prospects / 10, as the seeder's
-defaults) serves every tool in turn. Each tool runs as its own child process, so wall time (process start to
-exit, interpreter start-up and imports included), CPU (the child's rusage) and peak memory (the largest
-resident set of the child's whole process tree, polled every 20 ms, and never below the child's own
-`ru_maxrss`) are comparable. Requests are counted by the sandbox's middleware, reset before each tool.
+defaults; no tasks or calls) serves every tool in turn, in the benchmark's own process. Each tool runs as its
+own child process, so its figures are comparable:
+
+* wall s: process start to exit, interpreter start-up and imports included;
+* working s: from the sandbox counting the tool's first request to the tool's exit (start-up excluded);
+* cpu s: the child's user + system time (`wait4` rusage);
+* requests: counted by the sandbox's middleware, reset before each tool; req/1k per 1,000 records;
+* peak MiB: the largest resident set of the child's whole process tree (summed over its processes, polled
+  every 20 ms), never below the child's own `ru_maxrss`;
+* sandbox cpu s: the benchmark process's CPU meanwhile, i.e. the sandbox serving that tool.
 
 The tools, each reading accounts, prospects and opportunities from the beginning of time:
 
@@ -99,6 +105,8 @@ class ToolRun:
     peak_rss_bytes: int
     requests: dict[str, int]
     exit_code: int
+    #: CPU the benchmark process used meanwhile: the sandbox serving this tool (and the 20 ms memory poll).
+    sandbox_cpu_seconds: float
 
     @property
     def total_records(self) -> int:
@@ -315,16 +323,18 @@ def measure_tool(tool: str, sandbox: Any, *, tap: Path | None, work: Path, page_
     log_path, out_path = work / f"{tool}.log", work / f"{tool}.out"
     stats = sandbox.outreach_middleware.stats
     stats.reset()
+    sandbox_cpu_before = time.process_time()
     with log_path.open("w") as log, (open(os.devnull, "w") if tool == "tap" else out_path.open("w")) as out:
         measured = run_measured(command, env=env, stdout=out, stderr=log,
                                 requests_seen=lambda: stats.snapshot()["total"])
+    sandbox_cpu = time.process_time() - sandbox_cpu_before
     requests_used = stats.snapshot()["requests"]
     if measured.exit_code != 0:
         raise RuntimeError(f"{tool} exited with {measured.exit_code}; last log lines:\n"
                            + "\n".join(log_path.read_text().splitlines()[-20:]))
     records = tap_record_counts(log_path.read_text()) if tool == "tap" else json.loads(out_path.read_text())
     return ToolRun(tool, records, measured.wall_seconds, measured.working_seconds, measured.cpu_seconds,
-                   measured.peak_rss_bytes, requests_used, measured.exit_code)
+                   measured.peak_rss_bytes, requests_used, measured.exit_code, sandbox_cpu)
 
 
 def tool_label(tool: str, tap_version: str) -> str:
@@ -335,11 +345,11 @@ def tool_label(tool: str, tap_version: str) -> str:
 def format_report(runs: Sequence[ToolRun], tap_version: str) -> str:
     """A table of every run, the request endpoints per tool, and the tap / ours ratios of the medians."""
     lines = [f"{'tool':<26} {'records':>8} {'wall s':>7} {'working s':>9} {'cpu s':>7} {'requests':>8} "
-             f"{'req/1k':>7} {'peak MiB':>9}"]
+             f"{'req/1k':>7} {'peak MiB':>9} {'sandbox cpu s':>13}"]
     for run in runs:
         lines.append(f"{tool_label(run.tool, tap_version):<26} {run.total_records:>8} {run.wall_seconds:>7.1f} "
                      f"{run.working_seconds:>9.1f} {run.cpu_seconds:>7.1f} {run.total_requests:>8} "
-                     f"{run.requests_per_thousand:>7.2f} {run.peak_mib:>9.0f}")
+                     f"{run.requests_per_thousand:>7.2f} {run.peak_mib:>9.0f} {run.sandbox_cpu_seconds:>13.1f}")
     by_tool: dict[str, list[ToolRun]] = {}
     for run in runs:
         by_tool.setdefault(run.tool, []).append(run)
