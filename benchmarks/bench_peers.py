@@ -12,6 +12,7 @@ own child process, so its figures are comparable:
 * requests: counted by the sandbox's middleware, reset before each tool; req/1k per 1,000 records;
 * peak MiB: the largest resident set of the child's whole process tree (summed over its processes, polled
   every 20 ms), never below the child's own `ru_maxrss`;
+* start MiB: that tree's resident memory at the sample that first saw a request (start-up and imports);
 * sandbox cpu s: the benchmark process's CPU meanwhile, i.e. the sandbox serving that tool.
 
 The tools, each reading accounts, prospects and opportunities from the beginning of time:
@@ -105,6 +106,8 @@ class ToolRun:
     peak_rss_bytes: int
     requests: dict[str, int]
     exit_code: int
+    #: Resident memory of the tool's process tree when its first request arrived (start-up and imports).
+    start_rss_bytes: int
     #: CPU the benchmark process used meanwhile: the sandbox serving this tool (and the 20 ms memory poll).
     sandbox_cpu_seconds: float
 
@@ -155,13 +158,16 @@ class _TreePoller:
     requests_seen: Callable[[], int]
     peak: int = 0
     first_request_at: float | None = None
+    #: The tree's resident memory at the sample that first saw a request: start-up and imports, before any data.
+    rss_at_first_request: int = 0
     _stop: threading.Event = field(default_factory=threading.Event)
 
     def run(self) -> None:
         while not self._stop.is_set():
-            self.peak = max(self.peak, tree_rss_bytes(self.pid))
+            rss = tree_rss_bytes(self.pid)
+            self.peak = max(self.peak, rss)
             if self.first_request_at is None and self.requests_seen() > 0:
-                self.first_request_at = time.perf_counter()
+                self.first_request_at, self.rss_at_first_request = time.perf_counter(), rss
             self._stop.wait(POLL_SECONDS)
 
     def stop(self) -> None:
@@ -177,6 +183,7 @@ class Measured:
     working_seconds: float
     cpu_seconds: float
     peak_rss_bytes: int
+    start_rss_bytes: int
 
 
 def run_measured(command: Sequence[str], *, env: dict[str, str], stdout: Any, stderr: Any,
@@ -200,6 +207,7 @@ def run_measured(command: Sequence[str], *, env: dict[str, str], stdout: Any, st
         working_seconds=ended - first_request,
         cpu_seconds=usage.ru_utime + usage.ru_stime,
         peak_rss_bytes=max(poller.peak, usage.ru_maxrss * 1024),
+        start_rss_bytes=poller.rss_at_first_request,
     )
 
 
@@ -334,7 +342,7 @@ def measure_tool(tool: str, sandbox: Any, *, tap: Path | None, work: Path, page_
                            + "\n".join(log_path.read_text().splitlines()[-20:]))
     records = tap_record_counts(log_path.read_text()) if tool == "tap" else json.loads(out_path.read_text())
     return ToolRun(tool, records, measured.wall_seconds, measured.working_seconds, measured.cpu_seconds,
-                   measured.peak_rss_bytes, requests_used, measured.exit_code, sandbox_cpu)
+                   measured.peak_rss_bytes, requests_used, measured.exit_code, measured.start_rss_bytes, sandbox_cpu)
 
 
 def tool_label(tool: str, tap_version: str) -> str:
@@ -345,11 +353,11 @@ def tool_label(tool: str, tap_version: str) -> str:
 def format_report(runs: Sequence[ToolRun], tap_version: str) -> str:
     """A table of every run, the request endpoints per tool, and the tap / ours ratios of the medians."""
     lines = [f"{'tool':<26} {'records':>8} {'wall s':>7} {'working s':>9} {'cpu s':>7} {'requests':>8} "
-             f"{'req/1k':>7} {'peak MiB':>9} {'sandbox cpu s':>13}"]
+             f"{'req/1k':>7} {'peak MiB':>9} {'start MiB':>9} {'sandbox cpu s':>13}"]
     for run in runs:
         lines.append(f"{tool_label(run.tool, tap_version):<26} {run.total_records:>8} {run.wall_seconds:>7.1f} "
                      f"{run.working_seconds:>9.1f} {run.cpu_seconds:>7.1f} {run.total_requests:>8} "
-                     f"{run.requests_per_thousand:>7.2f} {run.peak_mib:>9.0f} {run.sandbox_cpu_seconds:>13.1f}")
+                     f"{run.requests_per_thousand:>7.2f} {run.peak_mib:>9.0f} {run.start_rss_bytes / 1024**2:>9.0f} {run.sandbox_cpu_seconds:>13.1f}")
     by_tool: dict[str, list[ToolRun]] = {}
     for run in runs:
         by_tool.setdefault(run.tool, []).append(run)
