@@ -33,4 +33,4 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_sandbox.py
 
 clean:
-	rm -rf $(VENV) .sandbox .dagster_home .pytest_cache
+	rm -rf $(VENV) .sandbox .dagster_home .pytest_cache .bench
