@@ -21,6 +21,7 @@ import dagster as dg
 import pandas as pd
 
 from outreach_pipeline.defs.budget import outreach_budget
+from outreach_pipeline.defs.groups import Group
 from outreach_pipeline.defs.partitions import WINDOW_COLUMN
 from outreach_pipeline.defs.resources import LedgerResource, OutreachResource, SyncSettings, WorkbooksResource
 from outreach_pipeline.engine.extract import (
@@ -168,9 +169,9 @@ def build_preflights(windows: dg.PartitionsDefinition) -> list[dg.AssetsDefiniti
     """The two preflight assets, each holding the pool of the one API it calls."""
     shared = {"partitions_def": windows, "backfill_policy": BACKFILL_IN_ONE_RUN, "owners": OWNERS}
     return [
-        dg.asset(key=OUTREACH_PREFLIGHT_KEY, group_name="outreach_extract", kinds={"outreach"},
+        dg.asset(key=OUTREACH_PREFLIGHT_KEY, group_name=Group.OUTREACH.value, kinds={"outreach"},
                  pool=OUTREACH_POOL, **shared)(outreach_field_preflight),
-        dg.asset(key=PREFLIGHT_KEY, group_name="workbooks_load", kinds={"workbooks"},
+        dg.asset(key=PREFLIGHT_KEY, group_name=Group.WORKBOOKS.value, kinds={"workbooks"},
                  pool=WORKBOOKS_POOL, **shared)(field_preflight),
     ]
 
@@ -200,7 +201,7 @@ def build_extract(flow: EntityFlow, windows: dg.PartitionsDefinition) -> dg.Asse
         deps=[OUTREACH_PREFLIGHT_KEY],
         partitions_def=windows,
         backfill_policy=BACKFILL_IN_ONE_RUN,
-        group_name="outreach_extract",
+        group_name=Group.OUTREACH.value,
         kinds={"outreach", "pandas"},
         owners=OWNERS,
         pool=OUTREACH_POOL,
@@ -262,7 +263,7 @@ def build_staged(flow: EntityFlow, windows: dg.PartitionsDefinition) -> dg.Asset
         ins={"extracted": dg.AssetIn(flow.extract_key)},
         partitions_def=windows,
         backfill_policy=BACKFILL_IN_ONE_RUN,
-        group_name="mapping",
+        group_name=Group.STAGED.value,
         kinds={"pandas"},
         owners=OWNERS,
         io_manager_key="window_io_manager",
@@ -341,7 +342,7 @@ def build_holders(flow: EntityFlow, windows: dg.PartitionsDefinition) -> dg.Asse
         ins={"staged": dg.AssetIn(flow.staged_key)},
         partitions_def=windows,
         backfill_policy=BACKFILL_IN_ONE_RUN,
-        group_name="outreach_extract",
+        group_name=Group.OUTREACH.value,
         kinds={"outreach", "pandas"},
         owners=OWNERS,
         pool=OUTREACH_POOL,
@@ -382,7 +383,7 @@ def build_load(flow: EntityFlow, windows: dg.PartitionsDefinition) -> dg.AssetsD
         deps=[PREFLIGHT_KEY, *(dg.AssetKey(["workbooks", name]) for name in flow.loads_after)],
         partitions_def=windows,
         backfill_policy=BACKFILL_IN_ONE_RUN,
-        group_name="workbooks_load",
+        group_name=Group.WORKBOOKS.value,
         kinds={"workbooks", "pandas"},
         owners=OWNERS,
         pool=WORKBOOKS_POOL,

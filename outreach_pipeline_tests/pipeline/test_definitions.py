@@ -11,6 +11,9 @@ import pytest
 
 from outreach_pipeline.defs.assets import FLOWS, OUTREACH_PREFLIGHT_KEY, PREFLIGHT_KEY
 from outreach_pipeline.defs.assets_outreach import REVERSE_KEYS
+from outreach_pipeline.defs.graph import MAPPING_METADATA_KEY, mapped_entities
+from outreach_pipeline.defs.groups import GROUP_DESCRIPTIONS, Group
+from outreach_pipeline.mapping.models import load_mapping_set
 
 VENV_BIN = Path(sys.executable).parent
 
@@ -84,3 +87,40 @@ def test_staged_assets_declare_checks_and_loads_declare_failure_rate(defs: dg.De
         assert (flow.staged_key, "no_duplicate_outreach_ids") in check_keys
         assert (flow.staged_key, "required_fields_present") in check_keys
         assert (flow.load_key, "failure_rate") in check_keys
+
+
+def test_assets_launched_from_the_graph_run_on_the_jobs_executor(defs: dg.Definitions) -> None:
+    """The asset graph's launches use Dagster's implicit asset job: it must not fall back to one subprocess
+    per step (the multiprocess default) while the jobs run in process."""
+    implicit = defs.resolve_implicit_global_asset_job_def().executor_def
+    assert implicit is defs.resolve_job_def("outreach_to_workbooks_job").executor_def
+    assert implicit.name == "in_process"
+
+
+def test_groups_are_the_key_prefixes_and_every_asset_names_its_group(defs: dg.Definitions) -> None:
+    graph = defs.resolve_asset_graph()
+    groups = {}
+    for key in graph.get_all_asset_keys():
+        node = graph.get(key)
+        assert node.group_name == key.path[0], (key, node.group_name)
+        groups.setdefault(node.group_name, []).append(key)
+        assert f"Group `{node.group_name}`: {GROUP_DESCRIPTIONS[Group(node.group_name)]}" in node.description, key
+    assert set(groups) == {"outreach", "staged", "workbooks"}
+    assert defs.metadata["group_descriptions"].value == {str(g): text for g, text in GROUP_DESCRIPTIONS.items()}
+
+
+def test_assets_applying_a_mapping_show_it_as_a_table(defs: dg.Definitions) -> None:
+    """Column lineage is drawn only by Dagster+: the open-source UI gets the mapping as a table."""
+    graph = defs.resolve_asset_graph()
+    mappings = load_mapping_set()
+    for key, entity in mapped_entities().items():
+        node = graph.get(key)
+        fields = [field for name in mappings.route_entities(entity) for field in mappings.entity(name).fields]
+        table = node.metadata[MAPPING_METADATA_KEY]
+        assert [(row.data["outreach"], row.data["workbooks"]) for row in table.records] == \
+            [(field.outreach, field.workbooks) for field in fields], key
+        for field in fields:  # each field's row, in the description's Markdown table
+            assert f"| {field.outreach} | {field.workbooks} |" in node.description, (key, field.workbooks)
+    people = graph.get(dg.AssetKey(["staged", "people"]))
+    assert "| prospects | emails[0] | main_location[email] | string (max 255) | both | personal, conflict: latest_wins |" \
+        in people.description
