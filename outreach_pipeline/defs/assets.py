@@ -30,7 +30,6 @@ from outreach_pipeline.engine.extract import (
     Extract,
     extract_entity,
     opportunity_lookups,
-    referenced_ids,
 )
 from outreach_pipeline.engine.extract_engagement import (
     extract_sequence_states,
@@ -38,6 +37,7 @@ from outreach_pipeline.engine.extract_engagement import (
     sequence_state_lookups,
 )
 from outreach_pipeline.engine.ledger import SyncWindow
+from outreach_pipeline.engine.link_targets import with_targets
 from outreach_pipeline.engine.load import outreach_sharers
 from outreach_pipeline.engine.outcome import Outcome
 from outreach_pipeline.engine.plan import SHARERS_COLUMN
@@ -78,7 +78,7 @@ class EntityFlow:
     workbooks_name: str  # asset name under staged/ and workbooks/
     loads_after: tuple[str, ...] = ()  # workbooks assets this load must follow (link targets)
     # (extract asset name, column) of other entities whose rows point at this one: the records they point at
-    # that were never synced are pulled into the same run, so their links resolve without waiting a run.
+    # that were never synced are pulled into the same run (outreach/referenced_<name>), so their links resolve.
     referenced_by: tuple[tuple[str, str], ...] = ()
     extractor: Callable[..., Extract] = extract_entity  # (client, resource, start, end, *, retry_ids, ...)
     lookups: Callable[[pd.DataFrame], dict[str, pd.DataFrame]] | None = None  # the mapping's lookup frames
@@ -103,9 +103,14 @@ class EntityFlow:
         return dg.AssetKey(["outreach", self.holders_name]) if self.holders_name else None
 
     @property
+    def referenced_key(self) -> dg.AssetKey | None:  # never-synced records others point at (defs/referenced.py)
+        return dg.AssetKey(["outreach", f"referenced_{self.outreach_name}"]) if self.referenced_by else None
+
+    @property
     def keys(self) -> list[dg.AssetKey]:
         """Every asset of the flow, in data-flow order."""
-        return [self.extract_key, self.staged_key, *filter(None, [self.holders_key]), self.load_key]
+        return [self.extract_key, *filter(None, [self.referenced_key]), self.staged_key,
+                *filter(None, [self.holders_key]), self.load_key]
 
 
 FLOWS = (
@@ -193,11 +198,8 @@ def field_preflight(
 
 
 def build_extract(flow: EntityFlow, windows: dg.PartitionsDefinition) -> dg.AssetsDefinition:
-    referencing = {f"referencing_{name}": dg.AssetIn(dg.AssetKey(["outreach", name])) for name, _ in flow.referenced_by}
-
     @dg.asset(
         key=flow.extract_key,
-        ins=referencing,
         deps=[OUTREACH_PREFLIGHT_KEY],
         partitions_def=windows,
         backfill_policy=BACKFILL_IN_ONE_RUN,
@@ -210,8 +212,8 @@ def build_extract(flow: EntityFlow, windows: dg.PartitionsDefinition) -> dg.Asse
         description=(
             f"Outreach {flow.outreach_name} changed in the sync window [start, end), read in one paged pass per run "
             "(a backfill range is one read), plus the records the ledger says must be retried (failed rows, links "
-            "whose target was not synced yet) and the never-synced records that this run's other records point "
-            "at, so their links resolve in the same run. Only the attributes the mapping reads are fetched "
+            "whose target was not synced yet). Never-synced records this run's other records point at are read "
+            "after them (outreach/referenced_*). Only the attributes the mapping reads are fetched "
             "(sparse fieldsets) unless the run config sets all_attributes."
         ),
     )
@@ -221,16 +223,12 @@ def build_extract(flow: EntityFlow, windows: dg.PartitionsDefinition) -> dg.Asse
         outreach: OutreachResource,
         ledger: LedgerResource,
         sync_settings: SyncSettings,
-        **referencing_frames: pd.DataFrame,
     ) -> dg.MaterializeResult:
         window = _window(context)
         entity = sync_settings.mappings().entity(flow.entity)
-        referenced = set().union(*(
-            referenced_ids(referencing_frames[f"referencing_{name}"], column) for name, column in flow.referenced_by
-        ))
         fields = None if config.all_attributes else {f"fields[{entity.outreach_type}]": ",".join(outreach_fields(entity))}
         with ledger.open() as sync_ledger:
-            retry_ids = ids_to_pull_routed(sync_ledger, sync_settings.mappings(), flow.entity, referenced)
+            retry_ids = ids_to_pull_routed(sync_ledger, sync_settings.mappings(), flow.entity, set())
             # What the Workbooks -> Outreach direction wrote for this window left it (its updatedAt moved on).
             retry_ids |= {o for o, _ in sync_ledger.written_in_window(flow.entity, window, to_outreach=True)}
         windows = context.partition_keys
@@ -260,7 +258,8 @@ def build_extract(flow: EntityFlow, windows: dg.PartitionsDefinition) -> dg.Asse
 def build_staged(flow: EntityFlow, windows: dg.PartitionsDefinition) -> dg.AssetsDefinition:
     @dg.asset(
         key=flow.staged_key,
-        ins={"extracted": dg.AssetIn(flow.extract_key)},
+        ins={"extracted": dg.AssetIn(flow.extract_key),
+             **({"referenced": dg.AssetIn(flow.referenced_key)} if flow.referenced_key else {})},
         partitions_def=windows,
         backfill_policy=BACKFILL_IN_ONE_RUN,
         group_name=Group.STAGED.value,
@@ -285,8 +284,9 @@ def build_staged(flow: EntityFlow, windows: dg.PartitionsDefinition) -> dg.Asset
         ),
     )
     def staged(
-        context: dg.AssetExecutionContext, extracted: pd.DataFrame, sync_settings: SyncSettings
+        context: dg.AssetExecutionContext, extracted: pd.DataFrame, sync_settings: SyncSettings, **referenced: pd.DataFrame
     ) -> dg.MaterializeResult:
+        extracted = with_targets(extracted, referenced.get("referenced"))  # the window's records, then those pulled
         mappings = sync_settings.mappings()
         entity = mappings.entity(flow.entity)
         lookups = flow.lookups(extracted) if flow.lookups is not None else None
@@ -487,11 +487,13 @@ def _failure_rate_check(failed: int, extracted: int, settings: SyncSettings) -> 
 
 def build_assets(windows: dg.PartitionsDefinition) -> list[dg.AssetsDefinition]:
     """Every asset of the sync, partitioned by `windows`, in data-flow order."""
-    from outreach_pipeline.defs.assets_outreach import build_reverse_assets  # it builds on this module
+    from outreach_pipeline.defs.assets_outreach import build_reverse_assets  # these build on this module
+    from outreach_pipeline.defs.referenced import build_referenced
 
     assets = build_preflights(windows)
     for flow in FLOWS:
-        assets += [build_extract(flow, windows), build_staged(flow, windows),
+        assets += [build_extract(flow, windows), *([build_referenced(flow, windows)] if flow.referenced_by else []),
+                   build_staged(flow, windows),
                    *([build_holders(flow, windows)] if flow.holders_name else []), build_load(flow, windows)]
     return [*assets, *build_reverse_assets(windows)]
 

@@ -66,9 +66,11 @@ def test_every_asset_is_hourly_partitioned_in_utc(defs: dg.Definitions) -> None:
     graph = defs.resolve_asset_graph()
     keys = [OUTREACH_PREFLIGHT_KEY, PREFLIGHT_KEY, *(k for f in FLOWS for k in (f.extract_key, f.staged_key, f.load_key))]
     keys += [f.holders_key for f in FLOWS if f.holders_key is not None]
+    keys += [f.referenced_key for f in FLOWS if f.referenced_key is not None]
     keys += list(REVERSE_KEYS)  # Workbooks -> Outreach: changed, written and linked per record type
-    # 7 Outreach -> Workbooks flows x 3, 2 preflights, 1 holders asset, 4 Workbooks -> Outreach flows x 3.
-    assert len(keys) == len(set(keys)) == len(graph.get_all_asset_keys()) == 36, sorted(graph.get_all_asset_keys())
+    # 7 Outreach -> Workbooks flows x 3, 2 preflights, 1 holders asset, 3 referenced-record assets (accounts,
+    # prospects, tasks), 4 Workbooks -> Outreach flows x 3.
+    assert len(keys) == len(set(keys)) == len(graph.get_all_asset_keys()) == 39, sorted(graph.get_all_asset_keys())
     for key in keys:
         partitions = graph.get(key).partitions_def
         assert isinstance(partitions, dg.HourlyPartitionsDefinition), key
@@ -124,3 +126,29 @@ def test_assets_applying_a_mapping_show_it_as_a_table(defs: dg.Definitions) -> N
     people = graph.get(dg.AssetKey(["staged", "people"]))
     assert "| prospects | emails[0] | main_location[email] | string (max 255) | both | personal, conflict: latest_wins |" \
         in people.description
+
+
+def test_the_graph_runs_in_data_flow_order_accounts_first(defs: dg.Definitions) -> None:
+    """Edges point the way data flows: every extract reads only Outreach (after the preflight), records pulled
+    in because others point at them are their own assets downstream of the extracts pointing at them, and the
+    loads run organisations, then people, then what links to people."""
+    graph = defs.resolve_asset_graph()
+    order = list(graph.toposorted_asset_keys)
+    levels = {key: level for level, keys in enumerate(graph.toposorted_asset_keys_by_level) for key in keys}
+    flows = {flow.outreach_name: flow for flow in FLOWS}
+    for flow in FLOWS:
+        assert graph.get(flow.extract_key).parent_keys == {OUTREACH_PREFLIGHT_KEY}, flow.extract_key
+        if flow.referenced_key is not None:  # downstream of what points at it, upstream of its staging
+            pointing = {flows[name].extract_key for name, _ in flow.referenced_by}
+            assert pointing | {flow.extract_key} <= graph.get(flow.referenced_key).parent_keys
+            assert graph.get(flow.staged_key).parent_keys == {flow.extract_key, flow.referenced_key}
+    accounts, prospects, opportunities = (flows[name] for name in ("accounts", "prospects", "opportunities"))
+    extracts = [flow.extract_key for flow in FLOWS]
+    assert min(extracts, key=order.index) == accounts.extract_key  # accounts first
+    loads = [accounts.load_key, prospects.load_key, opportunities.load_key]
+    assert sorted(loads, key=order.index) == loads
+    assert levels[accounts.load_key] < levels[prospects.load_key] < levels[opportunities.load_key]
+    # Accounts' assets wait for no other entity's staging or load: only for reads of Outreach.
+    reads = {OUTREACH_PREFLIGHT_KEY, PREFLIGHT_KEY, *extracts, *(f.referenced_key for f in FLOWS if f.referenced_key)}
+    for key in accounts.keys:
+        assert graph.get_ancestor_asset_keys(key) - set(accounts.keys) <= reads, key
