@@ -9,11 +9,13 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from outreach_pipeline.definitions import build_definitions
 from outreach_pipeline.defs.assets import FLOWS, OUTREACH_PREFLIGHT_KEY, PREFLIGHT_KEY
 from outreach_pipeline.defs.assets_outreach import REVERSE_KEYS
 from outreach_pipeline.defs.graph import MAPPING_METADATA_KEY, mapped_entities
 from outreach_pipeline.defs.groups import GROUP_DESCRIPTIONS, Group
 from outreach_pipeline.mapping.models import load_mapping_set
+from outreach_pipeline.settings import ExecutorKind, PipelineSettings
 
 VENV_BIN = Path(sys.executable).parent
 
@@ -97,6 +99,9 @@ def test_assets_launched_from_the_graph_run_on_the_jobs_executor(defs: dg.Defini
     implicit = defs.resolve_implicit_global_asset_job_def().executor_def
     assert implicit is defs.resolve_job_def("outreach_to_workbooks_job").executor_def
     assert implicit.name == "in_process"
+    with dg.instance_for_test():  # the Celery setting moves graph launches to the workers too
+        celery = build_definitions(PipelineSettings(executor=ExecutorKind.CELERY))
+        assert celery.resolve_implicit_global_asset_job_def().executor_def.name == "celery"
 
 
 def test_groups_are_the_key_prefixes_and_every_asset_names_its_group(defs: dg.Definitions) -> None:
