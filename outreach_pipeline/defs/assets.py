@@ -23,7 +23,7 @@ import pandas as pd
 from outreach_pipeline.defs.budget import outreach_budget
 from outreach_pipeline.defs.groups import Group
 from outreach_pipeline.defs.partitions import WINDOW_COLUMN
-from outreach_pipeline.defs.progress import extract_progress, load_progress
+from outreach_pipeline.defs.progress import load_progress, reporting_extract
 from outreach_pipeline.defs.resources import LedgerResource, OutreachResource, SyncSettings, WorkbooksResource
 from outreach_pipeline.engine.extract import (
     EXTRACT_ERROR_COLUMN,
@@ -43,7 +43,6 @@ from outreach_pipeline.engine.load import outreach_sharers
 from outreach_pipeline.engine.outcome import Outcome
 from outreach_pipeline.engine.plan import SHARERS_COLUMN
 from outreach_pipeline.engine.preflight import outreach_preflight, workbooks_preflight
-from outreach_pipeline.engine.progress import reporting_pages
 from outreach_pipeline.engine.routing import RoutedLoader, ids_to_pull_routed, stage_routed
 from outreach_pipeline.engine.writer_lock import hold_writer_lock
 from outreach_pipeline.mapping.errors import ErrorKind, ValidationError, has_kind
@@ -237,7 +236,7 @@ def build_extract(flow: EntityFlow, windows: dg.PartitionsDefinition) -> dg.Asse
         left = (f"{flow.outreach_name} changed in {len(windows)} window(s) {windows[0]}..{windows[-1]} "
                 f"(and {len(retry_ids)} records to retry) are")
         with outreach_budget(left), outreach.open() as client, \
-                reporting_pages(extract_progress(context, flow.extract_key, sync_settings)):
+                reporting_extract(context, flow.extract_key, sync_settings):
             result = flow.extractor(
                 client, flow.outreach_name, window.start, window.end,
                 retry_ids=retry_ids, from_beginning=config.from_beginning, fields=fields,

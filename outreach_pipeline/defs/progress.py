@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
+
 import dagster as dg
 import pandas as pd
 
 from outreach_pipeline.defs.partitions import WINDOW_COLUMN
 from outreach_pipeline.defs.resources import SyncSettings
-from outreach_pipeline.engine.progress import ExtractProgress, LoadProgress
+from outreach_pipeline.engine.progress import ExtractProgress, LoadProgress, reporting_pages
 
 
 def load_progress(context: dg.AssetExecutionContext, key: dg.AssetKey, staged: pd.DataFrame,
@@ -21,9 +23,10 @@ def load_progress(context: dg.AssetExecutionContext, key: dg.AssetKey, staged: p
                         interval_seconds=settings.progress_interval_seconds)
 
 
-def extract_progress(context: dg.AssetExecutionContext, key: dg.AssetKey, settings: SyncSettings) -> ExtractProgress:
-    """The reporter of a read of the run's range of windows, logging at INFO."""
+def reporting_extract(context: dg.AssetExecutionContext, key: dg.AssetKey,
+                      settings: SyncSettings) -> AbstractContextManager[ExtractProgress]:
+    """Within it, the pages the extract readers read for the run's range of windows are reported at INFO."""
     window = context.partition_time_window
-    return ExtractProgress(context.log.info, key.to_user_string(), window.start, window.end,
-                           every_records=settings.progress_every_records,
-                           interval_seconds=settings.progress_interval_seconds)
+    return reporting_pages(ExtractProgress(context.log.info, key.to_user_string(), window.start, window.end,
+                                           every_records=settings.progress_every_records,
+                                           interval_seconds=settings.progress_interval_seconds))

@@ -22,10 +22,9 @@ from outreach_pipeline.defs.assets import (
 )
 from outreach_pipeline.defs.budget import outreach_budget
 from outreach_pipeline.defs.groups import Group
-from outreach_pipeline.defs.progress import extract_progress
+from outreach_pipeline.defs.progress import reporting_extract
 from outreach_pipeline.defs.resources import LedgerResource, OutreachResource, SyncSettings
 from outreach_pipeline.engine.link_targets import never_synced, no_targets, read_targets, targets
-from outreach_pipeline.engine.progress import reporting_pages
 from outreach_pipeline.mapping.transform import outreach_fields
 
 _BY_NAME = {flow.outreach_name: flow for flow in FLOWS}
@@ -92,7 +91,7 @@ def build_referenced(flow: EntityFlow, windows: dg.PartitionsDefinition) -> dg.A
         if ids:
             with outreach_budget(f"{len(ids)} never-synced {flow.outreach_name} records that this run's {pointing} "
                                  "point at are"), outreach.open() as client, \
-                    reporting_pages(extract_progress(context, flow.referenced_key, sync_settings)):
+                    reporting_extract(context, flow.referenced_key, sync_settings):
                 frame = read_targets(client, flow.outreach_name, ids, window.start, window.end, fields=fields)
                 requests_used = client.stats.total_requests
         context.log.info("pulled %d never-synced %s that this run's %s point at (%d referenced)", len(frame),
