@@ -234,8 +234,11 @@ def measure_run(
         # Linux reports ru_maxrss in KiB.
         peak_rss_bytes=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
         peak_traced_bytes=peak_traced,
-        extracted={
-            flow.outreach_name: int(_first_metadata(result, flow.extract_key.to_python_identifier()).get("dagster/row_count", 0))
+        extracted={  # the window's records and those pulled in because others point at them
+            flow.outreach_name: sum(
+                int(_first_metadata(result, key.to_python_identifier()).get("dagster/row_count", 0))
+                for key in (flow.extract_key, flow.referenced_key) if key is not None
+            )
             for flow in FLOWS
         },
         load_counts={flow.workbooks_name: _first_metadata(result, flow.load_key.to_python_identifier()) for flow in FLOWS},

@@ -13,19 +13,23 @@ from typing import Any
 import dagster as dg
 
 from outreach_pipeline.defs.assets import build_assets
+from outreach_pipeline.defs.graph import present_assets
+from outreach_pipeline.defs.groups import GROUP_DESCRIPTIONS
 from outreach_pipeline.defs.io_manager import WindowedParquetIOManager, window_store
 from outreach_pipeline.defs.jobs import build_jobs
 from outreach_pipeline.defs.partitions import sync_windows
 from outreach_pipeline.defs.reconcile import reconcile_job, reconcile_schedule
 from outreach_pipeline.defs.resources import build_resources, dagster_home
 from outreach_pipeline.defs.scaleout import job_executor
+from outreach_pipeline.mapping.models import load_mapping_set
 from outreach_pipeline.settings import PipelineSettings, load_settings
 
 
 def build_definitions(settings: PipelineSettings, resources: Mapping[str, Any] | None = None) -> dg.Definitions:
     """The code location for `settings`; `resources` replaces the ones the environment configures (tests,
     benchmarks)."""
-    jobs = build_jobs(settings.schedule_minute, job_executor(settings))
+    executor = job_executor(settings)
+    jobs = build_jobs(settings.schedule_minute, executor)
     if resources is None:
         resources = {
             **build_resources(settings),
@@ -34,10 +38,15 @@ def build_definitions(settings: PipelineSettings, resources: Mapping[str, Any] |
             ),
         }
     return dg.Definitions(
-        assets=build_assets(sync_windows(settings.partitions_start)),
+        assets=present_assets(build_assets(sync_windows(settings.partitions_start)), load_mapping_set(settings.mapping_path)),
         jobs=[*jobs.jobs, reconcile_job],
         schedules=[*jobs.schedules, reconcile_schedule],
         resources=dict(resources),
+        # Runs launched from the asset graph (Dagster's implicit `__ASSET_JOB`) use the jobs' executor, not
+        # Dagster's default of one subprocess per step.
+        executor=executor,
+        # Not shown by the open-source UI (see defs.groups); for readers of the definitions.
+        metadata={"group_descriptions": dg.MetadataValue.json({str(g): text for g, text in GROUP_DESCRIPTIONS.items()})},
     )
 
 

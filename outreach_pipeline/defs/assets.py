@@ -21,7 +21,9 @@ import dagster as dg
 import pandas as pd
 
 from outreach_pipeline.defs.budget import outreach_budget
+from outreach_pipeline.defs.groups import Group
 from outreach_pipeline.defs.partitions import WINDOW_COLUMN
+from outreach_pipeline.defs.progress import load_progress, reporting_extract
 from outreach_pipeline.defs.resources import LedgerResource, OutreachResource, SyncSettings, WorkbooksResource
 from outreach_pipeline.engine.extract import (
     EXTRACT_ERROR_COLUMN,
@@ -29,7 +31,6 @@ from outreach_pipeline.engine.extract import (
     Extract,
     extract_entity,
     opportunity_lookups,
-    referenced_ids,
 )
 from outreach_pipeline.engine.extract_engagement import (
     extract_sequence_states,
@@ -37,6 +38,7 @@ from outreach_pipeline.engine.extract_engagement import (
     sequence_state_lookups,
 )
 from outreach_pipeline.engine.ledger import SyncWindow
+from outreach_pipeline.engine.link_targets import with_targets
 from outreach_pipeline.engine.load import outreach_sharers
 from outreach_pipeline.engine.outcome import Outcome
 from outreach_pipeline.engine.plan import SHARERS_COLUMN
@@ -77,7 +79,7 @@ class EntityFlow:
     workbooks_name: str  # asset name under staged/ and workbooks/
     loads_after: tuple[str, ...] = ()  # workbooks assets this load must follow (link targets)
     # (extract asset name, column) of other entities whose rows point at this one: the records they point at
-    # that were never synced are pulled into the same run, so their links resolve without waiting a run.
+    # that were never synced are pulled into the same run (outreach/referenced_<name>), so their links resolve.
     referenced_by: tuple[tuple[str, str], ...] = ()
     extractor: Callable[..., Extract] = extract_entity  # (client, resource, start, end, *, retry_ids, ...)
     lookups: Callable[[pd.DataFrame], dict[str, pd.DataFrame]] | None = None  # the mapping's lookup frames
@@ -102,9 +104,14 @@ class EntityFlow:
         return dg.AssetKey(["outreach", self.holders_name]) if self.holders_name else None
 
     @property
+    def referenced_key(self) -> dg.AssetKey | None:  # never-synced records others point at (defs/referenced.py)
+        return dg.AssetKey(["outreach", f"referenced_{self.outreach_name}"]) if self.referenced_by else None
+
+    @property
     def keys(self) -> list[dg.AssetKey]:
         """Every asset of the flow, in data-flow order."""
-        return [self.extract_key, self.staged_key, *filter(None, [self.holders_key]), self.load_key]
+        return [self.extract_key, *filter(None, [self.referenced_key]), self.staged_key,
+                *filter(None, [self.holders_key]), self.load_key]
 
 
 FLOWS = (
@@ -168,9 +175,9 @@ def build_preflights(windows: dg.PartitionsDefinition) -> list[dg.AssetsDefiniti
     """The two preflight assets, each holding the pool of the one API it calls."""
     shared = {"partitions_def": windows, "backfill_policy": BACKFILL_IN_ONE_RUN, "owners": OWNERS}
     return [
-        dg.asset(key=OUTREACH_PREFLIGHT_KEY, group_name="outreach_extract", kinds={"outreach"},
+        dg.asset(key=OUTREACH_PREFLIGHT_KEY, group_name=Group.OUTREACH.value, kinds={"outreach"},
                  pool=OUTREACH_POOL, **shared)(outreach_field_preflight),
-        dg.asset(key=PREFLIGHT_KEY, group_name="workbooks_load", kinds={"workbooks"},
+        dg.asset(key=PREFLIGHT_KEY, group_name=Group.WORKBOOKS.value, kinds={"workbooks"},
                  pool=WORKBOOKS_POOL, **shared)(field_preflight),
     ]
 
@@ -192,15 +199,12 @@ def field_preflight(
 
 
 def build_extract(flow: EntityFlow, windows: dg.PartitionsDefinition) -> dg.AssetsDefinition:
-    referencing = {f"referencing_{name}": dg.AssetIn(dg.AssetKey(["outreach", name])) for name, _ in flow.referenced_by}
-
     @dg.asset(
         key=flow.extract_key,
-        ins=referencing,
         deps=[OUTREACH_PREFLIGHT_KEY],
         partitions_def=windows,
         backfill_policy=BACKFILL_IN_ONE_RUN,
-        group_name="outreach_extract",
+        group_name=Group.OUTREACH.value,
         kinds={"outreach", "pandas"},
         owners=OWNERS,
         pool=OUTREACH_POOL,
@@ -209,8 +213,8 @@ def build_extract(flow: EntityFlow, windows: dg.PartitionsDefinition) -> dg.Asse
         description=(
             f"Outreach {flow.outreach_name} changed in the sync window [start, end), read in one paged pass per run "
             "(a backfill range is one read), plus the records the ledger says must be retried (failed rows, links "
-            "whose target was not synced yet) and the never-synced records that this run's other records point "
-            "at, so their links resolve in the same run. Only the attributes the mapping reads are fetched "
+            "whose target was not synced yet). Never-synced records this run's other records point at are read "
+            "after them (outreach/referenced_*). Only the attributes the mapping reads are fetched "
             "(sparse fieldsets) unless the run config sets all_attributes."
         ),
     )
@@ -220,22 +224,19 @@ def build_extract(flow: EntityFlow, windows: dg.PartitionsDefinition) -> dg.Asse
         outreach: OutreachResource,
         ledger: LedgerResource,
         sync_settings: SyncSettings,
-        **referencing_frames: pd.DataFrame,
     ) -> dg.MaterializeResult:
         window = _window(context)
         entity = sync_settings.mappings().entity(flow.entity)
-        referenced = set().union(*(
-            referenced_ids(referencing_frames[f"referencing_{name}"], column) for name, column in flow.referenced_by
-        ))
         fields = None if config.all_attributes else {f"fields[{entity.outreach_type}]": ",".join(outreach_fields(entity))}
         with ledger.open() as sync_ledger:
-            retry_ids = ids_to_pull_routed(sync_ledger, sync_settings.mappings(), flow.entity, referenced)
+            retry_ids = ids_to_pull_routed(sync_ledger, sync_settings.mappings(), flow.entity, set())
             # What the Workbooks -> Outreach direction wrote for this window left it (its updatedAt moved on).
             retry_ids |= {o for o, _ in sync_ledger.written_in_window(flow.entity, window, to_outreach=True)}
         windows = context.partition_keys
         left = (f"{flow.outreach_name} changed in {len(windows)} window(s) {windows[0]}..{windows[-1]} "
                 f"(and {len(retry_ids)} records to retry) are")
-        with outreach_budget(left), outreach.open() as client:
+        with outreach_budget(left), outreach.open() as client, \
+                reporting_extract(context, flow.extract_key, sync_settings):
             result = flow.extractor(
                 client, flow.outreach_name, window.start, window.end,
                 retry_ids=retry_ids, from_beginning=config.from_beginning, fields=fields,
@@ -259,10 +260,11 @@ def build_extract(flow: EntityFlow, windows: dg.PartitionsDefinition) -> dg.Asse
 def build_staged(flow: EntityFlow, windows: dg.PartitionsDefinition) -> dg.AssetsDefinition:
     @dg.asset(
         key=flow.staged_key,
-        ins={"extracted": dg.AssetIn(flow.extract_key)},
+        ins={"extracted": dg.AssetIn(flow.extract_key),
+             **({"referenced": dg.AssetIn(flow.referenced_key)} if flow.referenced_key else {})},
         partitions_def=windows,
         backfill_policy=BACKFILL_IN_ONE_RUN,
-        group_name="mapping",
+        group_name=Group.STAGED.value,
         kinds={"pandas"},
         owners=OWNERS,
         io_manager_key="window_io_manager",
@@ -284,8 +286,9 @@ def build_staged(flow: EntityFlow, windows: dg.PartitionsDefinition) -> dg.Asset
         ),
     )
     def staged(
-        context: dg.AssetExecutionContext, extracted: pd.DataFrame, sync_settings: SyncSettings
+        context: dg.AssetExecutionContext, extracted: pd.DataFrame, sync_settings: SyncSettings, **referenced: pd.DataFrame
     ) -> dg.MaterializeResult:
+        extracted = with_targets(extracted, referenced.get("referenced"))  # the window's records, then those pulled
         mappings = sync_settings.mappings()
         entity = mappings.entity(flow.entity)
         lookups = flow.lookups(extracted) if flow.lookups is not None else None
@@ -341,7 +344,7 @@ def build_holders(flow: EntityFlow, windows: dg.PartitionsDefinition) -> dg.Asse
         ins={"staged": dg.AssetIn(flow.staged_key)},
         partitions_def=windows,
         backfill_policy=BACKFILL_IN_ONE_RUN,
-        group_name="outreach_extract",
+        group_name=Group.OUTREACH.value,
         kinds={"outreach", "pandas"},
         owners=OWNERS,
         pool=OUTREACH_POOL,
@@ -382,7 +385,7 @@ def build_load(flow: EntityFlow, windows: dg.PartitionsDefinition) -> dg.AssetsD
         deps=[PREFLIGHT_KEY, *(dg.AssetKey(["workbooks", name]) for name in flow.loads_after)],
         partitions_def=windows,
         backfill_policy=BACKFILL_IN_ONE_RUN,
-        group_name="workbooks_load",
+        group_name=Group.WORKBOOKS.value,
         kinds={"workbooks", "pandas"},
         owners=OWNERS,
         pool=WORKBOOKS_POOL,
@@ -419,6 +422,7 @@ def build_load(flow: EntityFlow, windows: dg.PartitionsDefinition) -> dg.AssetsD
             loader = RoutedLoader(
                 client=client, ledger=sync_ledger, mappings=mappings, entity=mappings.entity(flow.entity),
                 run_id=context.run.run_id, window=_window(context), sharers=holders.get("holders"),
+                on_done=load_progress(context, flow.load_key, staged, sync_settings).advance,
             )
             result = loader.load(staged)
             requests_used = client.stats.total_requests
@@ -486,11 +490,13 @@ def _failure_rate_check(failed: int, extracted: int, settings: SyncSettings) -> 
 
 def build_assets(windows: dg.PartitionsDefinition) -> list[dg.AssetsDefinition]:
     """Every asset of the sync, partitioned by `windows`, in data-flow order."""
-    from outreach_pipeline.defs.assets_outreach import build_reverse_assets  # it builds on this module
+    from outreach_pipeline.defs.assets_outreach import build_reverse_assets  # these build on this module
+    from outreach_pipeline.defs.referenced import build_referenced
 
     assets = build_preflights(windows)
     for flow in FLOWS:
-        assets += [build_extract(flow, windows), build_staged(flow, windows),
+        assets += [build_extract(flow, windows), *([build_referenced(flow, windows)] if flow.referenced_by else []),
+                   build_staged(flow, windows),
                    *([build_holders(flow, windows)] if flow.holders_name else []), build_load(flow, windows)]
     return [*assets, *build_reverse_assets(windows)]
 

@@ -17,6 +17,7 @@ import dagster as dg
 import pandas as pd
 
 from outreach_pipeline.defs.assets import BACKFILL_IN_ONE_RUN, DATAFRAME
+from outreach_pipeline.defs.groups import Group
 from outreach_pipeline.defs.partitions import WINDOW_COLUMN
 from outreach_pipeline.defs.resources import LedgerResource, OutreachResource, SyncSettings, WorkbooksResource
 from outreach_pipeline.engine.extract import window_of
@@ -89,7 +90,7 @@ def build_reads(windows: dg.PartitionsDefinition) -> dg.AssetsDefinition:
         name="workbooks_changes_for_outreach",
         outs={
             _read_out(flow): dg.AssetOut(
-                key=flow.read_key, group_name="workbooks_extract", kinds={"workbooks", "pandas"}, owners=OWNERS,
+                key=flow.read_key, group_name=Group.WORKBOOKS.value, kinds={"workbooks", "pandas"}, owners=OWNERS,
                 dagster_type=DATAFRAME, io_manager_key="window_io_manager",
                 description=(
                     f"Workbooks {flow.workbooks_name} selected for Outreach in the window: Sync to Outreach = TRUE, "
@@ -134,7 +135,7 @@ def build_writes(windows: dg.PartitionsDefinition) -> dg.AssetsDefinition:
         ins={_read_out(flow): dg.AssetIn(flow.read_key) for flow in REVERSE_FLOWS},
         outs={
             _write_out(flow): dg.AssetOut(
-                key=flow.write_key, group_name="outreach_write", kinds={"outreach", "pandas"}, owners=OWNERS,
+                key=flow.write_key, group_name=Group.OUTREACH.value, kinds={"outreach", "pandas"}, owners=OWNERS,
                 dagster_type=DATAFRAME, io_manager_key="window_io_manager",
                 description=(
                     f"The window's Workbooks {flow.workbooks_name} written to Outreach {flow.outreach_name}: created "
@@ -206,7 +207,7 @@ def build_links(windows: dg.PartitionsDefinition) -> dg.AssetsDefinition:
         ins={_write_out(flow): dg.AssetIn(flow.write_key) for flow in REVERSE_FLOWS},
         specs=[
             dg.AssetSpec(
-                flow.link_key, deps=[flow.write_key], group_name="workbooks_load", kinds={"workbooks"},
+                flow.link_key, deps=[flow.write_key], group_name=Group.WORKBOOKS.value, kinds={"workbooks"},
                 owners=OWNERS, partitions_def=windows,
                 description=(
                     f"Outreach ids of the {flow.workbooks_name} created in (or adopted from) Outreach written back "

@@ -26,6 +26,7 @@ from outreach_pipeline.clients.outreach import REAL_OUTREACH_URL, OutreachClient
 from outreach_pipeline.clients.tokens import FileTokenStore
 from outreach_pipeline.clients.workbooks import REAL_WORKBOOKS_URL, WorkbooksClient
 from outreach_pipeline.engine.ledger import SyncLedger
+from outreach_pipeline.engine.progress import EVERY_RECORDS, INTERVAL_SECONDS
 from outreach_pipeline.engine.writer_lock import LockPolicy, LockSettings
 from outreach_pipeline.mapping.models import MappingSet, load_mapping_set
 from outreach_pipeline.sandbox.credentials import (
@@ -204,6 +205,12 @@ class SyncSettings(dg.ConfigurableResource):
     writer_lock_max_wait_seconds: float = Field(default=1800, ge=0, description="then the load fails, naming the holder")
     writer_lock_lease_seconds: float = Field(
         default=60, gt=0, description="SQLite ledger: a holder silent this long is dead and its lock is taken over"
+    )
+    progress_every_records: int = Field(
+        default=EVERY_RECORDS, ge=1, description="a long extract or load logs its progress after this many more records"
+    )
+    progress_interval_seconds: float = Field(
+        default=INTERVAL_SECONDS, gt=0, description="... or after this many seconds, whichever comes first"
     )
 
     def mappings(self) -> MappingSet:

@@ -24,6 +24,7 @@ from outreach_pipeline.clients.outreach import (
 )
 from outreach_pipeline.clients.outreach_records import AttributeMap
 from outreach_pipeline.engine.ledger import SyncLedger
+from outreach_pipeline.engine.progress import page_read
 
 #: Ids per `filter[id]=` request: keeps URLs well under common 8 KB limits.
 IDS_PER_REQUEST = 500
@@ -131,6 +132,7 @@ class _Read:
             self.records.extend(page.records)
         elif page.records:
             self.frames.append(records_to_frame(page.records))
+            page_read(len(page.records), max((r.updated_at for r in page.records if r.updated_at), default=None))
         self.included.extend(page.included)
         self.rejected.extend(page.rejected)
 

@@ -21,7 +21,7 @@ The loop per entity and range of windows:
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Hashable, Iterable, Mapping
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode
@@ -233,9 +233,12 @@ class EntityLoader:
         run_id: str,
         window: SyncWindow,
         sharers: pd.DataFrame | None = None,
+        on_done: Callable[[Iterable[int]], None] | None = None,
     ) -> None:
-        """`sharers` (from `outreach_sharers`) enables the Outreach-side duplicate check."""
+        """`sharers` (from `outreach_sharers`) enables the Outreach-side duplicate check; `on_done` is told the
+        Outreach ids whose outcome is known as the load goes (after each batch: `engine.progress`)."""
         self.sharers = sharers
+        self.on_done = on_done or (lambda ids: None)
         self.client = client
         self.ledger = ledger
         self.mappings = mappings
@@ -259,6 +262,7 @@ class EntityLoader:
             outcomes = [final[i] for i in sorted(final)]
             self._record(final, final.keys())
             self.ledger.finish_run(self.run_id, self.entity.name)
+        self.on_done(final.keys())
         frame = pd.DataFrame(
             [
                 {
@@ -330,6 +334,7 @@ class EntityLoader:
                 final[decision.outreach_id] = self._outcome(decision, applied=None, intended=intended)
             else:
                 writes.append((decision, op))
+        self.on_done(decision.outreach_id for decision in plan.decisions if decision.outreach_id in final)
         uncertain: dict[int, str] = {}
         for offset in range(0, len(writes), MAX_OBJECTS_PER_WRITE):
             chunk = writes[offset : offset + MAX_OBJECTS_PER_WRITE]
@@ -353,6 +358,7 @@ class EntityLoader:
                         refused.append(decision.model_copy(update={"error": message}))
             self._record(final, (decision.outreach_id for decision, _ in chunk))
             self._flag_refused(refused)
+            self.on_done(decision.outreach_id for decision, _ in chunk if decision.outreach_id in final)
         if plan.duplicate_flags:
             # A lost reply is harmless: the flag is re-planned from the same duplicates on the next run.
             with contextlib.suppress(WriteOutcomeUnknown):

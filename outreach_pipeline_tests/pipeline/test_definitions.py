@@ -9,8 +9,13 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from outreach_pipeline.definitions import build_definitions
 from outreach_pipeline.defs.assets import FLOWS, OUTREACH_PREFLIGHT_KEY, PREFLIGHT_KEY
 from outreach_pipeline.defs.assets_outreach import REVERSE_KEYS
+from outreach_pipeline.defs.graph import MAPPING_METADATA_KEY, mapped_entities
+from outreach_pipeline.defs.groups import GROUP_DESCRIPTIONS, Group
+from outreach_pipeline.mapping.models import load_mapping_set
+from outreach_pipeline.settings import ExecutorKind, PipelineSettings
 
 VENV_BIN = Path(sys.executable).parent
 
@@ -63,9 +68,11 @@ def test_every_asset_is_hourly_partitioned_in_utc(defs: dg.Definitions) -> None:
     graph = defs.resolve_asset_graph()
     keys = [OUTREACH_PREFLIGHT_KEY, PREFLIGHT_KEY, *(k for f in FLOWS for k in (f.extract_key, f.staged_key, f.load_key))]
     keys += [f.holders_key for f in FLOWS if f.holders_key is not None]
+    keys += [f.referenced_key for f in FLOWS if f.referenced_key is not None]
     keys += list(REVERSE_KEYS)  # Workbooks -> Outreach: changed, written and linked per record type
-    # 7 Outreach -> Workbooks flows x 3, 2 preflights, 1 holders asset, 4 Workbooks -> Outreach flows x 3.
-    assert len(keys) == len(set(keys)) == len(graph.get_all_asset_keys()) == 36, sorted(graph.get_all_asset_keys())
+    # 7 Outreach -> Workbooks flows x 3, 2 preflights, 1 holders asset, 3 referenced-record assets (accounts,
+    # prospects, tasks), 4 Workbooks -> Outreach flows x 3.
+    assert len(keys) == len(set(keys)) == len(graph.get_all_asset_keys()) == 39, sorted(graph.get_all_asset_keys())
     for key in keys:
         partitions = graph.get(key).partitions_def
         assert isinstance(partitions, dg.HourlyPartitionsDefinition), key
@@ -84,3 +91,69 @@ def test_staged_assets_declare_checks_and_loads_declare_failure_rate(defs: dg.De
         assert (flow.staged_key, "no_duplicate_outreach_ids") in check_keys
         assert (flow.staged_key, "required_fields_present") in check_keys
         assert (flow.load_key, "failure_rate") in check_keys
+
+
+def test_assets_launched_from_the_graph_run_on_the_jobs_executor(defs: dg.Definitions) -> None:
+    """The asset graph's launches use Dagster's implicit asset job: it must not fall back to one subprocess
+    per step (the multiprocess default) while the jobs run in process."""
+    implicit = defs.resolve_implicit_global_asset_job_def().executor_def
+    assert implicit is defs.resolve_job_def("outreach_to_workbooks_job").executor_def
+    assert implicit.name == "in_process"
+    with dg.instance_for_test():  # the Celery setting moves graph launches to the workers too
+        celery = build_definitions(PipelineSettings(executor=ExecutorKind.CELERY))
+        assert celery.resolve_implicit_global_asset_job_def().executor_def.name == "celery"
+
+
+def test_groups_are_the_key_prefixes_and_every_asset_names_its_group(defs: dg.Definitions) -> None:
+    graph = defs.resolve_asset_graph()
+    groups = {}
+    for key in graph.get_all_asset_keys():
+        node = graph.get(key)
+        assert node.group_name == key.path[0], (key, node.group_name)
+        groups.setdefault(node.group_name, []).append(key)
+        assert f"Group `{node.group_name}`: {GROUP_DESCRIPTIONS[Group(node.group_name)]}" in node.description, key
+    assert set(groups) == {"outreach", "staged", "workbooks"}
+    assert defs.metadata["group_descriptions"].value == {str(g): text for g, text in GROUP_DESCRIPTIONS.items()}
+
+
+def test_assets_applying_a_mapping_show_it_as_a_table(defs: dg.Definitions) -> None:
+    """Column lineage is drawn only by Dagster+: the open-source UI gets the mapping as a table."""
+    graph = defs.resolve_asset_graph()
+    mappings = load_mapping_set()
+    for key, entity in mapped_entities().items():
+        node = graph.get(key)
+        fields = [field for name in mappings.route_entities(entity) for field in mappings.entity(name).fields]
+        table = node.metadata[MAPPING_METADATA_KEY]
+        assert [(row.data["outreach"], row.data["workbooks"]) for row in table.records] == \
+            [(field.outreach, field.workbooks) for field in fields], key
+        for field in fields:  # each field's row, in the description's Markdown table
+            assert f"| {field.outreach} | {field.workbooks} |" in node.description, (key, field.workbooks)
+    people = graph.get(dg.AssetKey(["staged", "people"]))
+    assert "| prospects | emails[0] | main_location[email] | string (max 255) | both | personal, conflict: latest_wins |" \
+        in people.description
+
+
+def test_the_graph_runs_in_data_flow_order_accounts_first(defs: dg.Definitions) -> None:
+    """Edges point the way data flows: every extract reads only Outreach (after the preflight), records pulled
+    in because others point at them are their own assets downstream of the extracts pointing at them, and the
+    loads run organisations, then people, then what links to people."""
+    graph = defs.resolve_asset_graph()
+    order = list(graph.toposorted_asset_keys)
+    levels = {key: level for level, keys in enumerate(graph.toposorted_asset_keys_by_level) for key in keys}
+    flows = {flow.outreach_name: flow for flow in FLOWS}
+    for flow in FLOWS:
+        assert graph.get(flow.extract_key).parent_keys == {OUTREACH_PREFLIGHT_KEY}, flow.extract_key
+        if flow.referenced_key is not None:  # downstream of what points at it, upstream of its staging
+            pointing = {flows[name].extract_key for name, _ in flow.referenced_by}
+            assert pointing | {flow.extract_key} <= graph.get(flow.referenced_key).parent_keys
+            assert graph.get(flow.staged_key).parent_keys == {flow.extract_key, flow.referenced_key}
+    accounts, prospects, opportunities = (flows[name] for name in ("accounts", "prospects", "opportunities"))
+    extracts = [flow.extract_key for flow in FLOWS]
+    assert min(extracts, key=order.index) == accounts.extract_key  # accounts first
+    loads = [accounts.load_key, prospects.load_key, opportunities.load_key]
+    assert sorted(loads, key=order.index) == loads
+    assert levels[accounts.load_key] < levels[prospects.load_key] < levels[opportunities.load_key]
+    # Accounts' assets wait for no other entity's staging or load: only for reads of Outreach.
+    reads = {OUTREACH_PREFLIGHT_KEY, PREFLIGHT_KEY, *extracts, *(f.referenced_key for f in FLOWS if f.referenced_key)}
+    for key in accounts.keys:
+        assert graph.get_ancestor_asset_keys(key) - set(accounts.keys) <= reads, key

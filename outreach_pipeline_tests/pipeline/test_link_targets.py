@@ -7,6 +7,7 @@ link both to it, and a second run must write nothing.
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -27,6 +28,12 @@ def test_an_account_outside_every_window_is_pulled_in_and_linked_in_the_same_run
         stage = outreach_records(pipe.sandbox, "opportunityStage")[0].id
         with outreach_clock_at(pipe.sandbox, LONG_AGO):
             account = store.create("account", {"name": "Old Account Ltd", "websiteUrl": "https://old.example"}, {}).id
+            # Pulled in twice over: an old prospect only the new opportunity points at, and its old account.
+            older_account = store.create("account", {"name": "Older Account Ltd"}, {}).id
+            old_prospect = store.create(
+                "prospect", {"firstName": "Ola", "lastName": "Berg", "emails": ["ola@older.example"]},
+                {"account": older_account},
+            ).id
         with outreach_clock_at(pipe.sandbox, WINDOW_START.replace(minute=20)):
             prospect = store.create(
                 "prospect", {"firstName": "Nia", "lastName": "Okafor", "emails": ["nia@old.example"]},
@@ -37,6 +44,8 @@ def test_an_account_outside_every_window_is_pulled_in_and_linked_in_the_same_run
                 {"account": account, "opportunityStage": stage},
             ).id
             store.create("opportunityProspectRole", {"role": "Buyer"}, {"opportunity": opportunity, "prospect": prospect})
+            store.create("opportunityProspectRole", {"role": "Champion"},
+                         {"opportunity": opportunity, "prospect": old_prospect})
 
         first = pipe.run(WINDOW_START, raise_on_error=False)
         assert first.success, step_failures(first)
@@ -46,7 +55,12 @@ def test_an_account_outside_every_window_is_pulled_in_and_linked_in_the_same_run
         assert organisations[account]["name"] == "Old Account Ltd"
         assert people[prospect]["employer_link"] == organisations[account]["id"]
         assert opportunities[opportunity]["organisation_id"] == organisations[account]["id"]
-        assert opportunities[opportunity]["opportunity_contact_ids"] == f"[{people[prospect]['id']}]"
+        assert set(json.loads(opportunities[opportunity]["opportunity_contact_ids"])) == \
+            {people[prospect]["id"], people[old_prospect]["id"]}
+        assert people[old_prospect]["employer_link"] == organisations[older_account]["id"]
+        pulled = {key: result[0].metadata["pulled_records"].value for key in ("accounts", "prospects")
+                  if (result := first.asset_materializations_for_node(f"outreach__referenced_{key}"))}
+        assert pulled == {"accounts": 2, "prospects": 1}
         assert not pipe.open_ledger().pending_relations()
 
         writes = pipe.workbooks_writes()

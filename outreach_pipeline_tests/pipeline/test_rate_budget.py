@@ -51,13 +51,15 @@ from outreach_pipeline_tests.pipeline.harness import (
     workbooks_content,
 )
 
-#: The Outreach -> Workbooks steps of the seeded record types, and the engagement extracts the prospects extract
-#: reads (the prospects they point at are pulled in): the budget arithmetic below orders their Outreach requests
-#: (the holders step is their last), which the Workbooks -> Outreach steps of the same job would reorder.
+#: The Outreach -> Workbooks steps of the seeded record types, and the engagement extracts (and pulled tasks) that
+#: outreach/referenced_prospects reads (the prospects they point at are pulled in): the budget arithmetic below
+#: orders their Outreach requests (the holders step is their last), which the Workbooks -> Outreach steps of the
+#: same job would reorder.
 CORE = ("accounts", "prospects", "opportunities")
 TO_WORKBOOKS = [OUTREACH_PREFLIGHT_KEY, PREFLIGHT_KEY,
                 *(key for flow in FLOWS if flow.entity in CORE for key in flow.keys),
-                *(flow.extract_key for flow in FLOWS if flow.entity not in CORE)]
+                *(key for flow in FLOWS if flow.entity not in CORE
+                  for key in (flow.extract_key, *filter(None, [flow.referenced_key])))]
 SEED = {"prospects": 60, "accounts": 12, "opportunities": 20, "seed_days": 1}
 WINDOWS = seeded_windows(1)[:6]  # six hourly windows (each run writes one file per window and asset)
 ENTITY_KINDS = {"accounts": "account", "prospects": "prospect", "opportunities": "opportunity"}

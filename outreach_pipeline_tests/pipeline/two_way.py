@@ -90,20 +90,24 @@ def outreach_by_id(pipe: Pipeline, resource_type: str) -> dict[int, Any]:
 
 
 
-def _extracts_read_by(outreach_name: str) -> list[dg.AssetKey]:
-    """The extracts an extract reads (transitively), for the records they point at: opportunities, tasks and
-    calls point at prospects, calls at tasks."""
+def _pulled_for(outreach_name: str) -> list[dg.AssetKey]:
+    """`outreach/referenced_<name>` and what it reads (transitively): the extracts pointing at the entity
+    (opportunities, tasks, calls and sequence states point at prospects, calls at tasks), the records pulled
+    for them, and the entity's own extract."""
     flows = {flow.outreach_name: flow for flow in FLOWS}
+    flow = flows[outreach_name]
+    if flow.referenced_key is None:
+        return []
     keys: list[dg.AssetKey] = []
-    for name, _ in flows[outreach_name].referenced_by:
-        keys += [key for key in [*_extracts_read_by(name), flows[name].extract_key] if key not in keys]
-    return keys
+    for key in [key for name, _ in flow.referenced_by for key in [*_pulled_for(name), flows[name].extract_key]]:
+        if key not in keys:
+            keys.append(key)
+    return [*keys, *([flow.extract_key] if flow.extract_key not in keys else []), flow.referenced_key]
 
 
 #: Outreach -> Workbooks and Workbooks -> Outreach assets of people/prospects, for runs of one direction.
-TO_WORKBOOKS_PEOPLE = [*_extracts_read_by("prospects"), dg.AssetKey(["outreach", "prospects"]),
-                       dg.AssetKey(["staged", "people"]), dg.AssetKey(["outreach", "prospect_email_holders"]),
-                       dg.AssetKey(["workbooks", "people"])]
+TO_WORKBOOKS_PEOPLE = [*_pulled_for("prospects"), dg.AssetKey(["staged", "people"]),
+                       dg.AssetKey(["outreach", "prospect_email_holders"]), dg.AssetKey(["workbooks", "people"])]
 #: The Workbooks -> Outreach assets (three multi-asset steps, every record type).
 TO_OUTREACH = list(REVERSE_KEYS)
 
