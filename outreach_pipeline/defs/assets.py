@@ -20,6 +20,7 @@ from typing import Any
 import dagster as dg
 import pandas as pd
 
+from outreach_pipeline.defs.audit import extract_audit, load_audit, row_counts_per_window
 from outreach_pipeline.defs.budget import outreach_budget
 from outreach_pipeline.defs.partitions import WINDOW_COLUMN
 from outreach_pipeline.defs.resources import LedgerResource, OutreachResource, SyncSettings, WorkbooksResource
@@ -229,9 +230,11 @@ def build_extract(flow: EntityFlow, windows: dg.PartitionsDefinition) -> dg.Asse
         ))
         fields = None if config.all_attributes else {f"fields[{entity.outreach_type}]": ",".join(outreach_fields(entity))}
         with ledger.open() as sync_ledger:
-            retry_ids = ids_to_pull_routed(sync_ledger, sync_settings.mappings(), flow.entity, referenced)
+            pull = ids_to_pull_routed(sync_ledger, sync_settings.mappings(), flow.entity, referenced,
+                                      sync_settings.backoff())
             # What the Workbooks -> Outreach direction wrote for this window left it (its updatedAt moved on).
-            retry_ids |= {o for o, _ in sync_ledger.written_in_window(flow.entity, window, to_outreach=True)}
+            pull.retry |= {o for o, _ in sync_ledger.written_in_window(flow.entity, window, to_outreach=True)}
+        retry_ids = pull.all
         windows = context.partition_keys
         left = (f"{flow.outreach_name} changed in {len(windows)} window(s) {windows[0]}..{windows[-1]} "
                 f"(and {len(retry_ids)} records to retry) are")
@@ -241,17 +244,11 @@ def build_extract(flow: EntityFlow, windows: dg.PartitionsDefinition) -> dg.Asse
                 retry_ids=retry_ids, from_beginning=config.from_beginning, fields=fields,
             )
             requests_used = client.stats.total_requests
-        context.log.info("extracted %d %s (%d retried) for %s..%s", len(result.frame), flow.outreach_name,
-                         len(result.retried_ids), window.start, window.end)
-        return dg.MaterializeResult(
-            value=result.frame,
-            metadata={
-                "dagster/row_count": len(result.frame),
-                "retried_records": len(result.retried_ids),
-                "api_requests": requests_used,
-                "window": f"[{window.start.isoformat()}, {window.end.isoformat()})",
-            },
-        )
+        context.log.info("extracted %d %s for %s..%s", len(result.frame), flow.outreach_name, window.start, window.end)
+        return dg.MaterializeResult(value=result.frame, metadata={
+            **extract_audit(context, result.frame, result.retried_ids, pull, requests_used),
+            "window": f"[{window.start.isoformat()}, {window.end.isoformat()})",
+        })
 
     return extract
 
@@ -310,10 +307,11 @@ def build_staged(flow: EntityFlow, windows: dg.PartitionsDefinition) -> dg.Asset
             column: [dg.TableColumnDep(asset_key=flow.extract_key, column_name=source) for source in sources]
             for column, sources in lineage_columns(entity).items()
         }
+        row_counts_per_window(context, frame)
         return dg.MaterializeResult(
             value=frame,
             metadata={
-                "dagster/row_count": len(frame),
+                "range_row_count": len(frame),
                 "invalid_rows": invalid,
                 "dagster/column_schema": dg.TableSchema(
                     columns=[dg.TableColumn(str(name), str(dtype)) for name, dtype in frame.dtypes.items()]
@@ -422,19 +420,18 @@ def build_load(flow: EntityFlow, windows: dg.PartitionsDefinition) -> dg.AssetsD
             )
             result = loader.load(staged)
             requests_used = client.stats.total_requests
-        window_of_record = staged.drop_duplicates("outreach_id", keep="last").set_index("outreach_id")[WINDOW_COLUMN]
-        outcomes = result.outcomes.assign(**{WINDOW_COLUMN: result.outcomes["outreach_id"].map(window_of_record)})
+            window_of_record = staged.drop_duplicates("outreach_id", keep="last").set_index("outreach_id")[WINDOW_COLUMN]
+            outcomes = result.outcomes.assign(**{WINDOW_COLUMN: result.outcomes["outreach_id"].map(window_of_record)})
+            audit = load_audit(context, sync_ledger, mappings.route_entities(flow.entity), staged, outcomes, sync_settings)
         counts = {outcome.value: result.counts.get(outcome, 0) for outcome in Outcome}
         context.log.info("%s: %s", flow.workbooks_name, counts)
         return dg.MaterializeResult(
             value=outcomes,
             metadata={
-                "dagster/row_count": len(outcomes),
-                **{f"records_{name}": count for name, count in counts.items()},
-                "records_extracted": len(staged),
+                **audit,
                 "reconciles": sum(counts.values()) == len(staged),
                 "pending_relations": result.pending_relations,
-                "api_requests": requests_used,
+                "range_api_requests": requests_used,
                 "preview": dg.MetadataValue.json(_preview(result.preview, mappings, sync_settings)),
             },
             check_results=[_failure_rate_check(counts[Outcome.FAILED], len(staged), sync_settings)],
