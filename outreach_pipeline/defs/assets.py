@@ -364,7 +364,7 @@ def build_holders(flow: EntityFlow, windows: dg.PartitionsDefinition) -> dg.Asse
             metadata={
                 "dagster/row_count": len(frame),
                 "records_with_sharers": int(frame[SHARERS_COLUMN].map(bool).sum()),
-                "api_requests": requests_used,
+                "range_api_requests": requests_used,
             },
         )
 
