@@ -209,7 +209,8 @@ def build_extract(flow: EntityFlow, windows: dg.PartitionsDefinition) -> dg.Asse
         dagster_type=DATAFRAME,
         description=(
             f"Outreach {flow.outreach_name} changed in the sync window [start, end), read in one paged pass per run "
-            "(a backfill range is one read), plus the records the ledger says must be retried (failed rows, links "
+            "(a backfill range is one read), plus the records the ledger says must be retried (failed rows once their "
+            "backoff has passed, links "
             "whose target was not synced yet) and the never-synced records that this run's other records point "
             "at, so their links resolve in the same run. Only the attributes the mapping reads are fetched "
             "(sparse fieldsets) unless the run config sets all_attributes."
@@ -394,7 +395,8 @@ def build_load(flow: EntityFlow, windows: dg.PartitionsDefinition) -> dg.AssetsD
             f"Loads staged {flow.workbooks_name} into Workbooks: matched on Outreach Id (then email, or name and "
             "website), compared before writing, written in batches of 100 with per-object transactions. Every "
             "record ends created, updated, unchanged, skipped (with reason) or failed (with error), in the output "
-            "and in the sync ledger."
+            "and in the sync ledger. Each partition shows its own window's counts and a table of its failed records "
+            "(field, kind, message, runs failed in a row); `outreach-pipeline failures` lists them from the ledger."
         ),
     )
     def load(

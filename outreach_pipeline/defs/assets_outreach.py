@@ -148,7 +148,8 @@ def build_writes(windows: dg.PartitionsDefinition) -> dg.AssetsDefinition:
                     f"The window's Workbooks {flow.workbooks_name} written to Outreach {flow.outreach_name}: created "
                     "(with the Workbooks object_ref as key), or updated with the fields Workbooks wins in the "
                     "three-way merge against the ledger's base. A create whose reply is lost is looked up before any "
-                    "retry; a duplicate email adopts an unlinked prospect or flags the Person."
+                    "retry; a duplicate email adopts an unlinked prospect or flags the Person. Each partition shows its "
+                    "own window's counts and a table of the records Outreach refused (failed_records)."
                 ),
             )
             for flow in REVERSE_FLOWS
