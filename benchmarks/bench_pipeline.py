@@ -196,10 +196,18 @@ def _cpu_seconds_self() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def _first_metadata(result: dg.ExecuteInProcessResult, node: str) -> dict[str, Any]:
-    # A ranged run reports one materialisation per window, all with the same run-wide metadata.
-    materializations = result.asset_materializations_for_node(node)
-    return {k: v.value for k, v in materializations[0].metadata.items()} if materializations else {}
+def _summed_metadata(result: dg.ExecuteInProcessResult, node: str) -> dict[str, Any]:
+    """The run's counts of one asset: a ranged run reports one materialisation per window, each with its own
+    window's counts (summed here) and the same range-wide values (kept once)."""
+    summed: dict[str, Any] = {}
+    for materialization in result.asset_materializations_for_node(node):
+        for key, entry in materialization.metadata.items():
+            value = entry.value
+            if isinstance(value, int) and not isinstance(value, bool) and not key.startswith("range"):
+                summed[key] = summed.get(key, 0) + value
+            else:
+                summed.setdefault(key, value)
+    return summed
 
 
 def measure_run(
@@ -236,12 +244,12 @@ def measure_run(
         peak_traced_bytes=peak_traced,
         extracted={  # the window's records and those pulled in because others point at them
             flow.outreach_name: sum(
-                int(_first_metadata(result, key.to_python_identifier()).get("dagster/row_count", 0))
+                int(_summed_metadata(result, key.to_python_identifier()).get("dagster/row_count", 0))
                 for key in (flow.extract_key, flow.referenced_key) if key is not None
             )
             for flow in FLOWS
         },
-        load_counts={flow.workbooks_name: _first_metadata(result, flow.load_key.to_python_identifier()) for flow in FLOWS},
+        load_counts={flow.workbooks_name: _summed_metadata(result, flow.load_key.to_python_identifier()) for flow in FLOWS},
         outreach_requests=sandbox.stats("outreach")["requests"],
         workbooks_requests=sandbox.stats("workbooks")["requests"],
     )

@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from outreach_pipeline.cli_auth import auth
+from outreach_pipeline.cli_ledger import failures, history
 from outreach_pipeline.sandbox.credentials import (
     DEFAULT_OUTREACH_PORT,
     DEFAULT_WORKBOOKS_PORT,
@@ -27,6 +28,8 @@ def main() -> None:
 
 
 main.add_command(auth)
+main.add_command(failures)
+main.add_command(history)
 
 
 @main.group()
@@ -279,43 +282,6 @@ def sync(
         if not step_failures:
             click.echo(f"the run failed: see run {summary.run_id} in the Dagster UI for every step's events", err=True)
     raise SystemExit(code)
-
-
-@main.command("history")
-@click.argument("entity", type=click.Choice(["accounts", "prospects", "opportunities", "tasks", "calls", "sequences", "sequence_states"]))
-@click.argument("outreach_id", type=int)
-@click.option("--ledger-url", help="default: the ledger_url setting, else sqlite under $DAGSTER_HOME")
-def history(entity: str, outreach_id: int, ledger_url: str | None) -> None:
-    """Print the sync ledger's history of one Outreach record: every run, window, outcome and change."""
-    from tabulate import tabulate
-
-    from outreach_pipeline.defs.resources import LedgerResource
-    from outreach_pipeline.settings import SettingsError, load_settings
-
-    try:
-        settings = load_settings()
-    except SettingsError as exc:
-        raise click.ClickException(str(exc)) from exc
-    if ledger_url is None and settings.ledger_url is not None:
-        ledger_url = settings.ledger_url.get_secret_value()
-
-    with LedgerResource(url=ledger_url).open() as ledger:
-        entries = ledger.history(entity, outreach_id)
-    if not entries:
-        raise click.ClickException(f"the ledger has no history for {entity} {outreach_id}")
-    rows = [
-        {
-            "recorded_at": e.recorded_at.isoformat(timespec="seconds"),
-            "run": e.run_id[:8],
-            "window": f"{e.window_start:%Y-%m-%d %H:%M}..{e.window_end:%Y-%m-%d %H:%M}" if e.window_start and e.window_end else "",
-            "workbooks_id": e.workbooks_id,
-            "outcome": e.outcome,
-            "reason / error": e.reason or e.error or "",
-            "changed": ", ".join(sorted(e.diff)) if e.diff else "",
-        }
-        for e in entries
-    ]
-    click.echo(tabulate(rows, headers="keys", tablefmt="github"))
 
 
 @main.command("dev")

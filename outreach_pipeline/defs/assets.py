@@ -20,6 +20,7 @@ from typing import Any
 import dagster as dg
 import pandas as pd
 
+from outreach_pipeline.defs.audit import extract_audit, load_audit, row_counts_per_window
 from outreach_pipeline.defs.budget import outreach_budget
 from outreach_pipeline.defs.groups import Group
 from outreach_pipeline.defs.partitions import WINDOW_COLUMN
@@ -212,8 +213,8 @@ def build_extract(flow: EntityFlow, windows: dg.PartitionsDefinition) -> dg.Asse
         dagster_type=DATAFRAME,
         description=(
             f"Outreach {flow.outreach_name} changed in the sync window [start, end), read in one paged pass per run "
-            "(a backfill range is one read), plus the records the ledger says must be retried (failed rows, links "
-            "whose target was not synced yet). Never-synced records this run's other records point at are read "
+            "(a backfill range is one read), plus the records the ledger says must be retried (failed rows once their "
+            "backoff has passed, links whose target was not synced yet). Never-synced records this run's other records point at are read "
             "after them (outreach/referenced_*). Only the attributes the mapping reads are fetched "
             "(sparse fieldsets) unless the run config sets all_attributes."
         ),
@@ -229,9 +230,11 @@ def build_extract(flow: EntityFlow, windows: dg.PartitionsDefinition) -> dg.Asse
         entity = sync_settings.mappings().entity(flow.entity)
         fields = None if config.all_attributes else {f"fields[{entity.outreach_type}]": ",".join(outreach_fields(entity))}
         with ledger.open() as sync_ledger:
-            retry_ids = ids_to_pull_routed(sync_ledger, sync_settings.mappings(), flow.entity, set())
+            pull = ids_to_pull_routed(sync_ledger, sync_settings.mappings(), flow.entity, set(),
+                                      sync_settings.backoff())
             # What the Workbooks -> Outreach direction wrote for this window left it (its updatedAt moved on).
-            retry_ids |= {o for o, _ in sync_ledger.written_in_window(flow.entity, window, to_outreach=True)}
+            pull.retry |= {o for o, _ in sync_ledger.written_in_window(flow.entity, window, to_outreach=True)}
+        retry_ids = pull.all
         windows = context.partition_keys
         left = (f"{flow.outreach_name} changed in {len(windows)} window(s) {windows[0]}..{windows[-1]} "
                 f"(and {len(retry_ids)} records to retry) are")
@@ -242,17 +245,11 @@ def build_extract(flow: EntityFlow, windows: dg.PartitionsDefinition) -> dg.Asse
                 retry_ids=retry_ids, from_beginning=config.from_beginning, fields=fields,
             )
             requests_used = client.stats.total_requests
-        context.log.info("extracted %d %s (%d retried) for %s..%s", len(result.frame), flow.outreach_name,
-                         len(result.retried_ids), window.start, window.end)
-        return dg.MaterializeResult(
-            value=result.frame,
-            metadata={
-                "dagster/row_count": len(result.frame),
-                "retried_records": len(result.retried_ids),
-                "api_requests": requests_used,
-                "window": f"[{window.start.isoformat()}, {window.end.isoformat()})",
-            },
-        )
+        context.log.info("extracted %d %s for %s..%s", len(result.frame), flow.outreach_name, window.start, window.end)
+        return dg.MaterializeResult(value=result.frame, metadata={
+            **extract_audit(context, result.frame, result.retried_ids, pull, requests_used),
+            "window": f"[{window.start.isoformat()}, {window.end.isoformat()})",
+        })
 
     return extract
 
@@ -313,10 +310,11 @@ def build_staged(flow: EntityFlow, windows: dg.PartitionsDefinition) -> dg.Asset
             column: [dg.TableColumnDep(asset_key=flow.extract_key, column_name=source) for source in sources]
             for column, sources in lineage_columns(entity).items()
         }
+        row_counts_per_window(context, frame)
         return dg.MaterializeResult(
             value=frame,
             metadata={
-                "dagster/row_count": len(frame),
+                "range_row_count": len(frame),
                 "invalid_rows": invalid,
                 "dagster/column_schema": dg.TableSchema(
                     columns=[dg.TableColumn(str(name), str(dtype)) for name, dtype in frame.dtypes.items()]
@@ -369,7 +367,7 @@ def build_holders(flow: EntityFlow, windows: dg.PartitionsDefinition) -> dg.Asse
             metadata={
                 "dagster/row_count": len(frame),
                 "records_with_sharers": int(frame[SHARERS_COLUMN].map(bool).sum()),
-                "api_requests": requests_used,
+                "range_api_requests": requests_used,
             },
         )
 
@@ -399,7 +397,8 @@ def build_load(flow: EntityFlow, windows: dg.PartitionsDefinition) -> dg.AssetsD
             f"Loads staged {flow.workbooks_name} into Workbooks: matched on Outreach Id (then email, or name and "
             "website), compared before writing, written in batches of 100 with per-object transactions. Every "
             "record ends created, updated, unchanged, skipped (with reason) or failed (with error), in the output "
-            "and in the sync ledger."
+            "and in the sync ledger. Each partition shows its own window's counts and a table of its failed records "
+            "(field, kind, message, runs failed in a row); `outreach-pipeline failures` lists them from the ledger."
         ),
     )
     def load(
@@ -426,19 +425,18 @@ def build_load(flow: EntityFlow, windows: dg.PartitionsDefinition) -> dg.AssetsD
             )
             result = loader.load(staged)
             requests_used = client.stats.total_requests
-        window_of_record = staged.drop_duplicates("outreach_id", keep="last").set_index("outreach_id")[WINDOW_COLUMN]
-        outcomes = result.outcomes.assign(**{WINDOW_COLUMN: result.outcomes["outreach_id"].map(window_of_record)})
+            window_of_record = staged.drop_duplicates("outreach_id", keep="last").set_index("outreach_id")[WINDOW_COLUMN]
+            outcomes = result.outcomes.assign(**{WINDOW_COLUMN: result.outcomes["outreach_id"].map(window_of_record)})
+            audit = load_audit(context, sync_ledger, mappings.route_entities(flow.entity), staged, outcomes, sync_settings)
         counts = {outcome.value: result.counts.get(outcome, 0) for outcome in Outcome}
         context.log.info("%s: %s", flow.workbooks_name, counts)
         return dg.MaterializeResult(
             value=outcomes,
             metadata={
-                "dagster/row_count": len(outcomes),
-                **{f"records_{name}": count for name, count in counts.items()},
-                "records_extracted": len(staged),
+                **audit,
                 "reconciles": sum(counts.values()) == len(staged),
                 "pending_relations": result.pending_relations,
-                "api_requests": requests_used,
+                "range_api_requests": requests_used,
                 "preview": dg.MetadataValue.json(_preview(result.preview, mappings, sync_settings)),
             },
             check_results=[_failure_rate_check(counts[Outcome.FAILED], len(staged), sync_settings)],

@@ -17,6 +17,13 @@ import dagster as dg
 import pandas as pd
 
 from outreach_pipeline.defs.assets import BACKFILL_IN_ONE_RUN, DATAFRAME
+from outreach_pipeline.defs.audit import (
+    add_window_metadata,
+    load_metadata_per_window,
+    range_label,
+    reverse_failed_rows,
+    row_counts_per_window,
+)
 from outreach_pipeline.defs.groups import Group
 from outreach_pipeline.defs.partitions import WINDOW_COLUMN
 from outreach_pipeline.defs.resources import LedgerResource, OutreachResource, SyncSettings, WorkbooksResource
@@ -121,7 +128,8 @@ def build_reads(windows: dg.PartitionsDefinition) -> dg.AssetsDefinition:
                 # Each record is stored with the window of its Updated At (a never-linked older one in the first).
                 times = pd.Series([record_time(value) for value in frame[UPDATED_AT]], index=frame.index, dtype=object)
                 frame[WINDOW_COLUMN] = window_of(pd.to_datetime(times, utc=True), window.start, window.end)
-                yield dg.Output(frame, output_name=_read_out(flow), metadata={"dagster/row_count": len(frame)})
+                row_counts_per_window(context, frame, flow.read_key)
+                yield dg.Output(frame, output_name=_read_out(flow), metadata={"range_row_count": len(frame)})
             context.log.info("Workbooks requests: %d", client.stats.total_requests)
 
     return reads
@@ -141,7 +149,8 @@ def build_writes(windows: dg.PartitionsDefinition) -> dg.AssetsDefinition:
                     f"The window's Workbooks {flow.workbooks_name} written to Outreach {flow.outreach_name}: created "
                     "(with the Workbooks object_ref as key), or updated with the fields Workbooks wins in the "
                     "three-way merge against the ledger's base. A create whose reply is lost is looked up before any "
-                    "retry; a duplicate email adopts an unlinked prospect or flags the Person."
+                    "retry; a duplicate email adopts an unlinked prospect or flags the Person. Each partition shows its "
+                    "own window's counts and a table of the records Outreach refused (failed_records)."
                 ),
             )
             for flow in REVERSE_FLOWS
@@ -184,9 +193,15 @@ def build_writes(windows: dg.PartitionsDefinition) -> dg.AssetsDefinition:
                 # "adopted": an unlinked Outreach prospect holding the Person's email, linked and merged.
                 counts = {str(name): result.counts.get(name, 0) for name in (*Outcome, "adopted")}
                 context.log.info("%s: %s", flow.outreach_name, counts)
+                # Each window's own counts and failed records on its partition; the range's in `range*` keys.
+                per_window = load_metadata_per_window(
+                    list(context.partition_keys), changes, result.results, reverse_failed_rows(flow.entity, result.results),
+                    sync_settings, id_column="workbooks_id")
+                add_window_metadata(context, per_window, flow.write_key)
                 yield dg.Output(result.results, output_name=_write_out(flow), metadata={
-                    **{f"records_{name}": count for name, count in counts.items()},
-                    "records_read": len(changes),
+                    "range": range_label(list(context.partition_keys)),
+                    "range_records": dg.MetadataValue.json(counts),
+                    "range_records_read": len(changes),
                     "conflicts": result.conflicts,
                     "preview": dg.MetadataValue.json(result.preview),
                 })

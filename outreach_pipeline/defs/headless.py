@@ -102,13 +102,15 @@ def run_sync(
     rows = []
     for flow in FLOWS:
         materializations = result.asset_materializations_for_node(flow.load_key.to_python_identifier())
-        # A ranged run reports one materialisation per window with the same run-wide metadata.
-        metadata = {k: v.value for k, v in materializations[0].metadata.items()} if materializations else {}
+        # A ranged run reports one materialisation per window, each with its window's counts (defs/audit.py):
+        # the run's are their sums; requests are range-wide.
+        windows = [{k: v.value for k, v in m.metadata.items()} for m in materializations]
         rows.append({
             "entity": flow.workbooks_name,
-            **{outcome.value: metadata.get(f"records_{outcome}", "-") for outcome in Outcome},
-            "extracted": metadata.get("records_extracted", "-"),
-            "requests": metadata.get("api_requests", "-"),
+            **{outcome.value: sum(w.get(f"records_{outcome}", 0) for w in windows) if windows else "-"
+               for outcome in Outcome},
+            "extracted": sum(w.get("records_extracted", 0) for w in windows) if windows else "-",
+            "requests": windows[0].get("range_api_requests", "-") if windows else "-",
         })
     error_checks = [
         f"{evaluation.asset_key.to_user_string()}: {evaluation.check_name} "

@@ -20,6 +20,7 @@ from outreach_pipeline.defs.assets import (
     OWNERS,
     EntityFlow,
 )
+from outreach_pipeline.defs.audit import range_label, row_counts_per_window
 from outreach_pipeline.defs.budget import outreach_budget
 from outreach_pipeline.defs.groups import Group
 from outreach_pipeline.defs.progress import reporting_extract
@@ -85,7 +86,10 @@ def build_referenced(flow: EntityFlow, windows: dg.PartitionsDefinition) -> dg.A
                        if frame is not None]
         candidates = targets(referencing, extracted)
         with ledger.open() as sync_ledger:
-            ids = sorted(never_synced(sync_ledger, flow.entity, candidates))
+            # A failed record waiting for its retry is not read because something points at it (its own window
+            # brings it back when its source changes).
+            _, waiting = sync_ledger.retry_schedule(flow.entity, sync_settings.backoff())
+            ids = sorted(never_synced(sync_ledger, flow.entity, candidates) - waiting)
         fields = {f"fields[{entity.outreach_type}]": ",".join(outreach_fields(entity))}
         frame, requests_used = no_targets(flow.outreach_name, window.start, window.end), 0
         if ids:
@@ -96,10 +100,12 @@ def build_referenced(flow: EntityFlow, windows: dg.PartitionsDefinition) -> dg.A
                 requests_used = client.stats.total_requests
         context.log.info("pulled %d never-synced %s that this run's %s point at (%d referenced)", len(frame),
                          flow.outreach_name, pointing, len(candidates))
+        row_counts_per_window(context, frame)
         return dg.MaterializeResult(
             value=frame,
-            metadata={"dagster/row_count": len(frame), "referenced_records": len(candidates),
-                      "pulled_records": len(frame), "api_requests": requests_used},
+            metadata={"range": range_label(list(context.partition_keys)), "range_row_count": len(frame),
+                      "range_referenced_records": len(candidates), "range_waiting_for_retry": len(waiting),
+                      "range_api_requests": requests_used},
         )
 
     return referenced

@@ -12,6 +12,7 @@ import hashlib
 import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -26,6 +27,7 @@ from outreach_pipeline.clients.outreach import REAL_OUTREACH_URL, OutreachClient
 from outreach_pipeline.clients.tokens import FileTokenStore
 from outreach_pipeline.clients.workbooks import REAL_WORKBOOKS_URL, WorkbooksClient
 from outreach_pipeline.engine.ledger import SyncLedger
+from outreach_pipeline.engine.ledger_failures import RetryBackoff
 from outreach_pipeline.engine.progress import EVERY_RECORDS, INTERVAL_SECONDS
 from outreach_pipeline.engine.writer_lock import LockPolicy, LockSettings
 from outreach_pipeline.mapping.models import MappingSet, load_mapping_set
@@ -199,6 +201,15 @@ class SyncSettings(dg.ConfigurableResource):
         description="show the values of the mapping's personal fields (emails, phones) in run metadata, which "
                     "Dagster keeps in its event store; masked by default",
     )
+    retry_backoff_hours: float = Field(
+        default=1.0, ge=0,
+        description="a failed record is read again this long after its first failure, twice as long after each "
+                    "further one (0: every run); a change of its source brings it back at once",
+    )
+    retry_backoff_max_hours: float = Field(default=24.0, gt=0, description="the longest wait between retries")
+    failed_records_shown: int = Field(
+        default=200, ge=0, description="failed records listed per window in a load's metadata (the rest are counted)",
+    )
     writer_lock_policy: LockPolicy = Field(
         default=LockPolicy.WAIT, description="wait for another run writing the same entity, or fail_fast"
     )
@@ -215,6 +226,10 @@ class SyncSettings(dg.ConfigurableResource):
 
     def mappings(self) -> MappingSet:
         return load_mapping_set(Path(self.mapping_path) if self.mapping_path else None)
+
+    def backoff(self) -> RetryBackoff:
+        return RetryBackoff(first=timedelta(hours=self.retry_backoff_hours),
+                            cap=timedelta(hours=max(self.retry_backoff_max_hours, self.retry_backoff_hours)))
 
     def lock_settings(self) -> LockSettings:
         return LockSettings(policy=LockPolicy(self.writer_lock_policy), max_wait=self.writer_lock_max_wait_seconds,

@@ -24,6 +24,7 @@ from outreach_pipeline.clients.outreach import (
 )
 from outreach_pipeline.clients.outreach_records import AttributeMap
 from outreach_pipeline.engine.ledger import SyncLedger
+from outreach_pipeline.engine.ledger_failures import NO_BACKOFF, RetryBackoff
 from outreach_pipeline.engine.progress import page_read
 
 #: Ids per `filter[id]=` request: keeps URLs well under common 8 KB limits.
@@ -266,15 +267,42 @@ def extract_entity(
     return read(client, start=start, end=end, retry_ids=retry_ids, from_beginning=from_beginning, fields=fields)
 
 
-def ids_to_pull(ledger: SyncLedger, entity: str, referenced: set[int]) -> set[int]:
-    """Records to read besides the window: failed ones, links waiting for a target and those targets, and the
-    records this run's other records point at that were never synced (so their links resolve in this run)."""
-    ids = set(ledger.failed_ids(entity))
-    ids |= {relation.outreach_id for relation in ledger.pending_relations(entity)}
+@dataclass
+class PullIds:
+    """Records a run reads by id besides its window, by why: ``retry`` because the ledger says so (failed ones
+    whose backoff has passed, pending links and their targets), ``referenced`` because this run's records point
+    at them and they were never synced. ``waiting``: failed records left alone until their backoff passes."""
+
+    retry: set[int] = field(default_factory=set)
+    referenced: set[int] = field(default_factory=set)
+    waiting: set[int] = field(default_factory=set)
+
+    @property
+    def all(self) -> set[int]:
+        return self.retry | self.referenced
+
+    def __ior__(self, other: PullIds) -> PullIds:
+        self.retry |= other.retry
+        self.referenced |= other.referenced
+        self.waiting |= other.waiting
+        return self
+
+
+def ids_to_pull(
+    ledger: SyncLedger, entity: str, referenced: set[int], backoff: RetryBackoff = NO_BACKOFF
+) -> PullIds:
+    """Records to read besides the window: failed ones whose retry is due, links waiting for a target and those
+    targets, and the records this run's other records point at that were never synced (so their links resolve
+    in this run). A failed record whose backoff has not passed is read only if its window brings it (a change
+    of its source), whatever else points at it."""
+    due, waiting = ledger.retry_schedule(entity, backoff)
+    retry = set(due)
+    retry |= {relation.outreach_id for relation in ledger.pending_relations(entity)}
     # A target that last changed before the first window would otherwise never be read.
-    ids |= {relation.target_outreach_id for relation in ledger.pending_relations(target_entity=entity)}
+    retry |= {relation.target_outreach_id for relation in ledger.pending_relations(target_entity=entity)}
     states = ledger.get_states(entity, referenced)
-    return ids | {i for i in referenced if (state := states.get(i)) is None or state.workbooks_id is None}
+    never_synced = {i for i in referenced if (state := states.get(i)) is None or state.workbooks_id is None}
+    return PullIds(retry=retry - waiting, referenced=never_synced - retry - waiting, waiting=waiting)
 
 
 def referenced_ids(frame: pd.DataFrame, column: str) -> set[int]:

@@ -16,7 +16,7 @@ import hashlib
 import json
 import zlib
 from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -26,10 +26,13 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
 from outreach_pipeline.engine import migrations
+from outreach_pipeline.engine.ledger_failures import FailureQueries
 from outreach_pipeline.engine.outcome import Outcome
 from outreach_pipeline.engine.utc_datetime import UtcDateTime, to_utc
+from outreach_pipeline.mapping.errors import ErrorKind
 
 OUTCOMES: tuple[Outcome, ...] = tuple(Outcome)
+HOUR = timedelta(hours=1)
 _IN_CLAUSE_CHUNK = 500
 #: The reason recorded with the outcomes of the Workbooks -> Outreach direction (history rows without it are
 #: the Outreach -> Workbooks direction's).
@@ -54,6 +57,12 @@ record_state = sa.Table(
     sa.Column("last_run_id", sa.String(128), nullable=False),
     sa.Column("needs_retry", sa.Boolean, nullable=False, default=False),
     sa.Column("recorded_at", UtcDateTime(), nullable=False),
+    # Failure as data (revision 0004): the field and kind of the last error, when the current run of failures
+    # began and how many runs in a row failed (0 after an applied outcome).
+    sa.Column("error_field", sa.String(128)),
+    sa.Column("error_kind", sa.String(32)),
+    sa.Column("first_failed_at", UtcDateTime()),
+    sa.Column("fail_streak", sa.Integer, nullable=False, server_default=sa.text("0")),
 )
 
 history = sa.Table(
@@ -73,6 +82,12 @@ history = sa.Table(
     sa.Column("values_hash", sa.String(64)),
     sa.Column("diff_json", sa.Text),
     sa.Column("recorded_at", UtcDateTime(), nullable=False),
+    # Revision 0004: the previous values of the fields in diff_json, and a failure's field, kind and streak.
+    sa.Column("old_json", sa.Text),
+    sa.Column("error_field", sa.String(128)),
+    sa.Column("error_kind", sa.String(32)),
+    sa.Column("fail_streak", sa.Integer),
+    sa.Column("first_failed_at", UtcDateTime()),
     sa.Index("ix_sync_history_record", "entity", "outreach_id"),
     sa.Index("ix_sync_history_run", "run_id"),
 )
@@ -176,8 +191,12 @@ class RecordOutcome(LedgerModel):
 
     Attributes:
         values: the full set of normalised values now in Workbooks (applied outcomes only); hashed.
-        diff: what was written (fields -> new values), kept in the history.
+        diff: what was written (fields -> new values), kept in the history with each field's previous value
+            (from the ledger's last applied values; absent when the ledger had none).
         pending_relations: the record's complete set of unresolved links after this run (replaces the old set).
+        window_start: the record's own sync window (the hour its change belongs to); ``window_end`` defaults to
+            one hour later. Without it the record is stored with the whole window the run was given.
+        error_field, error_kind: what a failure concerns (``mapping.errors.ErrorKind``); None when unknown.
     """
 
     entity: str
@@ -190,6 +209,16 @@ class RecordOutcome(LedgerModel):
     reason: str | None = None
     error: str | None = None
     pending_relations: list[PendingRelation] = Field(default_factory=list)
+    window_start: datetime | None = None
+    window_end: datetime | None = None
+    error_field: str | None = None
+    error_kind: ErrorKind | None = None
+
+    def own_window(self, run_window: SyncWindow) -> SyncWindow:
+        """The record's own window if it has one, else the run's."""
+        if self.window_start is None:
+            return run_window
+        return SyncWindow(start=self.window_start, end=self.window_end or self.window_start + HOUR)
 
 
 class RecordState(LedgerModel):
@@ -209,6 +238,10 @@ class RecordState(LedgerModel):
     last_run_id: str
     needs_retry: bool
     recorded_at: datetime
+    error_field: str | None = None
+    error_kind: str | None = None
+    first_failed_at: datetime | None = None
+    fail_streak: int = 0
 
 
 class HistoryEntry(LedgerModel):
@@ -227,6 +260,10 @@ class HistoryEntry(LedgerModel):
     values_hash: str | None
     diff: dict[str, Any] | None
     recorded_at: datetime
+    old: dict[str, Any] | None = None
+    error_field: str | None = None
+    error_kind: str | None = None
+    fail_streak: int | None = None
 
 
 class RunSummary(LedgerModel):
@@ -263,7 +300,7 @@ def values_hash(values: dict[str, Any] | None) -> str | None:
     return hashlib.sha256(_dumps(values).encode()).hexdigest()
 
 
-class SyncLedger:
+class SyncLedger(FailureQueries):
     """Sync ledger on SQLite or PostgreSQL; opening creates or upgrades its tables to the current schema.
 
     Args:
@@ -369,7 +406,10 @@ class SyncLedger:
             previous = self._read_states(connection, entity, [outcome.outreach_id for outcome in outcomes])
             state_rows = [_state_row(o, previous.get(o.outreach_id), run_id, window, now) for o in outcomes]
             connection.execute(_upsert(connection, record_state, ["entity", "outreach_id"]), state_rows)
-            connection.execute(history.insert(), [_history_row(o, run_id, window, now) for o in outcomes])
+            connection.execute(history.insert(), [
+                _history_row(o, previous.get(o.outreach_id), state, run_id, window, now)
+                for o, state in zip(outcomes, state_rows, strict=True)
+            ])
             self._replace_pending(connection, entity, outcomes, run_id, now)
             self._add_run_counts(connection, run_id, entity, window, outcomes, now)
 
@@ -670,7 +710,13 @@ def _state_row(
 ) -> dict[str, Any]:
     applied = outcome.outcome.applied
     keep_values = not applied and previous is not None
-    return {
+    own = outcome.own_window(window)
+    failed = outcome.outcome is Outcome.FAILED
+    # A stale-version skip (an old window reloaded) says nothing about the record's failures: it keeps them.
+    keeps_failure = outcome.reason == "stale_version" and previous is not None and previous.fail_streak > 0
+    streak = (previous.fail_streak if previous is not None else 0) + 1 if failed else 0
+    first_failed = (previous.first_failed_at if previous is not None and previous.fail_streak > 0 else None) or now
+    row = {
         "entity": outcome.entity,
         "outreach_id": outcome.outreach_id,
         "workbooks_id": outcome.workbooks_id
@@ -684,18 +730,34 @@ def _state_row(
         "last_outcome": outcome.outcome,
         "last_reason": outcome.reason,
         "last_error": outcome.error,
-        "window_start": window.start,
-        "window_end": window.end,
+        "window_start": own.start,
+        "window_end": own.end,
         "last_run_id": run_id,
         # Only failures are retried. A flag skip is terminal for this version; a stale-version skip (an old
         # window reloaded) says nothing about the record's retry state, so it keeps it.
         "needs_retry": outcome.outcome is Outcome.FAILED
         or (outcome.reason == "stale_version" and bool(_get(previous, "needs_retry"))),
         "recorded_at": now,
+        "error_field": outcome.error_field if failed else None,
+        "error_kind": outcome.error_kind.value if failed and outcome.error_kind is not None else None,
+        "first_failed_at": first_failed if failed else None,
+        "fail_streak": streak,
     }
+    if keeps_failure:
+        assert previous is not None
+        row |= {"error_field": previous.error_field, "error_kind": previous.error_kind,
+                "first_failed_at": previous.first_failed_at, "fail_streak": previous.fail_streak}
+    return row
 
 
-def _history_row(outcome: RecordOutcome, run_id: str, window: SyncWindow, now: datetime) -> dict[str, Any]:
+def _history_row(
+    outcome: RecordOutcome, previous: RecordState | None, state: dict[str, Any], run_id: str, window: SyncWindow,
+    now: datetime,
+) -> dict[str, Any]:
+    own = outcome.own_window(window)
+    known = previous.values if previous is not None and previous.values is not None else None
+    old = {name: known.get(name) for name in outcome.diff if name in known} if outcome.diff and known else None
+    failed = outcome.outcome is Outcome.FAILED
     return {
         "run_id": run_id,
         "entity": outcome.entity,
@@ -705,11 +767,16 @@ def _history_row(outcome: RecordOutcome, run_id: str, window: SyncWindow, now: d
         "reason": outcome.reason,
         "error": outcome.error,
         "outreach_updated_at": outcome.outreach_updated_at,
-        "window_start": window.start,
-        "window_end": window.end,
+        "window_start": own.start,
+        "window_end": own.end,
         "values_hash": values_hash(outcome.values),
         "diff_json": _dumps(outcome.diff),
         "recorded_at": now,
+        "old_json": _dumps(old),
+        "error_field": state["error_field"] if failed else None,
+        "error_kind": state["error_kind"] if failed else None,
+        "fail_streak": state["fail_streak"] if failed else None,
+        "first_failed_at": state["first_failed_at"] if failed else None,
     }
 
 
@@ -729,6 +796,10 @@ def _record_state(row: Any) -> RecordState:
         last_run_id=row["last_run_id"],
         needs_retry=bool(row["needs_retry"]),
         recorded_at=row["recorded_at"],
+        error_field=row["error_field"],
+        error_kind=row["error_kind"],
+        first_failed_at=row["first_failed_at"],
+        fail_streak=int(row["fail_streak"] or 0),
     )
 
 
@@ -747,6 +818,10 @@ def _history_entry(row: Any) -> HistoryEntry:
         values_hash=row["values_hash"],
         diff=_loads(row["diff_json"]),
         recorded_at=row["recorded_at"],
+        old=_loads(row["old_json"]),
+        error_field=row["error_field"],
+        error_kind=row["error_kind"],
+        fail_streak=row["fail_streak"],
     )
 
 

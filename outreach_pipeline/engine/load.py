@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlencode
 
@@ -38,6 +39,7 @@ from outreach_pipeline.clients.workbooks import (
     WorkbooksClient,
     WriteOp,
 )
+from outreach_pipeline.engine.extract import WINDOW_COLUMN
 from outreach_pipeline.engine.ledger import PendingRelation, RecordOutcome, SyncLedger, SyncWindow
 from outreach_pipeline.engine.outcome import Outcome
 from outreach_pipeline.engine.plan import (
@@ -48,6 +50,7 @@ from outreach_pipeline.engine.plan import (
     SyncPlan,
     plan_sync,
 )
+from outreach_pipeline.mapping.errors import ErrorKind
 from outreach_pipeline.mapping.models import EntityMapping, LinkTransform, MappingSet
 from outreach_pipeline.mapping.normalise import normalise_natural_key
 
@@ -246,11 +249,17 @@ class EntityLoader:
         self.run_id = run_id
         self.window = window
         self._recorded: set[int] = set()  # outreach ids whose outcome is already in the ledger
+        self._windows: dict[int, datetime] = {}  # each record's own window (staged WINDOW_COLUMN), when known
 
     def load(self, staged: pd.DataFrame) -> LoadResult:
         """Load the staged rows; every row ends with exactly one outcome in the ledger and the result."""
         staged = staged.reset_index(drop=True)
         ids = [int(i) for i in staged["outreach_id"]]
+        if WINDOW_COLUMN in staged.columns:
+            self._windows = {
+                int(i): pd.Timestamp(w).to_pydatetime()
+                for i, w in zip(staged["outreach_id"], staged[WINDOW_COLUMN], strict=True) if not pd.isna(w)
+            }
         self.ledger.start_run(self.run_id, self.entity.name, self.window)
         states = self.ledger.get_states(self.entity.name, ids)
         final: dict[int, RecordOutcome] = {}
@@ -321,7 +330,7 @@ class EntityLoader:
             final[outreach_id] = RecordOutcome(
                 entity=self.entity.name, outreach_id=outreach_id, outcome=Outcome.FAILED,
                 error=f"{self.entity.outreach_type} {outreach_id}: write not confirmed after {RECONCILE_ROUNDS} "
-                f"attempts ({reason}); retried next run",
+                f"attempts ({reason}); retried next run", error_kind=ErrorKind.NOT_CONFIRMED,
             )
 
     def _apply(self, plan: SyncPlan, final: dict[int, RecordOutcome], intended: dict[int, str]) -> dict[int, str]:
@@ -367,10 +376,14 @@ class EntityLoader:
 
     def _record(self, final: Mapping[int, RecordOutcome], ids: Iterable[int]) -> None:
         """Record the final outcomes of `ids` not recorded yet (each record once per load)."""
-        outcomes = [final[i] for i in sorted(set(ids) - self._recorded) if i in final]
+        outcomes = [self._in_own_window(final[i]) for i in sorted(set(ids) - self._recorded) if i in final]
         if outcomes:
             self.ledger.record_outcomes(self.run_id, self.window, outcomes)
             self._recorded.update(o.outreach_id for o in outcomes)
+
+    def _in_own_window(self, outcome: RecordOutcome) -> RecordOutcome:
+        window = self._windows.get(outcome.outreach_id)
+        return outcome if window is None else outcome.model_copy(update={"window_start": window})
 
     def _flag_refused(self, refused: list[Decision]) -> None:
         """Set Outreach Sync Error and its message on existing records Workbooks refused to update."""
@@ -405,9 +418,13 @@ class EntityLoader:
         if applied is not None and applied.ok and applied.id is not None:
             workbooks_id = applied.id
         if error is not None:
+            # Workbooks refused the write: its errors name the fields (the first is recorded as the field).
+            refused_field = next(iter(applied.errors), None) if applied is not None else None
             return RecordOutcome(
                 entity=self.entity.name, outreach_id=decision.outreach_id, outcome=Outcome.FAILED,
                 workbooks_id=workbooks_id, outreach_updated_at=decision.outreach_updated_at, error=error,
+                error_field=refused_field if refused_field not in (None, "", "base", "[]") else None,
+                error_kind=ErrorKind.REFUSED_BY_WORKBOOKS,
             )
         pending: list[PendingRelation] = list(decision.pending_relations)
         return RecordOutcome(
@@ -421,4 +438,7 @@ class EntityLoader:
             reason=decision.reason,
             error=decision.error,
             pending_relations=pending,
+            # A record failing validation: its first error's field and kind (the message joins them all).
+            error_field=decision.errors[0].field if decision.errors else None,
+            error_kind=decision.errors[0].kind if decision.errors else None,
         )

@@ -38,7 +38,7 @@ from outreach_pipeline.clients.http import ApiError, NotFoundError, ValidationFa
 from outreach_pipeline.clients.outreach import API_PREFIX, OutreachClient
 from outreach_pipeline.clients.outreach_records import OutreachRecord, ResourceRef
 from outreach_pipeline.clients.workbooks import LOOKUP_BATCH_SIZE, Filter, WorkbooksClient, WriteOp
-from outreach_pipeline.engine.extract import extract_entity, opportunity_lookups
+from outreach_pipeline.engine.extract import WINDOW_COLUMN, extract_entity, opportunity_lookups
 from outreach_pipeline.engine.ledger import TO_OUTREACH_REASON, RecordOutcome, SyncLedger, SyncWindow
 from outreach_pipeline.engine.outcome import Outcome
 from outreach_pipeline.engine.plan import ERROR_MESSAGE_LIMIT
@@ -52,11 +52,12 @@ from outreach_pipeline.engine.plan_outreach import (
     outreach_link,
     plan_to_outreach,
 )
+from outreach_pipeline.mapping.errors import ErrorKind
 from outreach_pipeline.mapping.models import EntityMapping, LinkTransform, MappingSet
 from outreach_pipeline.mapping.transform import stage_records
 
 #: Columns of the written asset's output: what the link-back step writes to Workbooks.
-RESULT_COLUMNS = ["workbooks_id", "outreach_id", "outcome", "reason", "error", "link", "flag", "fields"]
+RESULT_COLUMNS = ["workbooks_id", "outreach_id", "outcome", "reason", "error", "error_kind", "link", "flag", "fields"]
 #: Create keys Outreach filters on (its OpenAPI document badges account and opportunity ``customId`` filterable;
 #: prospect ``externalId`` is not).
 FILTERABLE_CREATE_KEYS = frozenset({"customId"})
@@ -187,7 +188,9 @@ class OutreachWriter:
                         self.ledger.record_conflicts(self.run_id, decision.conflicts)
                         conflicts += len(decision.conflicts)
         finally:
-            by_id = {o.outreach_id: o for o in outcomes}  # one outcome per Outreach record per batch
+            # One outcome per Outreach record per batch, each in the window of its Workbooks change.
+            windows = _windows_by_workbooks_id(changes)
+            by_id = {o.outreach_id: _in_window(o, windows) for o in outcomes}
             if by_id:
                 self.ledger.record_outcomes(self.run_id, self.window, list(by_id.values()))
             self.ledger.finish_run(self.run_id, self.entity.name)
@@ -215,7 +218,7 @@ class OutreachWriter:
 
     def _apply(self, decision: OutreachDecision) -> tuple[dict[str, Any], RecordOutcome | None]:
         base = {"workbooks_id": decision.workbooks_id, "outreach_id": decision.outreach_id, "reason": decision.reason,
-                "error": None, "link": False, "flag": None, "fields": None}
+                "error": None, "error_kind": None, "link": False, "flag": None, "fields": None}
         if decision.action in (OutreachAction.SKIP, OutreachAction.FAILED):
             return {**base, "outcome": Outcome.SKIPPED if decision.action is OutreachAction.SKIP else Outcome.FAILED}, None
         if decision.action is OutreachAction.UNCHANGED:
@@ -239,12 +242,15 @@ class OutreachWriter:
             return {**base, "outcome": Outcome.UPDATED}, self._outcome(decision, Outcome.UPDATED, decision.outreach_id, updated)
         except _DuplicateHolder as exc:
             message = f"{self.entity.outreach_type} of Workbooks #{decision.workbooks_id}: {exc}"
-            return {**base, "outcome": Outcome.FAILED, "error": message, "flag": Flag.DUPLICATE}, None
+            return {**base, "outcome": Outcome.FAILED, "error": message, "error_kind": ErrorKind.DUPLICATE.value,
+                    "flag": Flag.DUPLICATE}, None
         except NotFoundError:
             return {**base, "outcome": Outcome.SKIPPED, "reason": "outreach_missing"}, None
         except (ValidationFailed, _NotConfirmed) as exc:
             message = f"Workbooks #{decision.workbooks_id}: Outreach refused the write: {_reason(exc)}"
-            return {**base, "outcome": Outcome.FAILED, "error": message[:ERROR_MESSAGE_LIMIT], "flag": Flag.SYNC_ERROR}, None
+            kind = ErrorKind.NOT_CONFIRMED if isinstance(exc, _NotConfirmed) else ErrorKind.REFUSED_BY_OUTREACH
+            return {**base, "outcome": Outcome.FAILED, "error": message[:ERROR_MESSAGE_LIMIT], "error_kind": kind.value,
+                    "flag": Flag.SYNC_ERROR}, None
 
     def _adopt(
         self, decision: OutreachDecision, holder: OutreachRecord, base: dict[str, Any]
@@ -378,6 +384,19 @@ def write_links(client: WorkbooksClient, entity: EntityMapping, results: pd.Data
                        method="PUT", path=f"/{entity.workbooks_controller}.api")
     links = sum(1 for fields in wanted.values() if entity.match.link_key in fields)
     return {"links_written": links, "flags_written": len(ops) - links}
+
+
+def _windows_by_workbooks_id(changes: pd.DataFrame) -> dict[int, datetime]:
+    """Each read record's own window (the window-aware read sets WINDOW_COLUMN), by Workbooks id."""
+    if WINDOW_COLUMN not in changes.columns or not len(changes):
+        return {}
+    return {int(i): pd.Timestamp(w).to_pydatetime()
+            for i, w in zip(changes["id"], changes[WINDOW_COLUMN], strict=True) if not pd.isna(w)}
+
+
+def _in_window(outcome: RecordOutcome, windows: dict[int, datetime]) -> RecordOutcome:
+    window = windows.get(outcome.workbooks_id) if outcome.workbooks_id is not None else None
+    return outcome if window is None else outcome.model_copy(update={"window_start": window})
 
 
 def _holds(record: OutreachRecord, decision: OutreachDecision) -> bool:

@@ -23,8 +23,9 @@ from typing import Any
 import pandas as pd
 import sqlalchemy as sa
 
-from outreach_pipeline.engine.extract import ids_to_pull
+from outreach_pipeline.engine.extract import PullIds, ids_to_pull
 from outreach_pipeline.engine.ledger import SyncLedger, record_state
+from outreach_pipeline.engine.ledger_failures import NO_BACKOFF, RetryBackoff
 from outreach_pipeline.engine.load import OUTCOME_COLUMNS, EntityLoader, LoadResult
 from outreach_pipeline.mapping.models import EntityMapping, MappingSet
 from outreach_pipeline.mapping.transform import stage_records
@@ -71,13 +72,16 @@ def waiting_ids(ledger: SyncLedger, entity: str) -> set[int]:
         return {int(row[0]) for row in connection.execute(query)}
 
 
-def ids_to_pull_routed(ledger: SyncLedger, mappings: MappingSet, entity: str, referenced: set[int]) -> set[int]:
+def ids_to_pull_routed(
+    ledger: SyncLedger, mappings: MappingSet, entity: str, referenced: set[int], backoff: RetryBackoff = NO_BACKOFF
+) -> PullIds:
     """``ids_to_pull`` over every route of ``entity``, plus update-only records still waiting for their twin."""
-    ids: set[int] = set()
+    ids = PullIds()
     for name in mappings.route_entities(entity):
-        ids |= ids_to_pull(ledger, name, referenced if name == entity else set())
+        ids |= ids_to_pull(ledger, name, referenced if name == entity else set(), backoff)
         if not mappings.entity(name).create:
-            ids |= waiting_ids(ledger, name)
+            ids.retry |= waiting_ids(ledger, name) - ids.waiting
+    ids.referenced -= ids.retry
     return ids
 
 

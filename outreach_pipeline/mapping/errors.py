@@ -27,6 +27,10 @@ class ErrorKind(StrEnum):
     INVALID_ID = "invalid_id"  # a link that is not a record id
     DUPLICATE = "duplicate"  # an id or natural key another record holds too
     UNREADABLE = "unreadable"  # the API returned a record the extractor could not read
+    # Found at load, by the target system rather than by the mapping:
+    REFUSED_BY_WORKBOOKS = "refused_by_workbooks"  # Workbooks refused the write (its message says why)
+    REFUSED_BY_OUTREACH = "refused_by_outreach"  # Outreach refused the write (its message says why)
+    NOT_CONFIRMED = "not_confirmed"  # the write's reply was lost and a lookup could not confirm it
 
 
 @dataclass(frozen=True)

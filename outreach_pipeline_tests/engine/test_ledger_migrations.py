@@ -19,6 +19,7 @@ from alembic.runtime.migration import MigrationContext
 
 from outreach_pipeline.engine import migrations
 from outreach_pipeline.engine.ledger import RecordOutcome, SyncLedger, SyncWindow, metadata
+from outreach_pipeline.engine.ledger import _make_engine as make_engine
 from outreach_pipeline.engine.migrations import (
     BASELINE_TABLES,
     VERSION_TABLE,
@@ -105,6 +106,15 @@ def _id(state: Any) -> int:
     return state.outreach_id
 
 
+#: Fields revision 0004 added to states and history entries (checked on their own).
+FAILURE_FIELDS = {"error_field", "error_kind", "first_failed_at", "fail_streak", "old"}
+
+
+def _legacy(model: Any) -> dict[str, Any]:
+    """A state or history entry as the pre-migration code read it (without the fields of revision 0004)."""
+    return {key: value for key, value in model.model_dump(mode="json").items() if key not in FAILURE_FIELDS}
+
+
 def test_legacy_ledger_upgrades_in_place_with_its_history_intact(dialect: str, legacy_url: str) -> None:
     assert _tables(legacy_url) >= BASELINE_TABLES
     assert VERSION_TABLE not in _tables(legacy_url)
@@ -120,10 +130,14 @@ def test_legacy_ledger_upgrades_in_place_with_its_history_intact(dialect: str, l
     }
     runs = {f"{run_id}/{entity}": ledger.run_summary(run_id, entity) for run_id, entity in RUNS}
     pending = ledger.pending_relations()
-    assert {e: [s.model_dump(mode="json") for s in v] for e, v in states.items()} == {
+    assert {e: [_legacy(s) for s in v] for e, v in states.items()} == {
         entity: sorted(rows, key=lambda row: row["outreach_id"]) for entity, rows in expected["states"].items()
     }
-    assert {k: [h.model_dump(mode="json") for h in v] for k, v in history.items()} == expected["history"]
+    assert {k: [_legacy(h) for h in v] for k, v in history.items()} == expected["history"]
+    # Revision 0004: a record failing before the upgrade has a streak of 1 from its last recorded time.
+    for state in (s for v in states.values() for s in v):
+        failed = state.last_outcome == "failed"
+        assert (state.fail_streak, state.first_failed_at) == ((1, state.recorded_at) if failed else (0, None))
     assert {k: v.model_dump(mode="json") for k, v in runs.items()} == expected["runs"]
     assert [p.model_dump(mode="json") for p in pending] == expected["pending"]
     assert {entity: ledger.failed_ids(entity) for entity in ENTITIES} == expected["failed_ids"]
@@ -244,15 +258,10 @@ def _later_revision(directory: Path, then: str = "pass") -> Path:
 
 
 def test_legacy_ledger_is_stamped_then_runs_later_revisions(legacy_url: str, tmp_path: Path) -> None:
-    engine = SyncLedger(legacy_url).engine  # a ledger whose engine setup (BEGIN IMMEDIATE on SQLite) is real
-    engine.dispose()
-    legacy_only = sa.create_engine(legacy_url)
-    with legacy_only.begin() as connection:
-        connection.exec_driver_sql(f"DROP TABLE {VERSION_TABLE}")  # back to the pre-migration state
-        # ...which had only the baseline tables: later revisions' tables go too.
-        for table in set(sa.inspect(connection).get_table_names()) - migrations.BASELINE_TABLES:
-            connection.exec_driver_sql(f"DROP TABLE {table}")
-    legacy_only.dispose()
+    # The ledger's own engine setup (BEGIN IMMEDIATE on SQLite), on the untouched pre-migration database (later
+    # revisions also change the baseline tables, so an upgraded ledger cannot be turned back into one).
+    engine = make_engine(legacy_url)
+    assert VERSION_TABLE not in set(sa.inspect(engine).get_table_names())
 
     config = alembic_config(_later_revision(tmp_path / "later"))
     assert upgrade_to_head(engine, metadata, config) == "9001"
@@ -361,3 +370,48 @@ def test_a_ledger_sharing_a_database_with_dagster_storage_keeps_both_histories(p
     storage = PostgresRunStorage(postgres_url=dagster_url)  # Dagster still finds its schema current
     assert storage.get_runs() == []
     storage.dispose()
+
+
+def test_0004_upgrades_a_0003_ledger_with_rows_and_failures_become_data(empty_url: str) -> None:
+    """A ledger at 0003 holding a failed, a created and a history row: upgraded in place, then counted."""
+    engine = make_engine(empty_url)
+    try:
+        config = alembic_config()
+        with engine.begin() as connection:
+            config.attributes["connection"] = connection
+            command.upgrade(config, "0003")
+        failed_at = datetime(2026, 11, 28, 9, 30, tzinfo=UTC)
+        with engine.begin() as connection:
+            for outreach_id, outcome in ((1, "failed"), (2, "created")):
+                connection.execute(sa.text(
+                    "INSERT INTO sync_record_state (entity, outreach_id, last_outcome, last_error, last_run_id, "
+                    "needs_retry, recorded_at) VALUES ('prospects', :id, :outcome, :error, 'old-run', :retry, :at)"
+                ), {"id": outreach_id, "outcome": outcome, "error": "bad email" if outcome == "failed" else None,
+                    "retry": outcome == "failed", "at": failed_at})
+            connection.execute(sa.text(
+                "INSERT INTO sync_history (run_id, entity, outreach_id, outcome, error, recorded_at) "
+                "VALUES ('old-run', 'prospects', 1, 'failed', 'bad email', :at)"
+            ), {"at": failed_at})
+        assert current_revision(engine) == "0003"
+    finally:
+        engine.dispose()
+
+    ledger = SyncLedger(empty_url)
+    try:
+        assert current_revision(ledger.engine) == head_revision() == "0004"
+        states = ledger.get_states("prospects", [1, 2])
+        assert (states[1].fail_streak, states[1].first_failed_at) == (1, failed_at)
+        assert (states[2].fail_streak, states[2].first_failed_at) == (0, None)
+        (old,) = ledger.failures(run_id="old-run")
+        assert (old.outreach_id, old.message, old.streak, old.kind) == (1, "bad email", 1, None)
+        # The upgraded ledger counts on: a second failure makes a streak of 2 from the same first failure.
+        window = SyncWindow(start=datetime(2026, 11, 29, 9, tzinfo=UTC), end=datetime(2026, 11, 29, 12, tzinfo=UTC))
+        ledger.record_outcomes("new-run", window, [RecordOutcome(
+            entity="prospects", outreach_id=1, outcome="failed", error="still bad", error_field="email",
+            error_kind="required", window_start=datetime(2026, 11, 29, 10, tzinfo=UTC))])
+        (now,) = ledger.failures(run_id="new-run")
+        assert (now.streak, now.first_failed_at, now.field, now.kind) == (2, failed_at, "email", "required")
+        assert now.window_start == datetime(2026, 11, 29, 10, tzinfo=UTC)
+        assert [f.outreach_id for f in ledger.stuck_records(2)] == [1]
+    finally:
+        ledger.dispose()

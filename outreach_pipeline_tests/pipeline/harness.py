@@ -126,15 +126,30 @@ class Pipeline:
         return by_outreach_id
 
     def load_metadata(self, result: dg.ExecuteInProcessResult) -> dict[str, dict[str, Any]]:
-        """The load assets' record counts of one run, per Workbooks asset name (one value per run)."""
+        """The load assets' record counts of one run, per Workbooks asset name: each window's counts
+        (``records_*``, ``dagster/row_count``, ``failed_records_not_shown``) summed over the run's partitions,
+        the other keys as the last partition has them."""
         metadata: dict[str, dict[str, Any]] = {}
         for flow in FLOWS:
+            summed: dict[str, Any] = {}
             for materialization in result.asset_materializations_for_node(flow.load_key.to_python_identifier()):
-                metadata[flow.workbooks_name] = {k: v.value for k, v in materialization.metadata.items()}
+                for key, value in materialization.metadata.items():
+                    if key.startswith("records_") or key in ("dagster/row_count", "failed_records_not_shown"):
+                        summed[key] = summed.get(key, 0) + value.value
+                    else:
+                        summed[key] = value.value
+            if summed:
+                metadata[flow.workbooks_name] = summed
         return metadata
 
 
-def build_definitions(sandbox: RunningSandbox, home: Path, ledger_url: str | None = None) -> dg.Definitions:
+#: Tests retry a failed record on the very next run (seconds later), as before retries backed off; the tests of
+#: the backoff itself pass their own settings.
+RETRY_EVERY_RUN = SyncSettings(retry_backoff_hours=0)
+
+
+def build_definitions(sandbox: RunningSandbox, home: Path, ledger_url: str | None = None,
+                      sync_settings: SyncSettings = RETRY_EVERY_RUN) -> dg.Definitions:
     """The production assets and job, with resources pointed at the sandbox and files under `home`."""
     return build_code_location(
         PipelineSettings(),
@@ -142,7 +157,7 @@ def build_definitions(sandbox: RunningSandbox, home: Path, ledger_url: str | Non
             "outreach": OutreachResource(base_url=sandbox.outreach_url, token_store_path=str(home / "tokens.json")),
             "workbooks": WorkbooksResource(base_url=sandbox.workbooks_url),
             "ledger": LedgerResource(url=ledger_url or f"sqlite:///{home / 'ledger.db'}"),
-            "sync_settings": SyncSettings(),
+            "sync_settings": sync_settings,
             "window_io_manager": WindowedParquetIOManager(base_dir=str(home / "windows")),
         },
     )
@@ -164,12 +179,12 @@ def start_pinned_sandbox(**config: Any) -> RunningSandbox:
 
 @contextmanager
 def pipeline(home: Path, ledger_url: str | None = None, instance: dg.DagsterInstance | None = None,
-             **config: Any) -> Iterator[Pipeline]:
+             sync_settings: SyncSettings = RETRY_EVERY_RUN, **config: Any) -> Iterator[Pipeline]:
     """A pinned sandbox plus a test Dagster instance (or the given one), torn down afterwards."""
     sandbox = start_pinned_sandbox(**config)
     ledger_url = ledger_url or f"sqlite:///{home / 'ledger.db'}"
     try:
-        defs = build_definitions(sandbox, home, ledger_url)
+        defs = build_definitions(sandbox, home, ledger_url, sync_settings)
         if instance is not None:
             yield Pipeline(sandbox=sandbox, instance=instance, defs=defs, ledger_url=ledger_url)
         else:

@@ -29,7 +29,7 @@ def main(argv: list[str]) -> int:
             "outreach": OutreachResource(base_url=outreach_url, token_store_path=str(files / "tokens.json")),
             "workbooks": WorkbooksResource(base_url=workbooks_url),
             "ledger": LedgerResource(url=f"sqlite:///{files / 'ledger.db'}"),
-            "sync_settings": SyncSettings(),
+            "sync_settings": SyncSettings(retry_backoff_hours=0),  # retried on the next run, as the harness does
             "window_io_manager": WindowedParquetIOManager(base_dir=str(files / "windows")),
         },
     )

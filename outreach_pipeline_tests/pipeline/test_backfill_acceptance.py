@@ -19,10 +19,12 @@ import pytest
 from outreach_pipeline.clients.formats import parse_wb_currency, parse_wb_date
 from outreach_pipeline.engine.ledger import RecordState, SyncLedger
 from outreach_pipeline_tests.pipeline.harness import (
+    WINDOW,
     Pipeline,
     as_date,
     clean_text,
     outreach_records,
+    partition_key,
     pipeline,
     seeded_windows,
 )
@@ -85,6 +87,44 @@ def test_one_run_covers_all_48_windows_and_outcomes_reconcile(backfill: Backfill
         assert outcomes == values["records_extracted"] and values["reconciles"] is True, name
     materialized = backfill.result.asset_materializations_for_node(dg.AssetKey(["workbooks", "people"]).to_python_identifier())
     assert len({m.partition for m in materialized}) == 48
+
+
+def _per_partition(result: dg.ExecuteInProcessResult, asset: dg.AssetKey) -> dict[str, dict[str, Any]]:
+    return {m.partition: {k: v.value for k, v in m.metadata.items()}
+            for m in result.asset_materializations_for_node(asset.to_python_identifier()) if m.partition}
+
+
+def test_each_partition_carries_its_own_windows_counts_and_they_add_up_to_the_run(backfill: Backfill) -> None:
+    people = _per_partition(backfill.result, dg.AssetKey(["workbooks", "people"]))
+    assert len(people) == 48
+    outcomes = ("created", "updated", "unchanged", "skipped", "failed")
+    summary = backfill.ledger.run_summary(backfill.result.run_id, "prospects")
+    assert summary is not None
+    for outcome in outcomes:
+        assert sum(values[f"records_{outcome}"] for values in people.values()) == summary.counts[outcome], outcome
+    # Each partition's counts are its own window's: the ledger's history rows of the run in that hour.
+    by_window: dict[str, dict[str, int]] = {}
+    for state in backfill.states("prospects", "prospect").values():
+        if state.last_run_id == backfill.result.run_id:
+            assert state.window_start is not None and state.window_end is not None
+            assert state.window_end - state.window_start == WINDOW  # the record's own hour, not the range
+            key = partition_key(state.window_start)
+            counts = by_window.setdefault(key, dict.fromkeys(outcomes, 0))
+            counts[state.last_outcome.value] += 1
+    for key, values in people.items():
+        assert {o: values[f"records_{o}"] for o in outcomes} == by_window.get(key, dict.fromkeys(outcomes, 0)), key
+        assert values["dagster/row_count"] == sum(values[f"records_{o}"] for o in outcomes), key
+    assert len({tuple(values[f"records_{o}"] for o in outcomes) for values in people.values()}) > 24
+    # The range's totals are under range keys, never a partition's.
+    assert {values["range"] for values in people.values()} == {f"{min(people)}..{max(people)} (48 windows)"}
+    extracted = _per_partition(backfill.result, dg.AssetKey(["outreach", "prospects"]))
+    staged = _per_partition(backfill.result, dg.AssetKey(["staged", "people"]))
+    assert sum(v["dagster/row_count"] for v in extracted.values()) == PROSPECTS + 2
+    assert {k: v["dagster/row_count"] for k, v in staged.items()} == {k: v["records_extracted"] for k, v in people.items()}
+    # Every failed record of the run is in its window's table (none beyond the default cap here).
+    listed = {row.data["outreach_id"] for values in people.values() for row in values["failed_records"].records}
+    assert sum(values["failed_records_not_shown"] for values in people.values()) == 0
+    assert listed == {f.outreach_id for f in backfill.ledger.failures(run_id=backfill.result.run_id, entity="prospects")}
 
 
 def test_staged_materializations_carry_column_lineage(backfill: Backfill) -> None:

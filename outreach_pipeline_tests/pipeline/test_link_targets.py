@@ -58,7 +58,7 @@ def test_an_account_outside_every_window_is_pulled_in_and_linked_in_the_same_run
         assert set(json.loads(opportunities[opportunity]["opportunity_contact_ids"])) == \
             {people[prospect]["id"], people[old_prospect]["id"]}
         assert people[old_prospect]["employer_link"] == organisations[older_account]["id"]
-        pulled = {key: result[0].metadata["pulled_records"].value for key in ("accounts", "prospects")
+        pulled = {key: result[0].metadata["range_row_count"].value for key in ("accounts", "prospects")
                   if (result := first.asset_materializations_for_node(f"outreach__referenced_{key}"))}
         assert pulled == {"accounts": 2, "prospects": 1}
         assert not pipe.open_ledger().pending_relations()

@@ -138,7 +138,7 @@ def reference(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Synced]:
         result = pipe.run(WINDOWS[0], WINDOWS[-1], asset_selection=TO_WORKBOOKS)
         outreach_steps = [key.to_python_identifier() for key in TO_WORKBOOKS if key.path[0] == "outreach"
                           and key != OUTREACH_PREFLIGHT_KEY]
-        step_requests = {step: result.asset_materializations_for_node(step)[0].metadata["api_requests"].value
+        step_requests = {step: result.asset_materializations_for_node(step)[0].metadata["range_api_requests"].value
                          for step in outreach_steps}
         step_order = [event.step_key for event in result.all_events if event.event_type_value == "STEP_START"]
         states, creates = _ledger_snapshot(pipe)

@@ -7,6 +7,8 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
+import dagster as dg
+
 from outreach_pipeline.sandbox.faults import parse_fault_spec
 from outreach_pipeline_tests.pipeline.harness import outreach_records
 from outreach_pipeline_tests.pipeline.two_way import (
@@ -23,10 +25,20 @@ from outreach_pipeline_tests.pipeline.two_way import (
     two_way_pipeline,
 )
 
+PROSPECTS_WRITTEN = dg.AssetKey(["outreach", "prospects_written"])
+
 
 def _emails(pipe) -> Counter:
     return Counter(email for record in outreach_records(pipe.sandbox, "prospect")
                    for email in (record.attributes.get("emails") or [])[:1])
+
+
+def _failed_records(result: dg.ExecuteInProcessResult) -> list[dict]:
+    """The rows of the failed_records table of outreach/prospects_written (one window, one materialization)."""
+    (materialization,) = [m for m in result.asset_materializations_for_node("outreach_writes_from_workbooks")
+                          if m.asset_key == PROSPECTS_WRITTEN]
+    assert materialization.metadata["failed_records_not_shown"].value == 0
+    return [row.data for row in materialization.metadata["failed_records"].value.records]
 
 
 def test_duplicate_emails_adopt_or_flag_and_refusals_flag_until_cleared(tmp_path: Path) -> None:
@@ -56,7 +68,11 @@ def test_duplicate_emails_adopt_or_flag_and_refusals_flag_until_cleared(tmp_path
         second = create_workbooks(pipe, "crm/people", {
             "person_first_name": "Second", "person_last_name": "Claimant", "main_location[email]": "shared@dup.example",
             "cf_person_sync_to_outreach": True})
-        run_assets(pipe, window, TO_OUTREACH)
+        duplicate_run = run_assets(pipe, window, TO_OUTREACH)
+        (duplicate,) = _failed_records(duplicate_run)
+        assert (duplicate["workbooks_id"], duplicate["kind"], duplicate["runs_failed_in_row"]) == (
+            second["id"], "duplicate", 1)
+        assert "@" not in duplicate["message"]  # the email is masked in Dagster's event store
         second_now = person_fields(pipe, second["id"])
         assert second_now["cf_person_outreach_duplicate"] is True
         assert second_now.get("cf_person_outreach_id") in (None, "")
@@ -69,8 +85,11 @@ def test_duplicate_emails_adopt_or_flag_and_refusals_flag_until_cleared(tmp_path
             "person_first_name": "Refused", "person_last_name": "Once", "cf_person_sync_to_outreach": True})
         pipe.sandbox.outreach_middleware.injector.add(parse_fault_spec(
             "status:status=422:count=1:methods=POST:path=/api/v2/prospects"))
-        run_assets(pipe, window, TO_OUTREACH)
+        refused_run = run_assets(pipe, window, TO_OUTREACH)
         pipe.sandbox.outreach_middleware.injector.clear()
+        (refusal,) = _failed_records(refused_run)
+        assert (refusal["workbooks_id"], refusal["kind"]) == (refused["id"], "refused_by_outreach")
+        assert "Outreach refused the write" in refusal["message"]
         refused_now = person_fields(pipe, refused["id"])
         assert refused_now["cf_person_outreach_sync_error"] is True
         assert "Outreach refused the write" in refused_now["cf_person_outreach_sync_error_message"]
