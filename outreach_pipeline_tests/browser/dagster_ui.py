@@ -174,9 +174,9 @@ def metadata_int(page: Page, key: str) -> int:
     return int(cells.nth(1).inner_text().strip().replace(",", ""))
 
 
-def open_metadata_table(page: Page, key: str) -> Locator:
-    """Open a table-valued metadata entry (`[Show table]`) and return the dialog that shows it."""
-    metadata_row(page, key).first.get_by_role("button", name=re.compile("Show", re.IGNORECASE)).click()
-    dialog = page.get_by_role("dialog")
-    expect(dialog).to_be_visible()
-    return dialog
+def metadata_table_rows(page: Page, key: str) -> Locator:
+    """The data rows of the selected partition's table-valued metadata entry `key` (shown inline, under its
+    column names)."""
+    table = metadata_row(page, key).first.get_by_role("table")
+    expect(table).to_be_visible()
+    return table.get_by_role("row").filter(has=page.get_by_role("cell"))

@@ -28,9 +28,9 @@ from outreach_pipeline_tests.browser.dagster_ui import (
     launch_backfill,
     metadata_int,
     metadata_row,
+    metadata_table_rows,
     open_asset_graph,
     open_job_graph,
-    open_metadata_table,
     open_partition,
     screenshot_on_failure,
     select_assets,
@@ -137,9 +137,12 @@ def test_a_partition_of_people_shows_its_own_window_and_its_failed_record(launch
             assert {name: metadata_int(page, name) for name in expected} == expected, key
     with screenshot_on_failure(page, launched.failures, "failed-record"):
         open_partition(page, launched.base_url, PEOPLE, planted.failing_window)
-        table = open_metadata_table(page, "failed_records")
-        row = table.get_by_role("row").filter(has_text=str(planted.failing_outreach_id))
-        expect(row).to_have_count(1)
-        expect(row).to_contain_text(TOO_LONG_MESSAGE)
-        expect(row).to_contain_text("too_long")
+        rows = metadata_table_rows(page, "failed_records")
+        expect(rows).to_have_count(1)  # the window's only failure
+        cells = [cell.inner_text().strip() for cell in rows.first.get_by_role("cell").all()]
+        entity, outreach_id, _workbooks_id, field, kind, message, _first_failed_at, streak = cells
+        assert (entity, outreach_id, field, kind, streak) == (
+            "prospects", str(planted.failing_outreach_id), "person_first_name", "too_long", "1"), cells
+        assert TOO_LONG_MESSAGE in message, cells
+        metadata_row(page, "failed_records").first.scroll_into_view_if_needed()
         launched.shot("partition-failed-record")
