@@ -67,6 +67,12 @@ def open_asset_graph(page: Page, base_url: str) -> None:
     expect(page.get_by_role("button", name=re.compile("workbooks_load"))).to_be_visible()
 
 
+def hide_navigation(page: Page) -> None:
+    """Fold the UI's left navigation to its icons (kept for the session): wide tables fit the screenshots."""
+    page.get_by_role("button", name="Hide navigation").click()
+    expect(page.get_by_role("button", name="Hide navigation")).to_be_hidden()
+
+
 def select_assets(page: Page, selection: str) -> None:
     """Type an asset selection (e.g. `+key:"workbooks/people"`) into the graph's filter box."""
     editor = page.locator(".CodeMirror").first

@@ -25,6 +25,7 @@ from outreach_pipeline_tests.browser.dagster_ui import (
     chromium_executable,
     expand_graph,
     fill_backfill_dialog,
+    hide_navigation,
     launch_backfill,
     metadata_int,
     metadata_row,
@@ -75,11 +76,13 @@ def launched(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LaunchedBackf
         skip_community_dialog(server.url)
         browser = playwright.chromium.launch(executable_path=executable, args=["--no-sandbox"])
         try:
-            page = browser.new_page(viewport={"width": 1280, "height": 800})
+            # Wide enough for the failed_records table beside the metadata keys.
+            page = browser.new_page(viewport={"width": 1920, "height": 1000})
             page.set_default_timeout(UI_TIMEOUT_MS)
             with screenshot_on_failure(page, failures, "asset-graph"):
                 # The lineage of workbooks/people: what the backfill will run.
                 open_asset_graph(page, server.url)
+                hide_navigation(page)
                 select_assets(page, f'+key:"{PEOPLE}"')
                 expand_graph(page)
                 # Expanded, the graph shows the assets themselves: Outreach's accounts among them.
