@@ -82,7 +82,6 @@ def launched(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LaunchedBackf
             with screenshot_on_failure(page, failures, "asset-graph"):
                 # The lineage of workbooks/people: what the backfill will run.
                 open_asset_graph(page, server.url)
-                hide_navigation(page)
                 select_assets(page, f'+key:"{PEOPLE}"')
                 expand_graph(page)
                 # Expanded, the graph shows the assets themselves: Outreach's accounts among them.
@@ -97,6 +96,7 @@ def launched(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LaunchedBackf
             with screenshot_on_failure(page, failures, "backfill-success"):
                 wait_for_backfill_success(page, server.url, backfill_id)
                 page.screenshot(path=str(shots / "backfill-succeeded.png"))
+                hide_navigation(page)  # the partition pages' tables need the room
             yield LaunchedBackfill(page, server.url, planted, backfill_id, shots, failures)
         finally:
             browser.close()
