@@ -85,7 +85,8 @@ def select_assets(page: Page, selection: str) -> None:
 
 
 def expand_graph(page: Page) -> None:
-    """Graph settings -> Expand all groups, and the group list beside the graph hidden: every asset shows."""
+    """Graph settings -> Expand all groups, the group list beside the graph hidden and one step of zoom out:
+    every asset of the selection shows."""
     page.get_by_role("button").filter(has=page.get_by_role("img", name="settings", exact=True)).last.click()
     toggle = page.get_by_role("menuitem", name=re.compile("(Expand|Collapse) all groups"))
     if "Expand" in toggle.inner_text():  # the choice is kept in the browser's storage
@@ -93,6 +94,7 @@ def expand_graph(page: Page) -> None:
     page.keyboard.press("Escape")
     page.get_by_role("button").filter(has=page.get_by_role("img", name="panel_show_right")).filter(
         has_not_text="Hide navigation").click()
+    page.get_by_role("button").filter(has=page.get_by_role("img", name="zoom_out", exact=True)).click()
 
 
 def open_job_graph(page: Page) -> None:
