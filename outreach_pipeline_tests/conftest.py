@@ -39,6 +39,7 @@ LONGEST_FILES = (
     "cli/test_one_writer.py",
     "cli/test_end_to_end_cli.py",
     "pipeline/test_rate_budget.py",
+    "browser/test_ui_backfill.py",
     "pipeline/test_celery_scaleout.py",
 )
 
