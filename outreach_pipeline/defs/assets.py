@@ -21,6 +21,7 @@ import dagster as dg
 import pandas as pd
 
 from outreach_pipeline.defs.budget import outreach_budget
+from outreach_pipeline.defs.failure_rate import build_failure_rate_check
 from outreach_pipeline.defs.partitions import WINDOW_COLUMN
 from outreach_pipeline.defs.resources import LedgerResource, OutreachResource, SyncSettings, WorkbooksResource
 from outreach_pipeline.engine.extract import (
@@ -388,10 +389,6 @@ def build_load(flow: EntityFlow, windows: dg.PartitionsDefinition) -> dg.AssetsD
         pool=WORKBOOKS_POOL,
         io_manager_key="window_io_manager",
         dagster_type=DATAFRAME,
-        check_specs=[
-            dg.AssetCheckSpec("failure_rate", asset=flow.load_key,
-                              description="Failed records / extracted records, against the WARN and ERROR thresholds."),
-        ],
         description=(
             f"Loads staged {flow.workbooks_name} into Workbooks: matched on Outreach Id (then email, or name and "
             "website), compared before writing, written in batches of 100 with per-object transactions. Every "
@@ -437,7 +434,6 @@ def build_load(flow: EntityFlow, windows: dg.PartitionsDefinition) -> dg.AssetsD
                 "api_requests": requests_used,
                 "preview": dg.MetadataValue.json(_preview(result.preview, mappings, sync_settings)),
             },
-            check_results=[_failure_rate_check(counts[Outcome.FAILED], len(staged), sync_settings)],
         )
 
     return load
@@ -472,18 +468,6 @@ def _required_fields_check(missing_required: pd.Series, settings: SyncSettings) 
     )
 
 
-def _failure_rate_check(failed: int, extracted: int, settings: SyncSettings) -> dg.AssetCheckResult:
-    rate = failed / extracted if extracted else 0.0
-    severity = dg.AssetCheckSeverity.ERROR if rate > settings.failure_rate_error else dg.AssetCheckSeverity.WARN
-    return dg.AssetCheckResult(
-        check_name="failure_rate",
-        passed=rate <= settings.failure_rate_warn,
-        severity=severity,
-        metadata={"failure_rate": rate, "failed": failed, "extracted": extracted,
-                  "warn_above": settings.failure_rate_warn, "error_above": settings.failure_rate_error},
-    )
-
-
 def build_assets(windows: dg.PartitionsDefinition) -> list[dg.AssetsDefinition]:
     """Every asset of the sync, partitioned by `windows`, in data-flow order."""
     from outreach_pipeline.defs.assets_outreach import build_reverse_assets  # it builds on this module
@@ -491,7 +475,8 @@ def build_assets(windows: dg.PartitionsDefinition) -> list[dg.AssetsDefinition]:
     assets = build_preflights(windows)
     for flow in FLOWS:
         assets += [build_extract(flow, windows), build_staged(flow, windows),
-                   *([build_holders(flow, windows)] if flow.holders_name else []), build_load(flow, windows)]
+                   *([build_holders(flow, windows)] if flow.holders_name else []), build_load(flow, windows),
+                   build_failure_rate_check(flow.load_key, windows)]
     return [*assets, *build_reverse_assets(windows)]
 
 

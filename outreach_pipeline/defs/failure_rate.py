@@ -1,0 +1,126 @@
+"""The `failure_rate` check of each load: failed / extracted records per window, and a run that fails at ERROR.
+
+The check runs in its own step after the load, so:
+
+* a rate at ERROR fails that step and therefore the run (red in the UI, exit 1 from `sync`), after the load's
+  materialization, its metadata and its ledger records are stored: the audit is intact, nothing is undone;
+* no other asset waits on it, so the other loads of the run (and later windows' downstream loads) still run:
+  per-record failures stay per record, and a bad hour of one entity leaves no gap in the others;
+* it reports one evaluation per window of the run (a partitioned check), read from that window's
+  materialization. Dagster plans one check row per partition of a ranged run; a check inside the load's step
+  could only report one evaluation for the whole range (it has no partition key), which left every other
+  planned row "Skipped" (77 of 78 after a 78-window backfill).
+
+The rate of a window is `records_failed / records_extracted` of its materialization's metadata.
+"""
+
+
+# No `from __future__ import annotations`: Dagster reads the `context` annotation at definition time.
+import warnings
+from dataclasses import dataclass
+
+import dagster as dg
+from dagster._core.definitions.asset_checks.asset_check_evaluation import (
+    AssetCheckEvaluationTargetMaterializationData,
+)
+
+from outreach_pipeline.defs.resources import SyncSettings
+
+CHECK_NAME = "failure_rate"
+# A partitioned check spec is what lets each window keep its own evaluation; labelled preview, stable in use.
+warnings.filterwarnings("ignore", message=".*partitions_def on an AssetCheckSpec.*")
+
+
+def failure_rate_result(failed: int, extracted: int, settings: SyncSettings) -> dg.AssetCheckResult:
+    """WARN above `failure_rate_warn`, ERROR above `failure_rate_error` ("above": a rate equal to a threshold is
+    on the lower side); an empty window passes."""
+    rate = failed / extracted if extracted else 0.0
+    severity = dg.AssetCheckSeverity.ERROR if rate > settings.failure_rate_error else dg.AssetCheckSeverity.WARN
+    return dg.AssetCheckResult(
+        check_name=CHECK_NAME,
+        passed=rate <= settings.failure_rate_warn,
+        severity=severity,
+        metadata={"failure_rate": rate, "failed": failed, "extracted": extracted,
+                  "warn_above": settings.failure_rate_warn, "error_above": settings.failure_rate_error},
+    )
+
+
+def at_error(result: dg.AssetCheckResult | dg.AssetCheckEvaluation) -> bool:
+    """Whether a check result failed at ERROR severity."""
+    return not result.passed and result.severity == dg.AssetCheckSeverity.ERROR
+
+
+class FailureRateAtError(dg.Failure):
+    """A load's failure rate is above `failure_rate_error` in at least one window of the run."""
+
+
+@dataclass(frozen=True)
+class WindowRate:
+    """One window's failure rate, as the check reported it."""
+
+    window: str | None
+    failed: int
+    extracted: int
+
+    @property
+    def rate(self) -> float:
+        return self.failed / self.extracted if self.extracted else 0.0
+
+
+def failure_rate_message(asset: dg.AssetKey, windows: list[WindowRate], error_above: float) -> str:
+    """`workbooks/people: failure rate 22.0% (11 of 50) above the ERROR threshold 10.0% in window ...`."""
+    worst = max(windows, key=lambda window: window.rate)
+    where = (f" in window {worst.window}" if len(windows) == 1 else
+             f" in {len(windows)} windows, worst {worst.window}") if worst.window else ""
+    return (f"{asset.to_user_string()}: failure rate {worst.rate:.1%} ({worst.failed} of {worst.extracted} records)"
+            f" above the ERROR threshold {error_above:.1%}{where}")
+
+
+def _value(metadata: dict[str, dg.MetadataValue], key: str) -> int:
+    entry = metadata.get(key)
+    return int(entry.value) if entry is not None and entry.value is not None else 0  # type: ignore[arg-type]
+
+
+def build_failure_rate_check(load_key: dg.AssetKey, windows: dg.PartitionsDefinition) -> dg.AssetChecksDefinition:
+    """The `failure_rate` check of the load asset `load_key`: one evaluation per window the run materialised."""
+    spec = dg.AssetCheckSpec(
+        CHECK_NAME, asset=load_key, partitions_def=windows,
+        description=("Failed records / extracted records of each window, against the WARN and ERROR thresholds "
+                     "(SyncSettings failure_rate_warn, failure_rate_error). At ERROR this step fails, so the run "
+                     "fails, after the load's records are stored; the other loads still run."),
+    )
+
+    @dg.multi_asset_check(specs=[spec], name=f"{load_key.to_python_identifier()}_{CHECK_NAME}")
+    def failure_rate(context: dg.AssetCheckExecutionContext, sync_settings: SyncSettings):
+        at_error_windows: list[WindowRate] = []
+        records = context.instance.get_records_for_run(
+            context.run.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION
+        ).records
+        for record in records:
+            materialization = record.asset_materialization
+            if materialization is None or materialization.asset_key != load_key:
+                continue
+            window = WindowRate(window=materialization.partition,
+                                failed=_value(materialization.metadata, "records_failed"),
+                                extracted=_value(materialization.metadata, "records_extracted"))
+            result = failure_rate_result(window.failed, window.extracted, sync_settings)
+            yield dg.AssetCheckEvaluation(
+                asset_key=load_key, check_name=CHECK_NAME, passed=result.passed, severity=result.severity,
+                metadata=result.metadata, partition=window.window, blocking=False,
+                target_materialization_data=AssetCheckEvaluationTargetMaterializationData(
+                    storage_id=record.storage_id, run_id=context.run.run_id, timestamp=record.timestamp),
+            )
+            if at_error(result):
+                at_error_windows.append(window)
+        if not at_error_windows:
+            # The check's output (no value): each window's evaluation was reported above.
+            yield dg.Output(None, output_name=spec.get_python_identifier())
+            return
+        raise FailureRateAtError(
+            description=failure_rate_message(load_key, at_error_windows, sync_settings.failure_rate_error),
+            metadata={"windows_at_error": [w.window or "" for w in at_error_windows],
+                      "worst_rate": max(w.rate for w in at_error_windows)},
+            allow_retries=False,
+        )
+
+    return failure_rate
