@@ -12,6 +12,7 @@ from typing import Any
 
 import dagster as dg
 
+from outreach_pipeline.defs.alerts import alert_webhook_from_settings, build_alert_sensors
 from outreach_pipeline.defs.assets import build_assets
 from outreach_pipeline.defs.io_manager import WindowedParquetIOManager, window_store
 from outreach_pipeline.defs.jobs import build_jobs
@@ -29,6 +30,7 @@ def build_definitions(settings: PipelineSettings, resources: Mapping[str, Any] |
     if resources is None:
         resources = {
             **build_resources(settings),
+            "alert_webhook": alert_webhook_from_settings(settings),
             "window_io_manager": WindowedParquetIOManager(
                 base_dir=window_store(settings.window_store, dagster_home() / "windows")
             ),
@@ -37,6 +39,7 @@ def build_definitions(settings: PipelineSettings, resources: Mapping[str, Any] |
         assets=build_assets(sync_windows(settings.partitions_start)),
         jobs=[*jobs.jobs, reconcile_job],
         schedules=[*jobs.schedules, reconcile_schedule],
+        sensors=build_alert_sensors(settings),
         resources=dict(resources),
     )
 

@@ -198,6 +198,9 @@ class SyncSettings(dg.ConfigurableResource):
         description="show the values of the mapping's personal fields (emails, phones) in run metadata, which "
                     "Dagster keeps in its event store; masked by default",
     )
+    stuck_after_runs: int = Field(
+        default=3, ge=2, description="runs a record must fail in a row to count as stuck (the stuck-list alert)"
+    )
     writer_lock_policy: LockPolicy = Field(
         default=LockPolicy.WAIT, description="wait for another run writing the same entity, or fail_fast"
     )
