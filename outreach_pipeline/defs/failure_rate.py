@@ -27,8 +27,6 @@ from dagster._core.definitions.asset_checks.asset_check_evaluation import (
 from outreach_pipeline.defs.resources import SyncSettings
 
 CHECK_NAME = "failure_rate"
-# A partitioned check spec is what lets each window keep its own evaluation; labelled preview, stable in use.
-warnings.filterwarnings("ignore", message=".*partitions_def on an AssetCheckSpec.*")
 
 
 def failure_rate_result(failed: int, extracted: int, settings: SyncSettings) -> dg.AssetCheckResult:
@@ -83,12 +81,15 @@ def _value(metadata: dict[str, dg.MetadataValue], key: str) -> int:
 
 def build_failure_rate_check(load_key: dg.AssetKey, windows: dg.PartitionsDefinition) -> dg.AssetChecksDefinition:
     """The `failure_rate` check of the load asset `load_key`: one evaluation per window the run materialised."""
-    spec = dg.AssetCheckSpec(
-        CHECK_NAME, asset=load_key, partitions_def=windows,
-        description=("Failed records / extracted records of each window, against the WARN and ERROR thresholds "
-                     "(SyncSettings failure_rate_warn, failure_rate_error). At ERROR this step fails, so the run "
-                     "fails, after the load's records are stored; the other loads still run."),
-    )
+    # A partitioned check spec is what lets each window keep its own evaluation; labelled preview in 1.13.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", dg.PreviewWarning)
+        spec = dg.AssetCheckSpec(
+            CHECK_NAME, asset=load_key, partitions_def=windows,
+            description=("Failed records / extracted records of each window, against the WARN and ERROR thresholds "
+                         "(SyncSettings failure_rate_warn, failure_rate_error). At ERROR this step fails, so the run "
+                         "fails, after the load's records are stored; the other loads still run."),
+        )
 
     @dg.multi_asset_check(specs=[spec], name=f"{load_key.to_python_identifier()}_{CHECK_NAME}")
     def failure_rate(context: dg.AssetCheckExecutionContext, sync_settings: SyncSettings):
