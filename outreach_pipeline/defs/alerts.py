@@ -80,6 +80,7 @@ class AlertWebhook(_SecretMaskingResource):
     format: WebhookFormat = WebhookFormat.JSON
     dagster_url: str | None = None
     timeout_seconds: float = 10.0
+    retry_wait_seconds: float = 2.0  # before the second attempt; doubled before the third
 
     def run_url(self, run_id: str) -> str | None:
         return f"{self.dagster_url.rstrip('/')}/runs/{run_id}" if self.dagster_url else None
@@ -92,7 +93,7 @@ class AlertWebhook(_SecretMaskingResource):
         problem = ""
         for attempt in range(POST_ATTEMPTS):
             if attempt:
-                time.sleep(2**attempt)
+                time.sleep(self.retry_wait_seconds * 2 ** (attempt - 1))
             try:
                 response = requests.post(self.url, data=json.dumps(body, default=str),
                                          headers={"Content-Type": "application/json"}, timeout=self.timeout_seconds)
@@ -132,20 +133,25 @@ def run_failure_alert(instance: dg.DagsterInstance, run: dg.DagsterRun, failure_
                        extracted=int(values.get("extracted", 0))))
         error_above[evaluation.asset_key] = float(values.get("error_above", 0.0))
     common = {"run_id": run.run_id, "job": run.job_name, "dagster_url": webhook.run_url(run.run_id)}
-    if rates:
-        return Alert(
-            kind=AlertKind.FAILURE_RATE,
-            message="; ".join(failure_rate_message(key, windows, error_above[key]) for key, windows in rates.items()),
-            assets=tuple(key.to_user_string() for key in rates),
-            rate=max(window.rate for windows in rates.values() for window in windows),
-            details={"windows": {key.to_user_string(): {w.window or "": round(w.rate, 4) for w in windows}
-                                 for key, windows in rates.items()}},
-            **common,
-        )
     failed_steps = [
         record.event_log_entry.step_key or "?"
         for record in instance.get_records_for_run(run.run_id, of_type=dg.DagsterEventType.STEP_FAILURE).records
     ]
+    if rates:
+        # Steps that failed for another reason than a rate at ERROR are named too: one message per run.
+        rate_steps = {f"{key.to_python_identifier()}_{CHECK_NAME}" for key in rates}
+        others = [step for step in failed_steps if step not in rate_steps]
+        return Alert(
+            kind=AlertKind.FAILURE_RATE,
+            message="; ".join(failure_rate_message(key, windows, error_above[key]) for key, windows in rates.items())
+            + (f"; steps {', '.join(others)} also failed" if others else ""),
+            assets=tuple(key.to_user_string() for key in rates),
+            rate=max(window.rate for windows in rates.values() for window in windows),
+            details={"windows": {key.to_user_string(): {w.window or "": round(w.rate, 4) for w in windows}
+                                 for key, windows in rates.items()},
+                     "failed_steps": failed_steps},
+            **common,
+        )
     return Alert(
         kind=AlertKind.RUN_FAILED,
         message=(f"run of {run.job_name} failed: steps {', '.join(failed_steps)} failed" if failed_steps

@@ -141,6 +141,7 @@ def test_an_error_failure_rate_fails_the_run_after_the_load_and_alerts_once(aler
     assert body["run_id"] == result.run_id and result.run_id in body["dagster_url"]
     assert body["assets"] == ["workbooks/people"]
     assert body["rate"] == pytest.approx(rate)
+    assert body["failed_steps"] == [f"{PEOPLE.to_python_identifier()}_{CHECK_NAME}"]
     assert "workbooks/people" in body["message"] and f"{rate:.1%}" in body["message"]
     assert SECRET_PATH not in _event_log_text(pipe.instance, result.run_id)
     receiver.bodies.clear()
