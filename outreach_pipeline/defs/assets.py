@@ -476,7 +476,7 @@ def build_assets(windows: dg.PartitionsDefinition) -> list[dg.AssetsDefinition]:
     for flow in FLOWS:
         assets += [build_extract(flow, windows), build_staged(flow, windows),
                    *([build_holders(flow, windows)] if flow.holders_name else []), build_load(flow, windows),
-                   build_failure_rate_check(flow.load_key, windows)]
+                   build_failure_rate_check(flow.entity, flow.load_key, windows)]
     return [*assets, *build_reverse_assets(windows)]
 
 

@@ -11,7 +11,10 @@ The check runs in its own step after the load, so:
   could only report one evaluation for the whole range (it has no partition key), which left every other
   planned row "Skipped" (77 of 78 after a 78-window backfill).
 
-The rate of a window is `records_failed / records_extracted` of its materialization's metadata.
+The rate of a window judges new failures: failed / all of its records, leaving out on both sides the records
+that had already failed in an earlier run (`failed_retried`, reported). A record failing every run until its
+source is fixed would otherwise keep every quiet hour at ERROR (392 old failures of 395 records in a rerun of
+one hour of the 20,000-prospect backfill); such records are the stuck-records alert's (`defs.alerts`).
 """
 
 
@@ -21,26 +24,32 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import dagster as dg
+import pandas as pd
 from dagster._core.definitions.asset_checks.asset_check_evaluation import (
     AssetCheckEvaluationTargetMaterializationData,
 )
 
-from outreach_pipeline.defs.resources import SyncSettings
+from outreach_pipeline.defs.partitions import WINDOW_COLUMN
+from outreach_pipeline.defs.resources import LedgerResource, SyncSettings
+from outreach_pipeline.engine.ledger import SyncLedger
+from outreach_pipeline.engine.outcome import Outcome
 
 CHECK_NAME = "failure_rate"
 PAGE = 1000  # materialisation records read at a time
 
 
-def failure_rate_result(failed: int, extracted: int, settings: SyncSettings) -> dg.AssetCheckResult:
+def failure_rate_result(failed: int, extracted: int, settings: SyncSettings, *,
+                        failed_retried: int = 0) -> dg.AssetCheckResult:
     """WARN above `failure_rate_warn`, ERROR above `failure_rate_error` ("above": a rate equal to a threshold is
-    on the lower side); an empty window passes."""
+    on the lower side); an empty window passes. `failed_retried` (records that had failed in an earlier run and failed again)
+    is reported, not judged."""
     rate = failed / extracted if extracted else 0.0
     severity = dg.AssetCheckSeverity.ERROR if rate > settings.failure_rate_error else dg.AssetCheckSeverity.WARN
     return dg.AssetCheckResult(
         check_name=CHECK_NAME,
         passed=rate <= settings.failure_rate_warn,
         severity=severity,
-        metadata={"failure_rate": rate, "failed": failed, "extracted": extracted,
+        metadata={"failure_rate": rate, "failed": failed, "extracted": extracted, "failed_retried": failed_retried,
                   "warn_above": settings.failure_rate_warn, "error_above": settings.failure_rate_error},
     )
 
@@ -76,9 +85,34 @@ def failure_rate_message(asset: dg.AssetKey, windows: list[WindowRate], error_ab
             f" above the ERROR threshold {error_above:.1%}{where}")
 
 
-def _value(metadata: dict[str, dg.MetadataValue], key: str) -> int:
-    entry = metadata.get(key)
-    return int(entry.value) if entry is not None and entry.value is not None else 0  # type: ignore[arg-type]
+@dataclass(frozen=True)
+class WindowCounts:
+    """A window's judged records (all but those that had failed before), their failures, and the failures of
+    records that had failed before."""
+
+    judged: int
+    failed: int
+    failed_retried: int
+
+
+def window_counts(outcomes: pd.DataFrame, start: pd.Timestamp, failed_before: set[int]) -> WindowCounts:
+    """Counts of the window starting at `start` from the load's outcomes of the run."""
+    rows = outcomes[outcomes[WINDOW_COLUMN] == start] if len(outcomes) else outcomes
+    ids = set(rows["outreach_id"]) if len(rows) else set()
+    failed = set(rows.loc[rows["outcome"] == Outcome.FAILED.value, "outreach_id"]) if len(rows) else set()
+    return WindowCounts(judged=len(ids - failed_before), failed=len(failed - failed_before),
+                        failed_retried=len(failed & failed_before))
+
+
+def failed_before(ledger: SyncLedger, entity: str, outreach_ids: set[int], run_id: str) -> set[int]:
+    """Those of `outreach_ids` whose last outcome before `run_id` was a failure (one history read each: only
+    the run's failed records are asked about)."""
+    before = set()
+    for outreach_id in outreach_ids:
+        earlier = [entry for entry in ledger.history(entity, int(outreach_id)) if entry.run_id != run_id]
+        if earlier and earlier[-1].outcome == Outcome.FAILED:
+            before.add(int(outreach_id))
+    return before
 
 
 def run_materializations(instance: dg.DagsterInstance, run_id: str, key: dg.AssetKey) -> Iterator[dg.EventLogRecord]:
@@ -96,32 +130,38 @@ def run_materializations(instance: dg.DagsterInstance, run_id: str, key: dg.Asse
         cursor = page.cursor
 
 
-def build_failure_rate_check(load_key: dg.AssetKey, windows: dg.PartitionsDefinition) -> dg.AssetChecksDefinition:
-    """The `failure_rate` check of the load asset `load_key`: one evaluation per window the run materialised."""
+def build_failure_rate_check(entity: str, load_key: dg.AssetKey,
+                             windows: dg.TimeWindowPartitionsDefinition) -> dg.AssetChecksDefinition:
+    """The `failure_rate` check of the load asset `load_key` of `entity` (the ledger's name), reading the load's
+    outcomes: one evaluation per window the run materialised."""
     # A partitioned check spec is what lets each window keep its own evaluation; labelled preview in 1.13.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", dg.PreviewWarning)
         spec = dg.AssetCheckSpec(
             CHECK_NAME, asset=load_key, partitions_def=windows,
-            description=("Failed records / extracted records of each window, against the WARN and ERROR thresholds "
+            description=("New failures / records of each window (records that had failed before are counted apart), "
+                         "against the WARN and ERROR thresholds "
                          "(SyncSettings failure_rate_warn, failure_rate_error). At ERROR this step fails, so the run "
                          "fails, after the load's records are stored; the other loads still run."),
         )
 
-    @dg.multi_asset_check(specs=[spec], name=f"{load_key.to_python_identifier()}_{CHECK_NAME}")
-    def failure_rate(context: dg.AssetCheckExecutionContext, sync_settings: SyncSettings):
+    @dg.multi_asset_check(specs=[spec], name=f"{load_key.to_python_identifier()}_{CHECK_NAME}",
+                          ins={"outcomes": dg.AssetIn(load_key)})
+    def failure_rate(context: dg.AssetCheckExecutionContext, outcomes: pd.DataFrame, ledger: LedgerResource,
+                     sync_settings: SyncSettings):
         at_error_windows: list[WindowRate] = []
+        failed_ids = set(outcomes.loc[outcomes["outcome"] == Outcome.FAILED.value, "outreach_id"]) if len(outcomes) else set()
+        with ledger.open() as sync_ledger:
+            known = failed_before(sync_ledger, entity, failed_ids, context.run.run_id)
         for record in run_materializations(context.instance, context.run.run_id, load_key):
-            materialization = record.asset_materialization
-            if materialization is None or materialization.asset_key != load_key:
-                continue
-            window = WindowRate(window=materialization.partition,
-                                failed=_value(materialization.metadata, "records_failed"),
-                                extracted=_value(materialization.metadata, "records_extracted"))
-            result = failure_rate_result(window.failed, window.extracted, sync_settings)
+            partition = record.partition_key
+            counts = window_counts(outcomes, pd.Timestamp(windows.time_window_for_partition_key(partition).start), known)
+            window = WindowRate(window=partition, failed=counts.failed, extracted=counts.judged)
+            result = failure_rate_result(counts.failed, counts.judged, sync_settings,
+                                         failed_retried=counts.failed_retried)
             yield dg.AssetCheckEvaluation(
                 asset_key=load_key, check_name=CHECK_NAME, passed=result.passed, severity=result.severity,
-                metadata=result.metadata, partition=window.window, blocking=False,
+                metadata=result.metadata, partition=partition, blocking=False,
                 target_materialization_data=AssetCheckEvaluationTargetMaterializationData(
                     storage_id=record.storage_id, run_id=context.run.run_id, timestamp=record.timestamp),
             )
