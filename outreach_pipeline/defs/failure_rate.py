@@ -1,4 +1,4 @@
-"""The `failure_rate` check of each load: failed / extracted records per window, and a run that fails at ERROR.
+"""The `failure_rate` check of each load: new failures / records per window, and a run that fails at ERROR.
 
 The check runs in its own step after the load, so:
 
@@ -6,8 +6,8 @@ The check runs in its own step after the load, so:
   materialization, its metadata and its ledger records are stored: the audit is intact, nothing is undone;
 * no other asset waits on it, so the other loads of the run (and later windows' downstream loads) still run:
   per-record failures stay per record, and a bad hour of one entity leaves no gap in the others;
-* it reports one evaluation per window of the run (a partitioned check), read from that window's
-  materialization. Dagster plans one check row per partition of a ranged run; a check inside the load's step
+* it reports one evaluation per window of the run (a partitioned check), from the load's outcomes of that
+  window, tied to the window's materialization. Dagster plans one check row per partition of a ranged run; a check inside the load's step
   could only report one evaluation for the whole range (it has no partition key), which left every other
   planned row "Skipped" (77 of 78 after a 78-window backfill).
 
