@@ -12,6 +12,7 @@ from typing import Any
 
 import dagster as dg
 
+from outreach_pipeline.defs.alerts import alert_webhook_from_settings, build_alert_sensors
 from outreach_pipeline.defs.assets import build_assets
 from outreach_pipeline.defs.graph import present_assets
 from outreach_pipeline.defs.groups import GROUP_DESCRIPTIONS
@@ -33,6 +34,7 @@ def build_definitions(settings: PipelineSettings, resources: Mapping[str, Any] |
     if resources is None:
         resources = {
             **build_resources(settings),
+            "alert_webhook": alert_webhook_from_settings(settings),
             "window_io_manager": WindowedParquetIOManager(
                 base_dir=window_store(settings.window_store, dagster_home() / "windows")
             ),
@@ -41,6 +43,7 @@ def build_definitions(settings: PipelineSettings, resources: Mapping[str, Any] |
         assets=present_assets(build_assets(sync_windows(settings.partitions_start)), load_mapping_set(settings.mapping_path)),
         jobs=[*jobs.jobs, reconcile_job],
         schedules=[*jobs.schedules, reconcile_schedule],
+        sensors=build_alert_sensors(settings),
         resources=dict(resources),
         # Runs launched from the asset graph (Dagster's implicit `__ASSET_JOB`) use the jobs' executor, not
         # Dagster's default of one subprocess per step.

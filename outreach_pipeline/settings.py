@@ -33,6 +33,13 @@ class ExecutorKind(StrEnum):
     CELERY = "celery"
 
 
+class WebhookFormat(StrEnum):
+    """The body an alert webhook receives (`outreach_pipeline.defs.alerts`)."""
+
+    JSON = "json"  # {kind, run_id, job, assets, message, rate, dagster_url, ...}
+    SLACK = "slack"  # a Slack incoming webhook: {"text": ...}
+
+
 class SettingsError(ValueError):
     """One or more settings are invalid; the message names each variable and the value it needs."""
 
@@ -84,6 +91,25 @@ class PipelineSettings(BaseSettings):
         default="dagster", pattern=r"^[A-Za-z0-9_.-]+$",
         description="Celery queue the steps go to and the workers serve (letters, digits, '-', '_', '.')",
     )
+
+    alert_webhook_url: SecretStr | None = Field(
+        default=None,
+        description="URL alerts are POSTed to (failure rate at ERROR, failed run, growing stuck list); unset: no alerts",
+    )
+    alert_webhook_format: WebhookFormat = Field(
+        default=WebhookFormat.JSON, description="json (generic JSON body), or slack (a Slack incoming webhook)",
+    )
+    alert_dagster_url: str | None = Field(
+        default=None, description="the Dagster UI's base URL, for links to the run in alerts (e.g. http://127.0.0.1:3000)",
+    )
+    alert_email_to: str | None = Field(
+        default=None, description="comma-separated addresses mailed on a failed run (Dagster's email sensor); unset: no mail",
+    )
+    alert_email_from: str | None = Field(default=None, description="sender of alert mail (needed with alert_email_to)")
+    alert_smtp_host: str = Field(default="localhost", description="SMTP server of alert mail")
+    alert_smtp_port: int = Field(default=587, ge=1, le=65535, description="SMTP port of alert mail (STARTTLS)")
+    alert_smtp_user: str | None = Field(default=None, description="SMTP login of alert mail; default: the sender")
+    alert_smtp_password: SecretStr | None = Field(default=None, description="SMTP password of alert mail")
 
     @field_validator("partitions_start")
     @classmethod

@@ -22,6 +22,7 @@ import pandas as pd
 
 from outreach_pipeline.defs.audit import extract_audit, load_audit, row_counts_per_window
 from outreach_pipeline.defs.budget import outreach_budget
+from outreach_pipeline.defs.failure_rate import build_failure_rate_check
 from outreach_pipeline.defs.groups import Group
 from outreach_pipeline.defs.partitions import WINDOW_COLUMN
 from outreach_pipeline.defs.progress import load_progress, reporting_extract
@@ -389,10 +390,6 @@ def build_load(flow: EntityFlow, windows: dg.PartitionsDefinition) -> dg.AssetsD
         pool=WORKBOOKS_POOL,
         io_manager_key="window_io_manager",
         dagster_type=DATAFRAME,
-        check_specs=[
-            dg.AssetCheckSpec("failure_rate", asset=flow.load_key,
-                              description="Failed records / extracted records, against the WARN and ERROR thresholds."),
-        ],
         description=(
             f"Loads staged {flow.workbooks_name} into Workbooks: matched on Outreach Id (then email, or name and "
             "website), compared before writing, written in batches of 100 with per-object transactions. Every "
@@ -439,7 +436,6 @@ def build_load(flow: EntityFlow, windows: dg.PartitionsDefinition) -> dg.AssetsD
                 "range_api_requests": requests_used,
                 "preview": dg.MetadataValue.json(_preview(result.preview, mappings, sync_settings)),
             },
-            check_results=[_failure_rate_check(counts[Outcome.FAILED], len(staged), sync_settings)],
         )
 
     return load
@@ -474,18 +470,6 @@ def _required_fields_check(missing_required: pd.Series, settings: SyncSettings) 
     )
 
 
-def _failure_rate_check(failed: int, extracted: int, settings: SyncSettings) -> dg.AssetCheckResult:
-    rate = failed / extracted if extracted else 0.0
-    severity = dg.AssetCheckSeverity.ERROR if rate > settings.failure_rate_error else dg.AssetCheckSeverity.WARN
-    return dg.AssetCheckResult(
-        check_name="failure_rate",
-        passed=rate <= settings.failure_rate_warn,
-        severity=severity,
-        metadata={"failure_rate": rate, "failed": failed, "extracted": extracted,
-                  "warn_above": settings.failure_rate_warn, "error_above": settings.failure_rate_error},
-    )
-
-
 def build_assets(windows: dg.PartitionsDefinition) -> list[dg.AssetsDefinition]:
     """Every asset of the sync, partitioned by `windows`, in data-flow order."""
     from outreach_pipeline.defs.assets_outreach import build_reverse_assets  # these build on this module
@@ -495,7 +479,8 @@ def build_assets(windows: dg.PartitionsDefinition) -> list[dg.AssetsDefinition]:
     for flow in FLOWS:
         assets += [build_extract(flow, windows), *([build_referenced(flow, windows)] if flow.referenced_by else []),
                    build_staged(flow, windows),
-                   *([build_holders(flow, windows)] if flow.holders_name else []), build_load(flow, windows)]
+                   *([build_holders(flow, windows)] if flow.holders_name else []), build_load(flow, windows),
+                   build_failure_rate_check(flow.entity, flow.load_key, windows)]
     return [*assets, *build_reverse_assets(windows)]
 
 

@@ -37,8 +37,6 @@ from outreach_pipeline.engine.outcome import Outcome
 from outreach_pipeline.mapping.personal import mask_personal_text
 from outreach_pipeline.settings import WINDOW_KEY_FORMAT
 
-#: A failing record with this many failed runs in a row (or more) is stuck, not a new failure.
-STUCK_FROM_STREAK = 2
 FAILED_RECORD_COLUMNS = [
     dg.TableColumn("entity", "string", description="the mapping's entity (meetings for routed tasks)"),
     dg.TableColumn("outreach_id", "int", description="Outreach record id (blank: a record never created there)"),
@@ -147,7 +145,7 @@ def failed_records_metadata(rows: Sequence[FailedRow], settings: SyncSettings) -
         })
         for row in shown
     ]
-    stuck = sum(1 for row in rows if row.streak >= STUCK_FROM_STREAK)
+    stuck = sum(1 for row in rows if row.streak >= settings.stuck_after_runs)
     return {
         "failed_records": dg.MetadataValue.table(records, schema=FAILED_RECORDS_SCHEMA),
         "failed_records_not_shown": len(ordered) - len(shown),

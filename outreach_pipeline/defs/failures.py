@@ -26,6 +26,7 @@ from outreach_pipeline.clients.http import (
     ValidationFailed,
     WriteOutcomeUnknown,
 )
+from outreach_pipeline.defs.failure_rate import FailureRateAtError
 from outreach_pipeline.defs.resources import ResourceConfigError
 from outreach_pipeline.engine.writer_lock import WriterLockBusy, WriterLockLost
 from outreach_pipeline.mapping.models import MappingError
@@ -95,6 +96,9 @@ def explain(exc: BaseException, *, step: str | None = None, base_urls: dict[Serv
         return f"{cause}{where}.\nCheck that the ledger's database is reachable and rerun: the ledger reconciles."
     if isinstance(cause, MappingError | ResourceConfigError):
         return f"Configuration problem{where}: {cause}"
+    if isinstance(cause, FailureRateAtError):
+        return (f"{cause.description}{where}.\nThe load's records and its ledger entries are stored; the failed "
+                "records and their messages are in the run's materialisations and `outreach-pipeline history`.")
     if isinstance(cause, dg.Failure):
         return (f"{cause.description}{where}.\nFix the mapping file (SyncSettings.mapping_path) or run "
                 "`outreach-pipeline install` to create the missing Workbooks fields, then rerun.")

@@ -210,6 +210,11 @@ class SyncSettings(dg.ConfigurableResource):
     failed_records_shown: int = Field(
         default=200, ge=0, description="failed records listed per window in a load's metadata (the rest are counted)",
     )
+    stuck_after_runs: int = Field(
+        default=2, ge=2,
+        description="runs a record must fail in a row to count as stuck: reported apart from new failures "
+                    "(records_stuck), left out of the failure rate's judgement, and on the stuck-list alert"
+    )
     writer_lock_policy: LockPolicy = Field(
         default=LockPolicy.WAIT, description="wait for another run writing the same entity, or fail_fast"
     )

@@ -85,6 +85,9 @@ def test_exit_codes_and_short_messages(tmp_path: Path) -> None:
         assert code == 1, out + err
         assert "| people" in out  # the summary is printed anyway
         assert "failed check at ERROR severity: workbooks/people: failure_rate" in err, err
+        # The failure_rate step fails the run at ERROR, and says which asset, at what rate, after the load was kept.
+        assert "workbooks/people: failure rate " in err and "above the ERROR threshold 10.0%" in err, err
+        assert "ledger entries are stored" in err, err
 
         # Wrong credentials: one paragraph naming the system and what to set, no traceback.
         env = {**sync_env(info, tmp_path / "home_creds"), "WORKBOOKS_API_KEY": "not-the-key",

@@ -1,4 +1,4 @@
-"""The `failure_rate` check's thresholds at their boundaries, through the check function the load asset calls.
+"""The `failure_rate` check's thresholds at their boundaries, through the check function the failure_rate check step calls.
 
 The README promises WARN above 1 % and ERROR above 10 % ("above": a rate equal to a threshold is on the
 lower side). A real run that reports ERROR is in pipeline/test_bad_records.py.
@@ -9,7 +9,7 @@ from __future__ import annotations
 import dagster as dg
 import pytest
 
-from outreach_pipeline.defs.assets import _failure_rate_check
+from outreach_pipeline.defs.failure_rate import failure_rate_result as _failure_rate_check
 from outreach_pipeline.defs.resources import SyncSettings
 
 PASS = (True, dg.AssetCheckSeverity.WARN)

@@ -165,9 +165,15 @@ def bad_records(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BadRecords
             ledger.dispose()
 
 
-def test_both_runs_succeed_and_window_one_syncs_every_original(bad_records: BadRecords) -> None:
+#: The steps the bad window fails: the failure_rate checks at ERROR, after every load ran (defs/failure_rate.py).
+RATE_STEPS = sorted(f"{LOAD_NODE[kind]}_failure_rate" for kind in ("account", "prospect", "opportunity"))
+
+
+def test_window_one_succeeds_window_two_fails_only_its_rate_checks_and_window_one_syncs_every_original(
+        bad_records: BadRecords) -> None:
     assert bad_records.first.success, step_failures(bad_records.first)
-    assert bad_records.second.success, step_failures(bad_records.second)
+    failed = sorted(failure.split(":")[0] for failure in step_failures(bad_records.second))
+    assert failed == RATE_STEPS, step_failures(bad_records.second)
     for name, outreach_id in bad_records.ids.items():
         case = next((c for c in BAD_CASES if c.name == name), None)
         if case is not None and case.existed:
@@ -240,7 +246,7 @@ def _load_outcomes(result: dg.ExecuteInProcessResult, node: str) -> pd.DataFrame
 
 
 def _failure_rate_checks(result: dg.ExecuteInProcessResult) -> dict[str, dg.AssetCheckEvaluation]:
-    """The run's `failure_rate` evaluations, per Workbooks asset name (the same for every window of a range)."""
+    """The run's `failure_rate` evaluations, per Workbooks asset name (one window per run here)."""
     return {evaluation.asset_key.path[-1]: evaluation for evaluation in result.get_asset_check_evaluations()
             if evaluation.check_name == "failure_rate"}
 
@@ -260,7 +266,9 @@ def test_failure_rate_check_reports_error_for_the_bad_window_and_passes_the_clea
         assert failed / extracted > 0.10, (name, failed, extracted)  # every entity is over the ERROR threshold
         assert (evaluation.passed, evaluation.severity) == (False, dg.AssetCheckSeverity.ERROR), (name, evaluation)
         assert evaluation.metadata["failure_rate"].value == pytest.approx(failed / extracted), name
-    assert bad_records.second.success  # the check reports; it does not fail the run that loaded the good records
+    # At ERROR the check step fails the run, after the load stored every good record (the other tests here).
+    assert not bad_records.second.success
+    assert sorted(failure.split(":")[0] for failure in step_failures(bad_records.second)) == RATE_STEPS
 
 
 def test_no_email_reaches_dagsters_event_store_and_the_preview_masks_personal_fields(bad_records: BadRecords) -> None:
