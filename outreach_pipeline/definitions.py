@@ -12,7 +12,9 @@ from typing import Any
 
 import dagster as dg
 
-from outreach_pipeline.defs.assets import build_assets
+from outreach_pipeline.defs.assets import FLOWS, build_assets
+from outreach_pipeline.defs.dry_run import build_dry_run_assets
+from outreach_pipeline.defs.first_sync import build_first_sync_sensor
 from outreach_pipeline.defs.io_manager import WindowedParquetIOManager, window_store
 from outreach_pipeline.defs.jobs import build_jobs
 from outreach_pipeline.defs.partitions import sync_windows
@@ -33,10 +35,12 @@ def build_definitions(settings: PipelineSettings, resources: Mapping[str, Any] |
                 base_dir=window_store(settings.window_store, dagster_home() / "windows")
             ),
         }
+    windows = sync_windows(settings.partitions_start)
     return dg.Definitions(
-        assets=build_assets(sync_windows(settings.partitions_start)),
+        assets=[*build_assets(windows), *build_dry_run_assets(windows)],
         jobs=[*jobs.jobs, reconcile_job],
         schedules=[*jobs.schedules, reconcile_schedule],
+        sensors=[build_first_sync_sensor(windows, [flow.load_key for flow in FLOWS])],
         resources=dict(resources),
     )
 

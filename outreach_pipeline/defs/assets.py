@@ -12,6 +12,7 @@ emails are asked of Outreach by `outreach/prospect_email_holders` and handed to 
 """
 
 
+import contextlib
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,6 +24,8 @@ import pandas as pd
 from outreach_pipeline.defs.budget import outreach_budget
 from outreach_pipeline.defs.partitions import WINDOW_COLUMN
 from outreach_pipeline.defs.resources import LedgerResource, OutreachResource, SyncSettings, WorkbooksResource
+from outreach_pipeline.defs.run_options import DryRunConfig
+from outreach_pipeline.engine.dry_run import DryRunLoader
 from outreach_pipeline.engine.extract import (
     EXTRACT_ERROR_COLUMN,
     ROLES_COLUMN,
@@ -37,7 +40,7 @@ from outreach_pipeline.engine.extract_engagement import (
     sequence_state_lookups,
 )
 from outreach_pipeline.engine.ledger import SyncWindow
-from outreach_pipeline.engine.load import outreach_sharers
+from outreach_pipeline.engine.load import EntityLoader, outreach_sharers
 from outreach_pipeline.engine.outcome import Outcome
 from outreach_pipeline.engine.plan import SHARERS_COLUMN
 from outreach_pipeline.engine.preflight import outreach_preflight, workbooks_preflight
@@ -401,6 +404,7 @@ def build_load(flow: EntityFlow, windows: dg.PartitionsDefinition) -> dg.AssetsD
     )
     def load(
         context: dg.AssetExecutionContext,
+        config: DryRunConfig,
         staged: pd.DataFrame,
         workbooks: WorkbooksResource,
         ledger: LedgerResource,
@@ -414,9 +418,10 @@ def build_load(flow: EntityFlow, windows: dg.PartitionsDefinition) -> dg.AssetsD
             # One writer per entity across runs and instances: lookups, plan, writes and records happen under it.
             hold_writer_lock(sync_ledger.engine, target=WRITE_TARGET, entity=flow.workbooks_name,
                              run_id=context.run.run_id, settings=sync_settings.lock_settings(),
-                             on_wait=context.log.warning),
+                             on_wait=context.log.warning) if not config.dry_run else contextlib.nullcontext(),
         ):
             loader = RoutedLoader(
+                loader_class=DryRunLoader if config.dry_run else EntityLoader,  # defs/dry_run.py
                 client=client, ledger=sync_ledger, mappings=mappings, entity=mappings.entity(flow.entity),
                 run_id=context.run.run_id, window=_window(context), sharers=holders.get("holders"),
             )
@@ -429,7 +434,7 @@ def build_load(flow: EntityFlow, windows: dg.PartitionsDefinition) -> dg.AssetsD
         return dg.MaterializeResult(
             value=outcomes,
             metadata={
-                "dagster/row_count": len(outcomes),
+                "dagster/row_count": len(outcomes), **({"dry_run": True} if config.dry_run else {}),
                 **{f"records_{name}": count for name, count in counts.items()},
                 "records_extracted": len(staged),
                 "reconciles": sum(counts.values()) == len(staged),
