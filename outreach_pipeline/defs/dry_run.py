@@ -128,11 +128,37 @@ def execute_dry_run(
                         for event in result.get_step_failure_events()]
             raise DryRunFailed("the dry run failed: " + "; ".join(failures or ["see the run's events"]))
     report = DryRunReport(first_window=first, last_window=last)
+    forward = {flow.entity: memory.values.get(flow.load_key) for flow in FLOWS}
     for flow in FLOWS:
-        _add(report, TO_WORKBOOKS, flow.workbooks_name, memory.values.get(flow.load_key))
+        _add(report, TO_WORKBOOKS, flow.workbooks_name, forward[flow.entity])
     for reverse in REVERSE_FLOWS:
-        _add(report, TO_OUTREACH, reverse.outreach_name, memory.values.get(reverse.write_key))
+        written = memory.values.get(reverse.write_key)
+        _add(report, TO_OUTREACH, reverse.outreach_name,
+             _with_read_back(written, forward.get(reverse.entity), windows.time_window_for_partition_key(last).start))
     return report
+
+
+def _with_read_back(written: pd.DataFrame | None, loaded: pd.DataFrame | None, last_start: Any) -> pd.DataFrame | None:
+    """The Workbooks -> Outreach results plus, as unchanged, the records the Outreach -> Workbooks direction would
+    write that the Workbooks read did not return.
+
+    A live run reads those records back for the window (the ledger's `written_in_window`: the write moved their
+    Updated At out of it), and, both sides then holding the values just agreed, plans them unchanged (loop
+    prevention). A dry run wrote nothing, so its read cannot return them: they are counted here, in the range's
+    last window, where a live run stores a record updated after the range.
+    """
+    if loaded is None or loaded.empty:
+        return written
+    wrote = loaded[loaded["outcome"].map(lambda v: getattr(v, "value", v)).isin([Outcome.CREATED.value,
+                                                                              Outcome.UPDATED.value])]
+    seen = set() if written is None or written.empty else {int(i) for i in written["workbooks_id"].dropna()}
+    back = wrote[~wrote["workbooks_id"].map(lambda i: i is not None and not pd.isna(i) and int(i) in seen)]
+    if back.empty:
+        return written
+    rows = pd.DataFrame({"workbooks_id": back["workbooks_id"].to_numpy(), "outreach_id": back["outreach_id"].to_numpy(),
+                         "outcome": Outcome.UNCHANGED.value, "reason": "read_back",
+                         WINDOW_COLUMN: pd.Timestamp(last_start)})
+    return rows if written is None or written.empty else pd.concat([written, rows], ignore_index=True)
 
 
 def _add(report: DryRunReport, direction: str, entity: str, frame: pd.DataFrame | None) -> None:
