@@ -176,9 +176,14 @@ def _add(report: DryRunReport, direction: str, entity: str, frame: pd.DataFrame 
             report.records.append({
                 "direction": direction, "entity": entity, "window": window, "outcome": row["outcome"],
                 "outreach_id": _id(row.get("outreach_id")), "workbooks_id": _id(row.get("workbooks_id")),
-                "reason": row.get("reason") or None, "error": row.get("error") or None,
+                "reason": _text(row.get("reason")), "error": _text(row.get("error")),
                 "changes": row.get(CHANGES_COLUMN) or {},
             })
+
+
+def _text(value: Any) -> str | None:
+    """A reason or error as text; blank and missing (None, NaN) as None."""
+    return str(value) if isinstance(value, str) and value else None
 
 
 def _id(value: Any) -> int | None:

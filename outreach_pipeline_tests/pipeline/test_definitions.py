@@ -11,6 +11,7 @@ import pytest
 
 from outreach_pipeline.defs.assets import FLOWS, OUTREACH_PREFLIGHT_KEY, PREFLIGHT_KEY
 from outreach_pipeline.defs.assets_outreach import REVERSE_KEYS
+from outreach_pipeline.defs.dry_run import PLAN_KEY
 
 VENV_BIN = Path(sys.executable).parent
 
@@ -64,12 +65,21 @@ def test_every_asset_is_hourly_partitioned_in_utc(defs: dg.Definitions) -> None:
     keys = [OUTREACH_PREFLIGHT_KEY, PREFLIGHT_KEY, *(k for f in FLOWS for k in (f.extract_key, f.staged_key, f.load_key))]
     keys += [f.holders_key for f in FLOWS if f.holders_key is not None]
     keys += list(REVERSE_KEYS)  # Workbooks -> Outreach: changed, written and linked per record type
-    # 7 Outreach -> Workbooks flows x 3, 2 preflights, 1 holders asset, 4 Workbooks -> Outreach flows x 3.
-    assert len(keys) == len(set(keys)) == len(graph.get_all_asset_keys()) == 36, sorted(graph.get_all_asset_keys())
+    keys.append(PLAN_KEY)  # the dry run's plan (defs/dry_run.py)
+    # 7 Outreach -> Workbooks flows x 3, 2 preflights, 1 holders asset, 4 Workbooks -> Outreach flows x 3, the plan.
+    assert len(keys) == len(set(keys)) == len(graph.get_all_asset_keys()) == 37, sorted(graph.get_all_asset_keys())
     for key in keys:
         partitions = graph.get(key).partitions_def
         assert isinstance(partitions, dg.HourlyPartitionsDefinition), key
         assert partitions.timezone == "UTC"
+
+
+def test_first_sync_sensor_runs_by_default_and_the_dry_run_is_not_in_the_sync_jobs(defs: dg.Definitions) -> None:
+    sensor = defs.resolve_sensor_def("first_sync")
+    assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
+    assert sensor.job_name == "full_sync_job"
+    for job in ("outreach_to_workbooks_job", "full_sync_job"):
+        assert PLAN_KEY not in defs.resolve_job_def(job).asset_layer.executable_asset_keys
 
 
 def test_send_receive_schedule_runs_by_default(defs: dg.Definitions) -> None:
