@@ -216,6 +216,8 @@ def sync(
 
     if windows is None and from_ is None and not first_sync:
         raise click.UsageError("give --windows N, or --from (and optionally --to)")
+    if as_json and not dry_run:
+        raise click.UsageError("--json goes with --dry-run")
     if windows is not None and from_ is not None:
         raise click.UsageError("--windows and --from are alternatives")
     home = dagster_home()
