@@ -11,6 +11,7 @@ import click
 
 from outreach_pipeline.cli_auth import auth
 from outreach_pipeline.cli_ledger import failures, history
+from outreach_pipeline.cli_runs import first_sync_command
 from outreach_pipeline.sandbox.credentials import (
     DEFAULT_OUTREACH_PORT,
     DEFAULT_WORKBOOKS_PORT,
@@ -174,9 +175,13 @@ def _apply_profile(name: str | None, home: Path):
 @click.option("--max-wait", default=1800.0, show_default=True, type=click.FloatRange(0),
               help="Seconds to wait for a pool slot held by another run before giving up (exit 3).")
 @click.option("--verbose", is_flag=True, help="Show the traceback of a failure.")
+@click.option("--dry-run", is_flag=True, help="Plan only: print what the run would do, write nothing (defs/dry_run.py).")
+@click.option("--json", "as_json", is_flag=True, help="With --dry-run: print the plan as JSON.")
+@click.option("--first-sync", is_flag=True, hidden=True, help="Run as `first-sync` (full_sync_job, from the beginning).")
 @_profile_option
 def sync(
-    windows: int | None, from_: str | None, to: str | None, max_wait: float, verbose: bool, profile: str | None
+    windows: int | None, from_: str | None, to: str | None, max_wait: float, verbose: bool, profile: str | None,
+    dry_run: bool = False, as_json: bool = False, first_sync: bool = False,
 ) -> None:
     """Materialise complete sync windows through Dagster (one run) and print a summary table.
 
@@ -195,9 +200,11 @@ def sync(
     from dagster._core.errors import DagsterExecutionInterruptedError
     from tabulate import tabulate
 
+    from outreach_pipeline.cli_runs import first_sync_options
     from outreach_pipeline.clients.http import Service
     from outreach_pipeline.definitions import build_definitions
     from outreach_pipeline.defs import failures
+    from outreach_pipeline.defs.first_sync import first_sync_range
     from outreach_pipeline.defs.headless import last_complete_windows, parse_window, run_sync, sync_windows_of
     from outreach_pipeline.defs.resources import (
         ResourceConfigError,
@@ -210,8 +217,10 @@ def sync(
     from outreach_pipeline.mapping.models import MappingError
     from outreach_pipeline.settings import SettingsError
 
-    if windows is None and from_ is None:
+    if windows is None and from_ is None and not first_sync:
         raise click.UsageError("give --windows N, or --from (and optionally --to)")
+    if as_json and not dry_run:
+        raise click.UsageError("--json goes with --dry-run")
     if windows is not None and from_ is not None:
         raise click.UsageError("--windows and --from are alternatives")
     home = dagster_home()
@@ -234,7 +243,9 @@ def sync(
         raise click.ClickException(str(exc)) from exc
     partitions = sync_windows_of(defs)
     try:
-        if windows is not None:
+        if first_sync and windows is None and from_ is None:
+            first, last = first_sync_range(partitions)
+        elif windows is not None:
             first, last = last_complete_windows(partitions, windows)
         else:
             first = parse_window(partitions, from_ or "")
@@ -242,6 +253,11 @@ def sync(
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from exc
 
+    if dry_run:  # no run in the instance: nothing of it may look synced
+        from outreach_pipeline.cli_runs import print_dry_run
+
+        raise SystemExit(print_dry_run(defs, first, last, as_json=as_json, from_beginning=first_sync))
+    run_options = first_sync_options(first, last) if first_sync else {}
     run_id = str(uuid.uuid4())
     with dg.DagsterInstance.get() as instance:
         for action in recover_dead_runs(instance):
@@ -249,7 +265,9 @@ def sync(
         try:
             with RunWatch(instance, run_id, max_wait=max_wait, echo=lambda line: click.echo(line, err=True)):
                 summary = run_sync(defs, instance, first, last, executor=settings.executor, run_id=run_id,
-                                   tags=process_tags(), hooks=frozenset({failures.keep_step_exception}))
+                                   tags={**process_tags(), **run_options.get("tags", {})},
+                                   hooks=frozenset({failures.keep_step_exception}),
+                                   **{k: v for k, v in run_options.items() if k != "tags"})
             if summary.interrupted:
                 instance.event_log_storage.free_concurrency_slots_for_run(run_id)
         except ValueError as exc:
@@ -331,6 +349,8 @@ def dev(port: int, dagster_home: Path, data_dir: Path, outreach_port: int, workb
         finally:
             workbooks_client.close()
         click.echo(f"install: {len(report.created)} created, {len(report.present)} already present")
+        click.echo("first sync: on a new instance the first_sync sensor launches it within a minute (every record, "
+                   "every complete window, one run; see Runs); `outreach-pipeline first-sync` runs it by hand")
         # Only the sandbox: credentials in the caller's shell must not turn this into a real sync.
         env = sandbox_only_environment(
             os.environ, outreach_url=running.outreach_url, workbooks_url=running.workbooks_url
@@ -431,6 +451,8 @@ def worker(concurrency: int, name: str, loglevel: str) -> None:
     except ResourceConfigError as exc:
         raise click.ClickException(str(exc)) from exc
 
+
+main.add_command(first_sync_command)
 
 if __name__ == "__main__":
     main()

@@ -13,7 +13,9 @@ from typing import Any
 import dagster as dg
 
 from outreach_pipeline.defs.alerts import alert_webhook_from_settings, build_alert_sensors
-from outreach_pipeline.defs.assets import build_assets
+from outreach_pipeline.defs.assets import FLOWS, build_assets
+from outreach_pipeline.defs.dry_run import build_dry_run_assets
+from outreach_pipeline.defs.first_sync import build_first_sync_sensor
 from outreach_pipeline.defs.graph import present_assets
 from outreach_pipeline.defs.groups import GROUP_DESCRIPTIONS
 from outreach_pipeline.defs.io_manager import WindowedParquetIOManager, window_store
@@ -39,11 +41,13 @@ def build_definitions(settings: PipelineSettings, resources: Mapping[str, Any] |
                 base_dir=window_store(settings.window_store, dagster_home() / "windows")
             ),
         }
+    windows = sync_windows(settings.partitions_start)
     return dg.Definitions(
-        assets=present_assets(build_assets(sync_windows(settings.partitions_start)), load_mapping_set(settings.mapping_path)),
+        assets=present_assets([*build_assets(windows), *build_dry_run_assets(windows)],
+                              load_mapping_set(settings.mapping_path)),
         jobs=[*jobs.jobs, reconcile_job],
         schedules=[*jobs.schedules, reconcile_schedule],
-        sensors=build_alert_sensors(settings),
+        sensors=[build_first_sync_sensor(windows, [flow.load_key for flow in FLOWS]), *build_alert_sensors(settings)],
         resources=dict(resources),
         # Runs launched from the asset graph (Dagster's implicit `__ASSET_JOB`) use the jobs' executor, not
         # Dagster's default of one subprocess per step.

@@ -12,6 +12,7 @@ emails are asked of Outreach by `outreach/prospect_email_holders` and handed to 
 """
 
 
+import contextlib
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,6 +28,8 @@ from outreach_pipeline.defs.groups import Group
 from outreach_pipeline.defs.partitions import WINDOW_COLUMN
 from outreach_pipeline.defs.progress import load_progress, reporting_extract
 from outreach_pipeline.defs.resources import LedgerResource, OutreachResource, SyncSettings, WorkbooksResource
+from outreach_pipeline.defs.run_options import DryRunConfig
+from outreach_pipeline.engine.dry_run import DryRunLoader
 from outreach_pipeline.engine.extract import (
     EXTRACT_ERROR_COLUMN,
     ROLES_COLUMN,
@@ -41,7 +44,7 @@ from outreach_pipeline.engine.extract_engagement import (
 )
 from outreach_pipeline.engine.ledger import SyncWindow
 from outreach_pipeline.engine.link_targets import with_targets
-from outreach_pipeline.engine.load import outreach_sharers
+from outreach_pipeline.engine.load import EntityLoader, outreach_sharers
 from outreach_pipeline.engine.outcome import Outcome
 from outreach_pipeline.engine.plan import SHARERS_COLUMN
 from outreach_pipeline.engine.preflight import outreach_preflight, workbooks_preflight
@@ -400,6 +403,7 @@ def build_load(flow: EntityFlow, windows: dg.PartitionsDefinition) -> dg.AssetsD
     )
     def load(
         context: dg.AssetExecutionContext,
+        config: DryRunConfig,
         staged: pd.DataFrame,
         workbooks: WorkbooksResource,
         ledger: LedgerResource,
@@ -413,9 +417,10 @@ def build_load(flow: EntityFlow, windows: dg.PartitionsDefinition) -> dg.AssetsD
             # One writer per entity across runs and instances: lookups, plan, writes and records happen under it.
             hold_writer_lock(sync_ledger.engine, target=WRITE_TARGET, entity=flow.workbooks_name,
                              run_id=context.run.run_id, settings=sync_settings.lock_settings(),
-                             on_wait=context.log.warning),
+                             on_wait=context.log.warning) if not config.dry_run else contextlib.nullcontext(),
         ):
             loader = RoutedLoader(
+                loader_class=DryRunLoader if config.dry_run else EntityLoader,  # defs/dry_run.py
                 client=client, ledger=sync_ledger, mappings=mappings, entity=mappings.entity(flow.entity),
                 run_id=context.run.run_id, window=_window(context), sharers=holders.get("holders"),
                 on_done=load_progress(context, flow.load_key, staged, sync_settings).advance,
@@ -430,7 +435,7 @@ def build_load(flow: EntityFlow, windows: dg.PartitionsDefinition) -> dg.AssetsD
         return dg.MaterializeResult(
             value=outcomes,
             metadata={
-                **audit,
+                **audit, **({"dry_run": True} if config.dry_run else {}),
                 "reconciles": sum(counts.values()) == len(staged),
                 "pending_relations": result.pending_relations,
                 "range_api_requests": requests_used,

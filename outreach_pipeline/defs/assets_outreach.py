@@ -11,6 +11,7 @@ the other's; the three-way merge (`engine.merge`) makes the result the same in e
 """
 
 
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import dagster as dg
@@ -27,6 +28,8 @@ from outreach_pipeline.defs.audit import (
 from outreach_pipeline.defs.groups import Group
 from outreach_pipeline.defs.partitions import WINDOW_COLUMN
 from outreach_pipeline.defs.resources import LedgerResource, OutreachResource, SyncSettings, WorkbooksResource
+from outreach_pipeline.defs.run_options import DryRunConfig, WorkbooksReadConfig
+from outreach_pipeline.engine.dry_run import DryRunOutreachWriter, planned_links
 from outreach_pipeline.engine.extract import window_of
 from outreach_pipeline.engine.ledger import SyncWindow
 from outreach_pipeline.engine.load_outreach import OutreachWriter, read_workbooks_changes, write_links
@@ -37,6 +40,8 @@ from outreach_pipeline.engine.writer_lock import hold_writer_lock
 
 OWNERS = ["team:data-engineering"]
 WRITE_TARGET = "outreach"  # the system the write step writes (the writer lock's first key)
+#: The three steps (multi-assets) of this direction, by name: run config is given per step.
+READ_STEP, WRITE_STEP, LINK_STEP = "workbooks_changes_for_outreach", "outreach_writes_from_workbooks", "workbooks_links_from_outreach"
 
 
 @dataclass(frozen=True)
@@ -94,7 +99,7 @@ def build_reads(windows: dg.PartitionsDefinition) -> dg.AssetsDefinition:
     overhead on every hourly run); each record type is still its own asset in the lineage graph."""
 
     @dg.multi_asset(
-        name="workbooks_changes_for_outreach",
+        name=READ_STEP,
         outs={
             _read_out(flow): dg.AssetOut(
                 key=flow.read_key, group_name=Group.WORKBOOKS.value, kinds={"workbooks", "pandas"}, owners=OWNERS,
@@ -115,8 +120,8 @@ def build_reads(windows: dg.PartitionsDefinition) -> dg.AssetsDefinition:
         pool="workbooks_api",
     )
     def reads(
-        context: dg.AssetExecutionContext, workbooks: WorkbooksResource, ledger: LedgerResource,
-        sync_settings: SyncSettings,
+        context: dg.AssetExecutionContext, config: WorkbooksReadConfig, workbooks: WorkbooksResource,
+        ledger: LedgerResource, sync_settings: SyncSettings,
     ):
         window = _window(context)
         mappings = sync_settings.mappings()
@@ -124,7 +129,8 @@ def build_reads(windows: dg.PartitionsDefinition) -> dg.AssetsDefinition:
             for flow in REVERSE_FLOWS:
                 entity = mappings.entity(flow.entity)
                 written = sync_ledger.written_in_window(flow.entity, window, to_outreach=False)
-                frame = read_workbooks_changes(client, entity, window, [w for _, w in written if w is not None])
+                frame = read_workbooks_changes(client, entity, window, [w for _, w in written if w is not None],
+                                               from_beginning=config.from_beginning)
                 # Each record is stored with the window of its Updated At (a never-linked older one in the first).
                 times = pd.Series([record_time(value) for value in frame[UPDATED_AT]], index=frame.index, dtype=object)
                 frame[WINDOW_COLUMN] = window_of(pd.to_datetime(times, utc=True), window.start, window.end)
@@ -139,7 +145,7 @@ def build_writes(windows: dg.PartitionsDefinition) -> dg.AssetsDefinition:
     """One step writes every record type to Outreach, in link order (accounts, prospects, opportunities, tasks)."""
 
     @dg.multi_asset(
-        name="outreach_writes_from_workbooks",
+        name=WRITE_STEP,
         ins={_read_out(flow): dg.AssetIn(flow.read_key) for flow in REVERSE_FLOWS},
         outs={
             _write_out(flow): dg.AssetOut(
@@ -166,6 +172,7 @@ def build_writes(windows: dg.PartitionsDefinition) -> dg.AssetsDefinition:
     )
     def writes(
         context: dg.AssetExecutionContext,
+        config: DryRunConfig,
         outreach: OutreachResource,
         ledger: LedgerResource,
         sync_settings: SyncSettings,
@@ -175,7 +182,7 @@ def build_writes(windows: dg.PartitionsDefinition) -> dg.AssetsDefinition:
         with outreach.open() as client, ledger.open() as sync_ledger:
             for flow in REVERSE_FLOWS:
                 changes = changes_by_flow[_read_out(flow)]
-                writer = OutreachWriter(
+                writer = (DryRunOutreachWriter if config.dry_run else OutreachWriter)(  # defs/dry_run.py
                     client=client, ledger=sync_ledger, mappings=mappings, entity=mappings.entity(flow.entity),
                     resource=flow.outreach_name, run_id=context.run.run_id, window=_window(context),
                 )
@@ -183,7 +190,7 @@ def build_writes(windows: dg.PartitionsDefinition) -> dg.AssetsDefinition:
                 # ledger records happen under the lock, so two runs never both create the same prospect.
                 with hold_writer_lock(sync_ledger.engine, target=WRITE_TARGET, entity=flow.outreach_name,
                                       run_id=context.run.run_id, settings=sync_settings.lock_settings(),
-                                      on_wait=context.log.warning):
+                                      on_wait=context.log.warning) if not config.dry_run else nullcontext():
                     result = writer.write(changes)
                 windows_by_id = (dict(zip(changes["id"].astype(int), changes[WINDOW_COLUMN], strict=True))
                                  if len(changes) else {})
@@ -201,7 +208,7 @@ def build_writes(windows: dg.PartitionsDefinition) -> dg.AssetsDefinition:
                 yield dg.Output(result.results, output_name=_write_out(flow), metadata={
                     "range": range_label(list(context.partition_keys)),
                     "range_records": dg.MetadataValue.json(counts),
-                    "range_records_read": len(changes),
+                    "range_records_read": len(changes), **({"dry_run": True} if config.dry_run else {}),
                     "conflicts": result.conflicts,
                     "preview": dg.MetadataValue.json(result.preview),
                 })
@@ -218,7 +225,7 @@ def build_links(windows: dg.PartitionsDefinition) -> dg.AssetsDefinition:
     """One step writes the Outreach ids and flags of every record type back to Workbooks."""
 
     @dg.multi_asset(
-        name="workbooks_links_from_outreach",
+        name=LINK_STEP,
         ins={_write_out(flow): dg.AssetIn(flow.write_key) for flow in REVERSE_FLOWS},
         specs=[
             dg.AssetSpec(
@@ -237,13 +244,15 @@ def build_links(windows: dg.PartitionsDefinition) -> dg.AssetsDefinition:
         pool="workbooks_api",
     )
     def links(
-        context: dg.AssetExecutionContext, workbooks: WorkbooksResource, sync_settings: SyncSettings,
-        **written_by_flow: pd.DataFrame,
+        context: dg.AssetExecutionContext, config: DryRunConfig, workbooks: WorkbooksResource,
+        sync_settings: SyncSettings, **written_by_flow: pd.DataFrame,
     ):
         mappings = sync_settings.mappings()
         with workbooks.open() as client:
             for flow in REVERSE_FLOWS:
-                counts = write_links(client, mappings.entity(flow.entity), written_by_flow[_write_out(flow)])
+                written = written_by_flow[_write_out(flow)]
+                counts = ({**planned_links(written), "dry_run": True} if config.dry_run
+                          else write_links(client, mappings.entity(flow.entity), written))
                 yield dg.MaterializeResult(asset_key=flow.link_key, metadata=counts)
 
     return links

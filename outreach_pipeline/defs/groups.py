@@ -21,6 +21,7 @@ class Group(StrEnum):
     OUTREACH = "outreach"
     STAGED = "staged"
     WORKBOOKS = "workbooks"
+    DRY_RUN = "dry_run"
 
 
 GROUP_DESCRIPTIONS: dict[Group, str] = {
@@ -38,6 +39,10 @@ GROUP_DESCRIPTIONS: dict[Group, str] = {
         "Everything that reads or writes Workbooks: the field preflight, the loads of staged records "
         "(workbooks/organisations, /people, ...), the records selected for Outreach (workbooks/changed_*) and "
         "the Outreach ids written back (workbooks/*_linked). Holds the workbooks_api pool."
+    ),
+    Group.DRY_RUN: (
+        "The dry run's plan (dry_run/sync_plan): what a sync of the selected windows would create, update, skip "
+        "and fail in both systems, planned by the sync's own assets against a throw-away instance; writes nothing."
     ),
 }
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import dagster as dg
 from dagster._core.events import RunFailureReason
@@ -72,11 +73,14 @@ def run_sync(
     run_id: str | None = None,
     tags: Mapping[str, str] | None = None,
     hooks: frozenset[dg.HookDefinition] = frozenset(),
+    job_name: str = SYNC_JOB,
+    ops_config: Mapping[str, Any] | None = None,
 ) -> SyncSummary:
-    """Materialise the sync job over [first, last] in one run and collect per-entity counts.
+    """Materialise `job_name` (the sync job) over [first, last] in one run and collect per-entity counts.
 
     `run_id` and `tags` let the caller watch the run while it executes; `hooks` are added to the job (in
     this process: Celery workers run the steps elsewhere, so there the hooks and the run id do not apply).
+    `ops_config` is the run config of the steps (the first sync's `from_beginning`).
     """
     windows = sync_windows_of(defs)
     keys = windows.get_partition_keys()
@@ -89,7 +93,7 @@ def run_sync(
         raise ValueError(f"--from {first} is after --to {last}")
     # In this process, or with the celery executor its steps on the Celery workers.
     result = execute_sync_job(
-        defs, SYNC_JOB,
+        defs, job_name,
         executor=executor,
         instance=instance,
         run_id=run_id,
@@ -97,7 +101,7 @@ def run_sync(
         tags={**(tags or {}), "dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": last},
         # Events go to the instance (and the UI) whatever the console logger does; the terminal gets only the
         # caller's summary and messages, not Dagster's step failures and their tracebacks.
-        run_config={"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}},
+        run_config={"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}, "ops": dict(ops_config or {})},
     )
     rows = []
     for flow in FLOWS:

@@ -7,7 +7,9 @@ from dataclasses import dataclass
 import dagster as dg
 
 from outreach_pipeline.defs.assets import ASSET_KEYS, FLOWS, ExtractConfig
+from outreach_pipeline.defs.assets_outreach import READ_STEP as WORKBOOKS_READ_STEP
 from outreach_pipeline.defs.assets_outreach import REVERSE_KEYS
+from outreach_pipeline.defs.run_options import WorkbooksReadConfig
 
 SYNC_JOB = "outreach_to_workbooks_job"
 FULL_SYNC_JOB = "full_sync_job"
@@ -17,10 +19,11 @@ SELECTION = dg.AssetSelection.assets(*ASSET_KEYS, *REVERSE_KEYS)
 
 
 def full_sync_run_config() -> dg.RunConfig:
-    """Run config of the full sync: every extract reads without a lower bound."""
-    return dg.RunConfig(
-        ops={flow.extract_key.to_python_identifier(): ExtractConfig(from_beginning=True) for flow in FLOWS}
-    )
+    """Run config of the full sync: every read of either direction has no lower bound."""
+    return dg.RunConfig(ops={
+        **{flow.extract_key.to_python_identifier(): ExtractConfig(from_beginning=True) for flow in FLOWS},
+        WORKBOOKS_READ_STEP: WorkbooksReadConfig(from_beginning=True),
+    })
 
 
 @dataclass(frozen=True)

@@ -64,6 +64,8 @@ FILTERABLE_CREATE_KEYS = frozenset({"customId"})
 #: Newest records scanned for a lost create whose key cannot be filtered on and that has no email: one page,
 #: as the create is among the last made unless this many were created since.
 NEWEST_SCAN = 1000
+#: The lower bound of a read from the beginning.
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class Flag:
@@ -81,12 +83,14 @@ def workbooks_columns(entity: EntityMapping) -> list[str]:
 
 
 def read_workbooks_changes(
-    client: WorkbooksClient, entity: EntityMapping, window: SyncWindow, also_ids: Sequence[int] = ()
+    client: WorkbooksClient, entity: EntityMapping, window: SyncWindow, also_ids: Sequence[int] = (),
+    *, from_beginning: bool = False,
 ) -> pd.DataFrame:
     """The window's selected Workbooks records (see the module docstring), one row per record.
 
     ``also_ids``: records the Outreach -> Workbooks direction wrote for this window (its write moved their
-    Updated At out of it), read when their flags select them.
+    Updated At out of it), read when their flags select them. ``from_beginning`` drops the lower bound of
+    Updated At (the first sync: linked records last changed before the first window).
     """
     flags = entity.flags
     assert flags is not None, f"{entity.name} has no selection flags"
@@ -97,7 +101,7 @@ def read_workbooks_changes(
     n = len(selected)
     filters = [
         *selected,
-        Filter(field=UPDATED_AT, op="ge", value=window.start),
+        Filter(field=UPDATED_AT, op="ge", value=EPOCH if from_beginning else window.start),
         Filter(field=UPDATED_AT, op="lt", value=window.end),
         Filter(field=entity.match.link_key, op="blank"),
     ]
@@ -153,6 +157,8 @@ class WriteResult:
 class OutreachWriter:
     """Writes one window's Workbooks changes of one entity to Outreach."""
 
+    result_columns = RESULT_COLUMNS  # of the results frame (a dry run adds its changes)
+
     def __init__(
         self, *, client: OutreachClient, ledger: SyncLedger, mappings: MappingSet, entity: EntityMapping,
         resource: str, run_id: str, window: SyncWindow,
@@ -168,7 +174,7 @@ class OutreachWriter:
     def write(self, changes: pd.DataFrame) -> WriteResult:
         records = [{k: _plain(v) for k, v in row.items()} for row in changes.to_dict("records")]
         linked = [link for r in records if (link := outreach_link(self.entity, r.get(self.entity.match.link_key)))]
-        twins = read_outreach_twins(self.client, self.resource, self.entity, linked)
+        twins = self._read_twins(linked)
         states = self.ledger.states_by_workbooks_id(self.entity.name, [int(r["id"]) for r in records])
         to_outreach, to_workbooks = self.id_maps()
         decisions = plan_to_outreach(self.entity, records, twins, states, to_outreach, to_workbooks)
@@ -194,7 +200,7 @@ class OutreachWriter:
             if by_id:
                 self.ledger.record_outcomes(self.run_id, self.window, list(by_id.values()))
             self.ledger.finish_run(self.run_id, self.entity.name)
-        frame = pd.DataFrame(results, columns=RESULT_COLUMNS)
+        frame = pd.DataFrame(results, columns=list(self.result_columns))
         counts = {str(k): int(v) for k, v in frame["outcome"].value_counts().items()} if len(frame) else {}
         preview = [
             {"workbooks_id": d.workbooks_id, "outreach_id": d.outreach_id, "action": d.action.value,
@@ -202,6 +208,10 @@ class OutreachWriter:
             for d in decisions if d.action in (OutreachAction.CREATE, OutreachAction.UPDATE)
         ][:10]
         return WriteResult(results=frame, counts=counts, conflicts=conflicts, preview=preview)
+
+    def _read_twins(self, linked: Sequence[int]) -> dict[int, OutreachTwin]:
+        """The current Outreach records the window's linked records point at (kept by a dry run)."""
+        return read_outreach_twins(self.client, self.resource, self.entity, linked)
 
     def id_maps(self) -> tuple[dict[str, dict[int, int]], dict[str, dict[int, int]]]:
         """Workbooks id <-> Outreach id of every link target, from the ledger (targets sync first)."""

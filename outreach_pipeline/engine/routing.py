@@ -88,7 +88,12 @@ def ids_to_pull_routed(
 class RoutedLoader:
     """Loads staged rows through the entity mapping of each row's route; same interface as ``EntityLoader``."""
 
-    def __init__(self, *, mappings: MappingSet, entity: EntityMapping, **loader_args: Any) -> None:
+    def __init__(
+        self, *, mappings: MappingSet, entity: EntityMapping, loader_class: type[EntityLoader] = EntityLoader,
+        **loader_args: Any,
+    ) -> None:
+        """`loader_class`: `EntityLoader`, or the dry run's `DryRunLoader`."""
+        self.loader_class = loader_class
         self.mappings = mappings
         self.entity = entity
         self.loader_args = loader_args
@@ -96,13 +101,13 @@ class RoutedLoader:
     def load(self, staged: pd.DataFrame) -> LoadResult:
         """Load every route's rows; every row ends with exactly one outcome, under its route's entity."""
         if self.entity.route is None or ROUTE_COLUMN not in staged.columns:
-            return EntityLoader(mappings=self.mappings, entity=self.entity, **self.loader_args).load(staged)
+            return self.loader_class(mappings=self.mappings, entity=self.entity, **self.loader_args).load(staged)
         results = []
         for name in self.mappings.route_entities(self.entity.name):
             rows = staged[staged[ROUTE_COLUMN] == name]
             if name != self.entity.name and rows.empty:
                 continue
-            loader = EntityLoader(mappings=self.mappings, entity=self.mappings.entity(name), **self.loader_args)
+            loader = self.loader_class(mappings=self.mappings, entity=self.mappings.entity(name), **self.loader_args)
             results.append(loader.load(rows))
         counts: dict[str, int] = {}
         for result in results:

@@ -12,6 +12,7 @@ import pytest
 from outreach_pipeline.definitions import build_definitions
 from outreach_pipeline.defs.assets import FLOWS, OUTREACH_PREFLIGHT_KEY, PREFLIGHT_KEY
 from outreach_pipeline.defs.assets_outreach import REVERSE_KEYS
+from outreach_pipeline.defs.dry_run import PLAN_KEY
 from outreach_pipeline.defs.graph import MAPPING_METADATA_KEY, mapped_entities
 from outreach_pipeline.defs.groups import GROUP_DESCRIPTIONS, Group
 from outreach_pipeline.mapping.models import load_mapping_set
@@ -70,13 +71,22 @@ def test_every_asset_is_hourly_partitioned_in_utc(defs: dg.Definitions) -> None:
     keys += [f.holders_key for f in FLOWS if f.holders_key is not None]
     keys += [f.referenced_key for f in FLOWS if f.referenced_key is not None]
     keys += list(REVERSE_KEYS)  # Workbooks -> Outreach: changed, written and linked per record type
+    keys.append(PLAN_KEY)  # the dry run's plan (defs/dry_run.py)
     # 7 Outreach -> Workbooks flows x 3, 2 preflights, 1 holders asset, 3 referenced-record assets (accounts,
-    # prospects, tasks), 4 Workbooks -> Outreach flows x 3.
-    assert len(keys) == len(set(keys)) == len(graph.get_all_asset_keys()) == 39, sorted(graph.get_all_asset_keys())
+    # prospects, tasks), 4 Workbooks -> Outreach flows x 3, the plan.
+    assert len(keys) == len(set(keys)) == len(graph.get_all_asset_keys()) == 40, sorted(graph.get_all_asset_keys())
     for key in keys:
         partitions = graph.get(key).partitions_def
         assert isinstance(partitions, dg.HourlyPartitionsDefinition), key
         assert partitions.timezone == "UTC"
+
+
+def test_first_sync_sensor_runs_by_default_and_the_dry_run_is_not_in_the_sync_jobs(defs: dg.Definitions) -> None:
+    sensor = defs.resolve_sensor_def("first_sync")
+    assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
+    assert sensor.job_name == "full_sync_job"
+    for job in ("outreach_to_workbooks_job", "full_sync_job"):
+        assert PLAN_KEY not in defs.resolve_job_def(job).asset_layer.executable_asset_keys
 
 
 def test_send_receive_schedule_runs_by_default(defs: dg.Definitions) -> None:
@@ -112,7 +122,7 @@ def test_groups_are_the_key_prefixes_and_every_asset_names_its_group(defs: dg.De
         assert node.group_name == key.path[0], (key, node.group_name)
         groups.setdefault(node.group_name, []).append(key)
         assert f"Group `{node.group_name}`: {GROUP_DESCRIPTIONS[Group(node.group_name)]}" in node.description, key
-    assert set(groups) == {"outreach", "staged", "workbooks"}
+    assert set(groups) == {str(group) for group in Group}  # the three prefixes and the dry run's plan
     assert defs.metadata["group_descriptions"].value == {str(g): text for g, text in GROUP_DESCRIPTIONS.items()}
 
 
