@@ -39,18 +39,25 @@ PAGE = 1000  # materialisation records read at a time
 
 
 def failure_rate_result(failed: int, extracted: int, settings: SyncSettings, *,
-                        failed_retried: int = 0) -> dg.AssetCheckResult:
+                        failed_retried: int = 0, run_total: tuple[int, int] | None = None) -> dg.AssetCheckResult:
     """WARN above `failure_rate_warn`, ERROR above `failure_rate_error` ("above": a rate equal to a threshold is
-    on the lower side); an empty window passes. `failed_retried` (records that had failed in an earlier run and failed again)
-    is reported, not judged."""
+    on the lower side); an empty window passes. ERROR needs volume: the window holds at least
+    `failure_rate_min_records` records, or the run's windows together (`run_total`: failed, records) hold that many
+    and their pooled rate is above the threshold too; otherwise a window fails at WARN at most. `failed_retried`
+    (stuck records that failed again) is reported, not judged."""
     rate = failed / extracted if extracted else 0.0
-    severity = dg.AssetCheckSeverity.ERROR if rate > settings.failure_rate_error else dg.AssetCheckSeverity.WARN
+    pooled_failed, pooled = run_total or (failed, extracted)
+    judged = extracted >= settings.failure_rate_min_records or (
+        pooled >= settings.failure_rate_min_records and pooled_failed / pooled > settings.failure_rate_error)
+    severity = (dg.AssetCheckSeverity.ERROR if judged and rate > settings.failure_rate_error
+                else dg.AssetCheckSeverity.WARN)
     return dg.AssetCheckResult(
         check_name=CHECK_NAME,
         passed=rate <= settings.failure_rate_warn,
         severity=severity,
         metadata={"failure_rate": rate, "failed": failed, "extracted": extracted, "failed_retried": failed_retried,
-                  "warn_above": settings.failure_rate_warn, "error_above": settings.failure_rate_error},
+                  "warn_above": settings.failure_rate_warn, "error_above": settings.failure_rate_error,
+                  "error_from_records": settings.failure_rate_min_records},
     )
 
 
@@ -141,7 +148,9 @@ def build_failure_rate_check(entity: str, load_key: dg.AssetKey,
             CHECK_NAME, asset=load_key, partitions_def=windows,
             description=("New failures / records of each window (records that had failed before are counted apart), "
                          "against the WARN and ERROR thresholds "
-                         "(SyncSettings failure_rate_warn, failure_rate_error). At ERROR this step fails, so the run "
+                         "(SyncSettings failure_rate_warn, failure_rate_error). ERROR needs at least "
+                         "failure_rate_min_records records in the window, or in the run's windows together with their "
+                         "pooled rate above it too. At ERROR this step fails, so the run "
                          "fails, after the load's records are stored; the other loads still run."),
         )
 
@@ -154,12 +163,17 @@ def build_failure_rate_check(entity: str, load_key: dg.AssetKey,
         with ledger.open() as sync_ledger:
             known = failed_before(sync_ledger, sync_settings.mappings().route_entities(entity), failed_ids,
                                   sync_settings.stuck_after_runs)
-        for record in run_materializations(context.instance, context.run.run_id, load_key):
+        materialized = [
+            (record, window_counts(outcomes, pd.Timestamp(windows.time_window_for_partition_key(
+                record.partition_key).start), known))
+            for record in run_materializations(context.instance, context.run.run_id, load_key)
+        ]
+        run_total = (sum(c.failed for _, c in materialized), sum(c.judged for _, c in materialized))
+        for record, counts in materialized:
             partition = record.partition_key
-            counts = window_counts(outcomes, pd.Timestamp(windows.time_window_for_partition_key(partition).start), known)
             window = WindowRate(window=partition, failed=counts.failed, extracted=counts.judged)
             result = failure_rate_result(counts.failed, counts.judged, sync_settings,
-                                         failed_retried=counts.failed_retried)
+                                         failed_retried=counts.failed_retried, run_total=run_total)
             yield dg.AssetCheckEvaluation(
                 asset_key=load_key, check_name=CHECK_NAME, passed=result.passed, severity=result.severity,
                 metadata=result.metadata, partition=partition, blocking=False,

@@ -188,6 +188,11 @@ class SyncSettings(dg.ConfigurableResource):
     mapping_path: str | None = Field(default=None, description="YAML mapping file; default: the packaged default.yaml")
     failure_rate_warn: float = Field(default=0.01, ge=0, le=1, description="failed/extracted above this warns")
     failure_rate_error: float = Field(default=0.10, ge=0, le=1, description="failed/extracted above this fails the check")
+    failure_rate_min_records: int = Field(
+        default=20, ge=1,
+        description="records a window (or, pooled, a run's windows) must hold for its failure rate to be judged at "
+                    "ERROR: one failure in a quiet hour of 3 records is not a broken sync; below it, WARN at most",
+    )
     required_missing_block_share: float = Field(
         default=0.5, ge=0, le=1,
         description="share of a window's rows lacking a required field above which the load is blocked",

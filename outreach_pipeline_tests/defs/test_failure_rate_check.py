@@ -30,7 +30,7 @@ def _verdict(result: dg.AssetCheckResult) -> tuple[bool, dg.AssetCheckSeverity]:
         (2, 199, WARN),  # 1.005 %: just above 1 %
         (10, 100, WARN),  # exactly 10 %
         (11, 109, ERROR),  # 10.09 %: just above 10 %
-        (7, 7, ERROR),
+        (20, 20, ERROR),
     ],
     ids=["empty", "none_failed", "exactly_1pc", "just_above_1pc", "exactly_10pc", "just_above_10pc", "all_failed"],
 )
@@ -49,3 +49,15 @@ def test_failure_rate_thresholds_come_from_the_settings() -> None:
     lenient = SyncSettings(failure_rate_warn=0.5, failure_rate_error=0.9)
     assert _verdict(_failure_rate_check(50, 100, lenient)) == PASS
     assert _verdict(_failure_rate_check(90, 100, lenient)) == WARN
+
+
+def test_a_small_window_is_judged_at_error_only_when_the_run_as_a_whole_is() -> None:
+    settings = SyncSettings()  # ERROR above 10 % from 20 records
+    assert _verdict(_failure_rate_check(1, 3, settings)) == WARN  # a quiet hour's one failure is not a broken sync
+    assert _verdict(_failure_rate_check(3, 19, settings)) == WARN
+    assert _verdict(_failure_rate_check(3, 20, settings)) == ERROR
+    # Pooled over the run's windows: enough records and a rate above the threshold make each bad window ERROR.
+    assert _verdict(_failure_rate_check(1, 3, settings, run_total=(5, 30))) == ERROR
+    assert _verdict(_failure_rate_check(1, 3, settings, run_total=(2, 30))) == WARN
+    assert _verdict(_failure_rate_check(1, 3, settings, run_total=(5, 19))) == WARN
+    assert _verdict(_failure_rate_check(1, 3, SyncSettings(failure_rate_min_records=1))) == ERROR

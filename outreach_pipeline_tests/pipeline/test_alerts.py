@@ -27,7 +27,7 @@ from outreach_pipeline_tests.pipeline.harness import PINNED_NOW, WINDOW, Pipelin
 
 PEOPLE = dg.AssetKey(["workbooks", "people"])
 #: The seed's people fail about 2.5 % (duplicate emails): above this, ERROR.
-STRICT = SyncSettings(failure_rate_warn=0.0, failure_rate_error=0.02)
+STRICT = SyncSettings(failure_rate_warn=0.0, failure_rate_error=0.02, failure_rate_min_records=1, retry_backoff_hours=0)
 SECRET_PATH = "/hooks/T000-s3cr3t-webhook-token"
 WRONG_API_KEY = "not-the-key-7f3e9d2c"
 

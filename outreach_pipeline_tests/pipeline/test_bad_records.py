@@ -21,6 +21,7 @@ import pytest
 from dagster_shared.serdes import serialize_value
 
 from outreach_pipeline.defs.assets import FLOWS
+from outreach_pipeline.defs.resources import SyncSettings
 from outreach_pipeline.engine.ledger import SyncLedger
 from outreach_pipeline.mapping.personal import MASK
 from outreach_pipeline.sandbox.outreach.store import format_timestamp, to_epoch_ms
@@ -146,10 +147,14 @@ def _plant_second_window(planter: _Planter) -> None:
     planter.opportunity("good_new_opportunity", "good_new_account")
 
 
+JUDGE_EVERY_WINDOW = SyncSettings(retry_backoff_hours=0, failure_rate_min_records=1)
+
+
 @pytest.fixture(scope="module")
 def bad_records(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BadRecords]:
     home: Path = tmp_path_factory.mktemp("bad_records")
-    with pipeline(home, prospects=5, accounts=2, opportunities=2, seed_days=1) as pipe:
+    # A few planted records per window: the failure rate is judged at ERROR from one record (the default needs 20).
+    with pipeline(home, sync_settings=JUDGE_EVERY_WINDOW, prospects=5, accounts=2, opportunities=2, seed_days=1) as pipe:
         planter = _Planter(pipe)
         with outreach_clock_at(pipe.sandbox, FIRST_WINDOW + timedelta(minutes=5)):
             _plant_first_window(planter)
