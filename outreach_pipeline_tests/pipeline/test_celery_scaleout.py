@@ -47,7 +47,7 @@ POOL_LIMIT = 1
 SLOW = "slow:delay_ms=150"
 CLI = str(Path(sys.executable).with_name("outreach-pipeline"))
 #: Ledger columns that name a run, a time of writing or a Workbooks id (numbered per sandbox).
-LEDGER_VOLATILE = {"last_run_id", "recorded_at", "workbooks_id"}
+LEDGER_VOLATILE = {"last_run_id", "recorded_at", "workbooks_id", "first_failed_at"}  # stamps and ids of each run
 
 
 def ledger_state(url: str) -> dict[str, Any]:
