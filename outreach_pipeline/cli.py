@@ -11,7 +11,7 @@ import click
 
 from outreach_pipeline.cli_auth import auth
 from outreach_pipeline.cli_ledger import failures, history
-from outreach_pipeline.cli_runs import first_sync_command
+from outreach_pipeline.cli_runs import dev_partitions_start, first_sync_command
 from outreach_pipeline.sandbox.credentials import (
     DEFAULT_OUTREACH_PORT,
     DEFAULT_WORKBOOKS_PORT,
@@ -324,6 +324,7 @@ def dev(port: int, dagster_home: Path, data_dir: Path, outreach_port: int, workb
     from outreach_pipeline.defs.resources import LEDGER_URL_VARIABLE, sandbox_only_environment
     from outreach_pipeline.sandbox.runtime import SandboxConfig, start_sandbox
     from outreach_pipeline.sandbox.server import LOOPBACK, ensure_port_free
+    from outreach_pipeline.settings import PipelineSettings
 
     dagster_home = dagster_home.resolve()
     dagster_home.mkdir(parents=True, exist_ok=True)
@@ -356,6 +357,11 @@ def dev(port: int, dagster_home: Path, data_dir: Path, outreach_port: int, workb
             os.environ, outreach_url=running.outreach_url, workbooks_url=running.workbooks_url
         )
         env["DAGSTER_HOME"] = str(dagster_home)
+        start_variable = PipelineSettings.variable("partitions_start")
+        if start_variable not in os.environ:
+            env[start_variable] = dev_partitions_start(dagster_home, config.seed_days)
+            click.echo(f"partitions: hourly from {env[start_variable]} (the sandbox's seeded span; "
+                       f"{start_variable} moves it)")
         if applied.value == "production" and os.environ.get(LEDGER_URL_VARIABLE):
             env[LEDGER_URL_VARIABLE] = os.environ[LEDGER_URL_VARIABLE]  # the profile's ledger, not an API's
         # `dg dev` serves this dg project (pyproject's [tool.dg]) from its root, in this virtualenv.

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import click
@@ -74,3 +76,22 @@ def first_sync_command(ctx: click.Context, max_wait: float, dry_run: bool, verbo
 
     ctx.invoke(sync, windows=None, from_=None, to=None, max_wait=max_wait, verbose=verbose, profile=None,
                dry_run=dry_run, as_json=False, first_sync=True)
+
+
+#: Where `dev` keeps the first partition it chose for its sandbox, in the Dagster home (so it never moves).
+DEV_PARTITIONS_START_FILE = "dev_partitions_start"
+
+
+def dev_partitions_start(dagster_home: Path, seed_days: int, now: datetime | None = None) -> str:
+    """The first partition `dev` gives a sandbox instance when the environment sets none: the day its seeded data
+    starts (`seed_days` before the first start), chosen once and kept in the Dagster home.
+
+    The default (`partitions_start`, weeks back) would make the sandbox's first sync record hundreds of empty
+    windows; records older than the first window are synced anyway (the first sync reads from the beginning).
+    """
+    kept = dagster_home / DEV_PARTITIONS_START_FILE
+    if kept.exists():
+        return kept.read_text().strip()
+    start = ((now or datetime.now(UTC)) - timedelta(days=seed_days)).strftime("%Y-%m-%d-00:00")
+    kept.write_text(start + "\n")
+    return start
