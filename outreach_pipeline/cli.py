@@ -350,8 +350,10 @@ def dev(port: int, dagster_home: Path, data_dir: Path, outreach_port: int, workb
         finally:
             workbooks_client.close()
         click.echo(f"install: {len(report.created)} created, {len(report.present)} already present")
-        click.echo("first sync: on a new instance the first_sync sensor launches it within a minute (every record, "
-                   "every complete window, one run; see Runs); `outreach-pipeline first-sync` runs it by hand")
+        if _settings().first_sync_on_start:
+            click.echo("first sync: on a new instance the first_sync sensor launches it within a minute (every "
+                       "record, every complete window, one run; see Runs); `outreach-pipeline first-sync` runs it "
+                       "by hand")
         # Only the sandbox: credentials in the caller's shell must not turn this into a real sync.
         env = sandbox_only_environment(
             os.environ, outreach_url=running.outreach_url, workbooks_url=running.workbooks_url

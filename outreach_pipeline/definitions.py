@@ -47,7 +47,8 @@ def build_definitions(settings: PipelineSettings, resources: Mapping[str, Any] |
                               load_mapping_set(settings.mapping_path)),
         jobs=[*jobs.jobs, reconcile_job],
         schedules=[*jobs.schedules, reconcile_schedule],
-        sensors=[build_first_sync_sensor(windows, [flow.load_key for flow in FLOWS]), *build_alert_sensors(settings)],
+        sensors=[build_first_sync_sensor(windows, [flow.load_key for flow in FLOWS],
+                                         running=settings.first_sync_on_start), *build_alert_sensors(settings)],
         resources=dict(resources),
         # Runs launched from the asset graph (Dagster's implicit `__ASSET_JOB`) use the jobs' executor, not
         # Dagster's default of one subprocess per step.

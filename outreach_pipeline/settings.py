@@ -70,6 +70,11 @@ class PipelineSettings(BaseSettings):
         default=Profile.SANDBOX,
         description="instance profile written into $DAGSTER_HOME/dagster.yaml: sandbox (SQLite) or production (Postgres)",
     )
+    first_sync_on_start: bool = Field(
+        default=True,
+        description="the first_sync sensor starts on (it launches the first sync of a new instance); off: the sensor "
+                    "is there, stopped, for the UI's Automation page or `outreach-pipeline first-sync`",
+    )
     executor: ExecutorKind = Field(
         default=ExecutorKind.IN_PROCESS, description="where steps run: in_process, or celery (workers over a broker)",
     )

@@ -58,6 +58,7 @@ def build_first_sync_sensor(
     load_keys: list[dg.AssetKey],
     *,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    running: bool = True,
 ) -> dg.SensorDefinition:
     """The sensor that launches the first sync once: when no run of the instance carries the first-sync tag
     and none of `load_keys` has been materialised (an instance that already syncs is left alone)."""
@@ -65,7 +66,7 @@ def build_first_sync_sensor(
     @dg.sensor(
         name=FIRST_SYNC_SENSOR,
         job_name=FULL_SYNC_JOB,
-        default_status=dg.DefaultSensorStatus.RUNNING,
+        default_status=dg.DefaultSensorStatus.RUNNING if running else dg.DefaultSensorStatus.STOPPED,
         minimum_interval_seconds=30,
         description=(
             "Launches the first sync once per Dagster instance: one run of full_sync_job over every complete "

@@ -103,6 +103,9 @@ def dev_server(root: Path, data_dir: Path, prospects: int, partitions_start: str
     # Only the sandbox and this test's settings: nothing from the caller's OUTREACH_*/WORKBOOKS_* variables.
     env = {key: value for key, value in os.environ.items() if not key.startswith(("OUTREACH_", "WORKBOOKS_"))}
     env["OUTREACH_PIPELINE_PARTITIONS_START"] = partitions_start
+    # The planted windows' counts are the test's: a first sync landing before the UI's backfill would leave
+    # that backfill nothing to create (test_first_sync_and_dry_run.py covers the first sync).
+    env["OUTREACH_PIPELINE_FIRST_SYNC_ON_START"] = "false"
     command = [CLI, "dev", "--port", str(port), "--dagster-home", str(root / "dagster_home"),
                "--data-dir", str(data_dir), "--outreach-port", "0", "--workbooks-port", "0",
                "--prospects", str(prospects), "--no-simulate"]

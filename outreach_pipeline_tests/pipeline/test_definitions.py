@@ -87,6 +87,8 @@ def test_first_sync_sensor_runs_by_default_and_the_dry_run_is_not_in_the_sync_jo
     assert sensor.job_name == "full_sync_job"
     for job in ("outreach_to_workbooks_job", "full_sync_job"):
         assert PLAN_KEY not in defs.resolve_job_def(job).asset_layer.executable_asset_keys
+    stopped = build_definitions(PipelineSettings(first_sync_on_start=False), resources=defs.resources)
+    assert stopped.resolve_sensor_def("first_sync").default_status == dg.DefaultSensorStatus.STOPPED
 
 
 def test_send_receive_schedule_runs_by_default(defs: dg.Definitions) -> None:
