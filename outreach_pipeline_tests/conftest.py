@@ -32,11 +32,14 @@ def postgres_database_url() -> Iterator[str]:
 #: from running alone at the end while the other workers sit idle.
 LONGEST_FILES = (
     "pipeline/test_faults_recovery.py",
-    "pipeline/test_backfill_acceptance.py",
-    "cli/test_crash_recovery_and_exit_codes.py",
     "pipeline/test_window_order.py",
+    "pipeline/test_backfill_acceptance.py",
     "pipeline/test_engagement.py",
-    "cli/test_one_writer.py",
+    # Mostly waiting (slow sandbox answers): one test per file so they wait on different workers.
+    "cli/test_crash_recovery.py",
+    "cli/test_exit_codes.py",
+    "cli/test_one_writer_sqlite.py",
+    "cli/test_one_writer_postgres.py",
     "cli/test_end_to_end_cli.py",
     "pipeline/test_rate_budget.py",
     "browser/test_ui_backfill.py",

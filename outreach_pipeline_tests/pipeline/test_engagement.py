@@ -79,7 +79,8 @@ def run(pipe: Pipeline, first: datetime, last: datetime | None = None) -> None:
 
 
 def test_a_backfill_leaves_one_activity_or_meeting_per_task_and_call_linked_to_its_person(tmp_path: Path) -> None:
-    with pipeline(tmp_path, prospects=1000, seed_days=1) as pipe:
+    # 200 tasks and 100 calls (at least one of each kind) over half as many prospects: a lighter people load.
+    with pipeline(tmp_path, prospects=500, tasks=200, calls=100, seed_days=1) as pipe:
         windows = seeded_windows(1)
         run(pipe, windows[0], windows[-1])
         sandbox = pipe.sandbox

@@ -19,15 +19,6 @@ from outreach_pipeline_tests.cli.sync_processes import (
 )
 
 
-def test_two_syncs_on_two_instances_sharing_a_sqlite_ledger_never_duplicate_people(tmp_path: Path) -> None:
-    # Two DAGSTER_HOMEs: Dagster's pools cannot see each other, only the ledger's writer lock serialises them.
-    with sandbox_process(tmp_path / "sandbox", 70, faults=SLOW_PEOPLE) as info:
-        ledger_url = f"sqlite:///{tmp_path / 'shared_ledger.db'}"
-        env_a = sync_env(info, tmp_path / "home_a", ledger_url)
-        env_b = sync_env(info, tmp_path / "home_b", ledger_url)
-        assert_two_overlapping_syncs_write_each_person_once(info, env_a, env_b, ledger_url)
-
-
 def test_a_sync_on_a_postgres_instance_beside_another_instance_on_a_postgres_ledger(
     tmp_path: Path, postgres_database_url: str
 ) -> None:
