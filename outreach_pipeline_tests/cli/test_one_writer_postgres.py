@@ -1,8 +1,6 @@
-"""One writer per target through the commands, with real processes: two `outreach-pipeline sync` processes on two
-Dagster instances over one ledger write each person once (the ledger's writer lock serialises their loads).
-
-Each test starts its own `outreach-pipeline sandbox up` process with slow people requests, so the two loads
-overlap whatever the machine's load.
+"""One writer per target through the commands, on Postgres: a sync on a Postgres Dagster instance and one on a
+SQLite instance, sharing a Postgres ledger, write each person once (the ledger's writer lock, an advisory
+lock there, serialises their loads); slow people requests make the two loads overlap.
 """
 
 from __future__ import annotations

@@ -1,8 +1,6 @@
-"""One writer per target through the commands, with real processes: two `outreach-pipeline sync` processes on two
-Dagster instances over one ledger write each person once (the ledger's writer lock serialises their loads).
-
-Each test starts its own `outreach-pipeline sandbox up` process with slow people requests, so the two loads
-overlap whatever the machine's load.
+"""One writer per target through the commands, on SQLite: two `outreach-pipeline sync` processes on two Dagster
+instances sharing one SQLite ledger write each person once. Dagster's pools cannot see across the instances, so
+only the ledger's writer lock serialises their loads; slow people requests make the two loads overlap.
 """
 
 from __future__ import annotations
