@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import signal
+import subprocess
 import threading
+import time
 from pathlib import Path
 
 import click
@@ -192,7 +196,6 @@ def sync(
     waiting for a pool slot, 130 on Ctrl-C/SIGTERM.
     """
     import logging
-    import os
     import uuid
     import warnings
 
@@ -317,8 +320,6 @@ def sync(
 def dev(port: int, dagster_home: Path, data_dir: Path, outreach_port: int, workbooks_port: int, prospects: int,
         simulate: bool, profile: str | None) -> None:
     """Start the sandbox (with its activity simulator) and `dg dev` (UI and daemon, schedule on)."""
-    import os
-    import subprocess
     import sys
 
     from outreach_pipeline.defs.resources import LEDGER_URL_VARIABLE, sandbox_only_environment
@@ -369,12 +370,37 @@ def dev(port: int, dagster_home: Path, data_dir: Path, outreach_port: int, workb
         # `dg dev` serves this dg project (pyproject's [tool.dg]) from its root, in this virtualenv.
         env["VIRTUAL_ENV"] = sys.prefix
         command = [str(Path(sys.executable).with_name("dg")), "dev", "--host", "127.0.0.1", "--port", str(port)]
-        process = subprocess.Popen(command, env=env, cwd=project_root)
-        try:
-            process.wait()
-        except KeyboardInterrupt:
-            process.terminate()
-            process.wait(30)
+        # Its own process group, so stopping it reaches everything it starts (UI, daemon, code servers, runs).
+        process = subprocess.Popen(command, env=env, cwd=project_root, start_new_session=True)
+        _stop_child_with_us(process)
+
+
+def _stop_child_with_us(process: subprocess.Popen, grace_seconds: float = 30) -> None:
+    """Wait for `dg dev` (leader of its own process group); on Ctrl-C or SIGTERM (a service manager, `kill`)
+    interrupt the whole group as Ctrl-C would, and kill what is left after `grace_seconds`, so neither the UI,
+    the daemon, the code servers nor a run in progress outlives this process (the next start's run monitoring
+    marks a killed run failed, and the ledger resumes it)."""
+
+    def interrupted(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupted)
+    try:
+        process.wait()
+    except KeyboardInterrupt:
+        _signal_group(process.pid, signal.SIGINT)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(grace_seconds)
+        time.sleep(1)  # its children end just after it
+        _signal_group(process.pid, signal.SIGKILL)
+        process.wait()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _signal_group(group: int, signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(group, signum)
 
 
 @main.command("install")

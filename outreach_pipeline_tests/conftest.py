@@ -43,6 +43,7 @@ LONGEST_FILES = (
     "cli/test_end_to_end_cli.py",
     "pipeline/test_rate_budget.py",
     "browser/test_ui_backfill.py",
+    "cli/test_dev_stops_whole.py",
     "pipeline/test_celery_scaleout.py",
 )
 
