@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -14,13 +13,9 @@ from pathlib import Path
 
 import requests
 
+from outreach_pipeline_tests.browser.dev_process import free_port
+
 CLI = str(Path(sys.executable).with_name("outreach-pipeline"))
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def _processes_naming(text: str) -> list[int]:
@@ -37,7 +32,7 @@ def _processes_naming(text: str) -> list[int]:
 
 
 def test_sigterm_stops_dev_and_everything_it_started(tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     env = {key: value for key, value in os.environ.items() if not key.startswith(("OUTREACH_", "WORKBOOKS_"))}
     dev = subprocess.Popen(
         [CLI, "dev", "--port", str(port), "--dagster-home", str(tmp_path / "home"), "--data-dir",
