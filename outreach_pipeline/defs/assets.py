@@ -67,6 +67,14 @@ BACKFILL_IN_ONE_RUN = dg.BackfillPolicy.single_run()
 DATAFRAME = dg.PythonObjectDagsterType(pd.DataFrame, name="DataFrame")
 
 
+def outreach_frame_asset(windows: dg.PartitionsDefinition) -> dict[str, Any]:
+    """What every asset reading Outreach into a windowed DataFrame declares: the windows, one run per range, the
+    `outreach` group, Outreach's pool, the window store and the DataFrame type."""
+    return {"partitions_def": windows, "backfill_policy": BACKFILL_IN_ONE_RUN, "group_name": Group.OUTREACH.value,
+            "kinds": {"outreach", "pandas"}, "owners": OWNERS, "pool": OUTREACH_POOL,
+            "io_manager_key": "window_io_manager", "dagster_type": DATAFRAME}
+
+
 class ExtractConfig(dg.Config):
     """`from_beginning` opens the lower bound of the read: the full-sync job's way to cover older records.
     `all_attributes` reads every attribute instead of only those the mapping uses."""
@@ -207,14 +215,7 @@ def build_extract(flow: EntityFlow, windows: dg.PartitionsDefinition) -> dg.Asse
     @dg.asset(
         key=flow.extract_key,
         deps=[OUTREACH_PREFLIGHT_KEY],
-        partitions_def=windows,
-        backfill_policy=BACKFILL_IN_ONE_RUN,
-        group_name=Group.OUTREACH.value,
-        kinds={"outreach", "pandas"},
-        owners=OWNERS,
-        pool=OUTREACH_POOL,
-        io_manager_key="window_io_manager",
-        dagster_type=DATAFRAME,
+        **outreach_frame_asset(windows),
         description=(
             f"Outreach {flow.outreach_name} changed in the sync window [start, end), read in one paged pass per run "
             "(a backfill range is one read), plus the records the ledger says must be retried (failed rows once their "
@@ -344,14 +345,7 @@ def build_holders(flow: EntityFlow, windows: dg.PartitionsDefinition) -> dg.Asse
     @dg.asset(
         key=flow.holders_key,
         ins={"staged": dg.AssetIn(flow.staged_key)},
-        partitions_def=windows,
-        backfill_policy=BACKFILL_IN_ONE_RUN,
-        group_name=Group.OUTREACH.value,
-        kinds={"outreach", "pandas"},
-        owners=OWNERS,
-        pool=OUTREACH_POOL,
-        io_manager_key="window_io_manager",
-        dagster_type=DATAFRAME,
+        **outreach_frame_asset(windows),
         description=(
             f"For each record of staged/{flow.workbooks_name}, the other Outreach {flow.outreach_name} holding its natural key (email), asked of Outreach "
             "itself (about 115 emails a request, in the documented multi-value form), so a value two Outreach records share is never matched or "

@@ -12,17 +12,9 @@ entity's extract, whose records need no second read.
 import dagster as dg
 import pandas as pd
 
-from outreach_pipeline.defs.assets import (
-    BACKFILL_IN_ONE_RUN,
-    DATAFRAME,
-    FLOWS,
-    OUTREACH_POOL,
-    OWNERS,
-    EntityFlow,
-)
+from outreach_pipeline.defs.assets import FLOWS, EntityFlow, outreach_frame_asset
 from outreach_pipeline.defs.audit import range_label, row_counts_per_window
 from outreach_pipeline.defs.budget import outreach_budget
-from outreach_pipeline.defs.groups import Group
 from outreach_pipeline.defs.progress import reporting_extract
 from outreach_pipeline.defs.resources import LedgerResource, OutreachResource, SyncSettings
 from outreach_pipeline.engine.link_targets import never_synced, no_targets, read_targets, targets
@@ -57,14 +49,7 @@ def build_referenced(flow: EntityFlow, windows: dg.PartitionsDefinition) -> dg.A
     @dg.asset(
         key=flow.referenced_key,
         ins=referenced_ins(flow),
-        partitions_def=windows,
-        backfill_policy=BACKFILL_IN_ONE_RUN,
-        group_name=Group.OUTREACH.value,
-        kinds={"outreach", "pandas"},
-        owners=OWNERS,
-        pool=OUTREACH_POOL,
-        io_manager_key="window_io_manager",
-        dagster_type=DATAFRAME,
+        **outreach_frame_asset(windows),
         description=(
             f"Outreach {flow.outreach_name} that this run's {pointing} point at and that were never synced (no "
             f"Workbooks twin in the ledger, not in outreach/{flow.outreach_name}), read by id so their links "
