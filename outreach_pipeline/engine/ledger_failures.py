@@ -15,7 +15,7 @@ Rules:
 * ``failures`` lists the failed records of one run (from the history, as they were then) or the records
   failing now (from the states); ``stuck_records`` those failing now with a streak of at least ``min_streak``.
 
-The tables live in ``engine/ledger.py``; this module is mixed into ``SyncLedger``.
+The tables live in ``engine/ledger_schema.py``; this module is mixed into ``SyncLedger``.
 """
 
 from __future__ import annotations
@@ -26,6 +26,8 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict
+
+from outreach_pipeline.engine.ledger_schema import history, record_state
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
@@ -97,8 +99,6 @@ class FailureQueries:
         record failing now (its last outcome failed). ``entity`` keeps one entity's, ``since`` those that
         failed at or after it.
         """
-        from outreach_pipeline.engine.ledger import history, record_state
-
         if run_id is not None:
             table = history
             query = sa.select(
@@ -135,8 +135,6 @@ class FailureQueries:
         self, entity: str, backoff: RetryBackoff, now: datetime | None = None
     ) -> tuple[set[int], set[int]]:
         """(due, waiting): the records of ``entity`` to retry, split by whether their backoff has passed."""
-        from outreach_pipeline.engine.ledger import record_state
-
         now = now or datetime.now(UTC)
         query = sa.select(record_state.c.outreach_id, record_state.c.fail_streak, record_state.c.recorded_at).where(
             record_state.c.entity == entity, record_state.c.needs_retry.is_(True)
