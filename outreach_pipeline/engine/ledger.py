@@ -22,7 +22,6 @@ from typing import Any
 
 import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict, Field, field_validator
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
 from outreach_pipeline.engine import migrations
@@ -35,6 +34,7 @@ from outreach_pipeline.engine.ledger_schema import (
     pending_relation,
     record_state,
     runs,
+    upsert,
 )
 from outreach_pipeline.engine.ledger_schema import writer_lock as writer_lock  # re-exported: its table
 from outreach_pipeline.engine.outcome import Outcome
@@ -300,7 +300,7 @@ class SyncLedger(FailureQueries):
         with self._write(entity) as connection:
             previous = self._read_states(connection, entity, [outcome.outreach_id for outcome in outcomes])
             state_rows = [_state_row(o, previous.get(o.outreach_id), run_id, window, now) for o in outcomes]
-            connection.execute(_upsert(connection, record_state, ["entity", "outreach_id"]), state_rows)
+            connection.execute(upsert(connection, record_state, ["entity", "outreach_id"]), state_rows)
             connection.execute(history.insert(), [
                 _history_row(o, previous.get(o.outreach_id), state, run_id, window, now)
                 for o, state in zip(outcomes, state_rows, strict=True)
@@ -428,13 +428,11 @@ class SyncLedger(FailureQueries):
         with self._engine.connect() as connection:
             return [PendingRelation(**row) for row in connection.execute(query).mappings()]
 
-    def history(self, entity: str, outreach_id: int) -> list[HistoryEntry]:
-        """Every recorded outcome of one record, oldest first."""
-        query = (
-            sa.select(history)
-            .where(history.c.entity == entity, history.c.outreach_id == outreach_id)
-            .order_by(history.c.id)
-        )
+    def history(self, entity: str, outreach_id: int | None = None, *, workbooks_id: int | None = None
+                ) -> list[HistoryEntry]:
+        """Every recorded outcome of one record (by Outreach id, or by Workbooks id), oldest first."""
+        key = history.c.outreach_id == outreach_id if workbooks_id is None else history.c.workbooks_id == workbooks_id
+        query = sa.select(history).where(history.c.entity == entity, key).order_by(history.c.id)
         with self._engine.connect() as connection:
             return [_history_entry(row) for row in connection.execute(query).mappings()]
 
@@ -578,15 +576,6 @@ def _make_engine(url: str) -> Engine:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
-
-
-def _upsert(connection: Connection, table: sa.Table, keys: list[str]) -> Any:
-    dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
-    statement = dialect.insert(table)
-    updates = {
-        column.name: statement.excluded[column.name] for column in table.columns if column.name not in keys
-    }
-    return statement.on_conflict_do_update(index_elements=keys, set_=updates)
 
 
 def _single_entity(outcomes: Sequence[RecordOutcome]) -> str:

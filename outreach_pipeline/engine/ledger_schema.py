@@ -8,7 +8,11 @@ reading and writing these tables live in ``ledger.py`` (records, history, runs),
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection
 
 from outreach_pipeline.engine.outcome import Outcome
 from outreach_pipeline.engine.utc_datetime import UtcDateTime
@@ -128,3 +132,56 @@ writer_lock = sa.Table(
     sa.Column("heartbeat_at", UtcDateTime(), nullable=False),
     sa.Column("lease_seconds", sa.Float, nullable=False),
 )
+
+#: Workbooks -> Outreach failures (revision 0005). That direction's key is the Workbooks id, as a record Outreach
+#: refused to create has no Outreach id; `sync_record_state` (keyed by the Outreach id) cannot hold it. One row per
+#: Workbooks record that ever failed: its last failure's field, kind and message, when the streak began and how many
+#: attempts in a row failed. A later attempt that does not fail sets the streak to 0 and records the Outreach id
+#: (the same row, now linked).
+to_outreach_state = sa.Table(
+    "sync_to_outreach_state",
+    metadata,
+    sa.Column("entity", sa.String(64), primary_key=True),
+    sa.Column("workbooks_id", sa.BigInteger, primary_key=True),
+    sa.Column("outreach_id", sa.BigInteger),
+    sa.Column("last_outcome", sa.String(16), nullable=False),
+    sa.Column("last_error", sa.Text),
+    sa.Column("error_field", sa.String(128)),
+    sa.Column("error_kind", sa.String(32)),
+    sa.Column("first_failed_at", UtcDateTime()),
+    sa.Column("fail_streak", sa.Integer, nullable=False, server_default=sa.text("0")),
+    sa.Column("window_start", UtcDateTime()),
+    sa.Column("window_end", UtcDateTime()),
+    sa.Column("last_run_id", sa.String(128), nullable=False),
+    sa.Column("recorded_at", UtcDateTime(), nullable=False),
+    sa.Index("ix_sync_to_outreach_state_outreach", "entity", "outreach_id"),
+)
+
+#: Every Workbooks -> Outreach failure of every run (revision 0005), append-only: what `failures --run` lists.
+to_outreach_failure = sa.Table(
+    "sync_to_outreach_failure",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("run_id", sa.String(128), nullable=False),
+    sa.Column("entity", sa.String(64), nullable=False),
+    sa.Column("workbooks_id", sa.BigInteger, nullable=False),
+    sa.Column("outreach_id", sa.BigInteger),
+    sa.Column("error", sa.Text),
+    sa.Column("error_field", sa.String(128)),
+    sa.Column("error_kind", sa.String(32)),
+    sa.Column("fail_streak", sa.Integer, nullable=False),
+    sa.Column("first_failed_at", UtcDateTime()),
+    sa.Column("window_start", UtcDateTime()),
+    sa.Column("window_end", UtcDateTime()),
+    sa.Column("recorded_at", UtcDateTime(), nullable=False),
+    sa.Index("ix_sync_to_outreach_failure_run", "run_id"),
+    sa.Index("ix_sync_to_outreach_failure_record", "entity", "workbooks_id"),
+)
+
+
+def upsert(connection: Connection, table: sa.Table, keys: list[str]) -> Any:
+    """INSERT ... ON CONFLICT (keys) DO UPDATE every other column, on SQLite or PostgreSQL."""
+    dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
+    statement = dialect.insert(table)
+    updates = {column.name: statement.excluded[column.name] for column in table.columns if column.name not in keys}
+    return statement.on_conflict_do_update(index_elements=keys, set_=updates)
