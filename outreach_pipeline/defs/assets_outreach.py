@@ -33,7 +33,8 @@ from outreach_pipeline.defs.run_options import DryRunConfig, WorkbooksReadConfig
 from outreach_pipeline.engine.dry_run import DryRunOutreachWriter, planned_links
 from outreach_pipeline.engine.extract import window_of
 from outreach_pipeline.engine.ledger import SyncWindow
-from outreach_pipeline.engine.load_outreach import OutreachWriter, read_workbooks_changes, write_links
+from outreach_pipeline.engine.link_back import write_links
+from outreach_pipeline.engine.load_outreach import OutreachWriter, read_workbooks_changes
 from outreach_pipeline.engine.merge import record_time
 from outreach_pipeline.engine.outcome import Outcome
 from outreach_pipeline.engine.plan_outreach import UPDATED_AT

@@ -21,7 +21,8 @@ Three steps, each speaking to one API (so each asset holds one API pool):
    The ledger records, per linked record, the agreed values (the merge's new base) and the Outreach
    ``updatedAt`` of the write, so a read of Outreach taken before the write is skipped as stale by the
    Outreach -> Workbooks direction and the value read back later is equal to the base: 0 writes.
-3. ``write_links`` (Workbooks): the Outreach Id of created and adopted records, and the flags, written back.
+3. ``write_links`` (Workbooks, ``engine/link_back.py``): the Outreach Id of created and adopted records, and
+   the flags, written back.
 
 Steps 2 and 3 tell an ``on_done`` callback the Workbooks ids whose outcome is known (per record, per batch):
 the assets' progress lines.
@@ -44,13 +45,7 @@ from outreach_pipeline.clients.formats import format_wb_date
 from outreach_pipeline.clients.http import ApiError, NotFoundError, ValidationFailed, WriteOutcomeUnknown
 from outreach_pipeline.clients.outreach import API_PREFIX, OutreachClient
 from outreach_pipeline.clients.outreach_records import OutreachRecord, ResourceRef
-from outreach_pipeline.clients.workbooks import (
-    LOOKUP_BATCH_SIZE,
-    MAX_OBJECTS_PER_WRITE,
-    Filter,
-    WorkbooksClient,
-    WriteOp,
-)
+from outreach_pipeline.clients.workbooks import LOOKUP_BATCH_SIZE, Filter, WorkbooksClient
 from outreach_pipeline.engine.extract import WINDOW_COLUMN, extract_entity, opportunity_lookups
 from outreach_pipeline.engine.ledger import TO_OUTREACH_REASON, RecordOutcome, SyncLedger, SyncWindow
 from outreach_pipeline.engine.ledger_failures import ToOutreachAttempt
@@ -202,6 +197,8 @@ class OutreachWriter:
         decisions = plan_to_outreach(self.entity, records, twins, states, to_outreach, to_workbooks)
         self._records = {int(r["id"]): r for r in records}
         self._id_maps_now = (to_outreach, to_workbooks)
+        # Outreach id -> Workbooks id of the records this write linked: the ledger has them only at its end.
+        self._linked_now: dict[int, int] = {}
         results: list[dict[str, Any]] = []
         outcomes: list[RecordOutcome] = []
         conflicts = 0
@@ -210,6 +207,8 @@ class OutreachWriter:
             for decision in decisions:
                 result, outcome = self._apply(decision)
                 results.append(result)
+                if result.get("link") and result.get("outreach_id") is not None:
+                    self._linked_now[int(result["outreach_id"])] = decision.workbooks_id
                 self.on_done((decision.workbooks_id,))
                 if outcome is not None:
                     outcomes.append(outcome)
@@ -365,10 +364,13 @@ class OutreachWriter:
             return None
         holder = holders[0]
         state = self.ledger.get_states(self.entity.name, [holder.id]).get(holder.id)
-        if state is not None and state.workbooks_id is not None and state.workbooks_id != decision.workbooks_id:
+        # Linked in the ledger, or by this same write (two People of one window with one email).
+        linked_to = state.workbooks_id if state is not None and state.workbooks_id is not None else (
+            self._linked_now.get(holder.id))
+        if linked_to is not None and linked_to != decision.workbooks_id:
             raise _DuplicateHolder(
                 f"email is held by Outreach {self.entity.outreach_type} {holder.id}, linked to Workbooks "
-                f"#{state.workbooks_id} (Outreach duplicate)"
+                f"#{linked_to} (Outreach duplicate)"
             )
         return holder
 
@@ -414,47 +416,6 @@ class OutreachWriter:
             diff={**decision.attributes, **{f"{k}Id": v for k, v in decision.relationships.items()}} or None,
             reason=TO_OUTREACH_REASON,
         )
-
-
-def write_links(
-    client: WorkbooksClient, entity: EntityMapping, results: pd.DataFrame, on_done: OnDone | None = None
-) -> dict[str, int]:
-    """Write the Outreach Id of created/adopted records and the flags of refused ones back to Workbooks, one batch
-    request at a time (``on_done`` is told each batch's Workbooks ids)."""
-    flags = entity.flags
-    wanted: dict[int, dict[str, Any]] = {}
-    for row in results.to_dict("records"):
-        workbooks_id = int(row["workbooks_id"])
-        if row.get("link") and not pd.isna(row.get("outreach_id")):
-            fields = json.loads(row["fields"]) if isinstance(row.get("fields"), str) else {}
-            link = int(row["outreach_id"])
-            wanted[workbooks_id] = {**fields, entity.match.link_key: f"{entity.match.link_prefix}{link}"
-                                    if entity.match.link_prefix else link}
-        elif row.get("flag") == Flag.DUPLICATE and flags is not None and flags.duplicate:
-            wanted[workbooks_id] = {flags.duplicate: True}
-        elif row.get("flag") == Flag.SYNC_ERROR and flags is not None:
-            wanted[workbooks_id] = {flags.sync_error: True, flags.sync_error_message: row.get("error")}
-    if not wanted:
-        return {"links_written": 0, "flags_written": 0}
-    # Fresh lock versions: the record may have changed since the window was read.
-    current = {int(r["id"]): r for r in client.lookup(entity.workbooks_controller, "id", sorted(wanted),
-                                                      ["id", "lock_version"])}
-    ops = [
-        WriteOp(action="update", id=workbooks_id, lock_version=int(current[workbooks_id]["lock_version"]), fields=fields)
-        for workbooks_id, fields in wanted.items() if workbooks_id in current
-    ]
-    outcomes = []
-    for offset in range(0, len(ops), MAX_OBJECTS_PER_WRITE):
-        batch = ops[offset : offset + MAX_OBJECTS_PER_WRITE]
-        outcomes += client.write_batch(entity.workbooks_controller, batch)
-        if on_done is not None:
-            on_done(int(op.id) for op in batch if op.id is not None)
-    refused = [op.id for op, outcome in zip(ops, outcomes, strict=True) if not outcome.ok]
-    if refused:
-        raise ApiError(f"Workbooks refused the link-back of {entity.name} records {refused[:20]}",
-                       method="PUT", path=f"/{entity.workbooks_controller}.api")
-    links = sum(1 for fields in wanted.values() if entity.match.link_key in fields)
-    return {"links_written": links, "flags_written": len(ops) - links}
 
 
 def _windows_by_workbooks_id(changes: pd.DataFrame) -> dict[int, datetime]:
