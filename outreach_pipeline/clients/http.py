@@ -61,6 +61,7 @@ class ApiError(Exception):
         status: HTTP status, or None when no response arrived.
         error_id: The API's machine-readable error id (Outreach ``errors[0].id``, Workbooks ``failure_reason``).
         detail: The API's human-readable message.
+        pointer: The JSON:API ``source.pointer`` of the refused member (``/data/attributes/title``), when given.
         service: The system that answered (set by the transport that raised it), when known.
     """
 
@@ -74,8 +75,10 @@ class ApiError(Exception):
         error_id: str | None = None,
         detail: str | None = None,
         service: Service | None = None,
+        pointer: str | None = None,
     ) -> None:
         self.service = service
+        self.pointer = pointer
         self.method = method
         self.path = path
         self.status = status
@@ -300,7 +303,9 @@ class RateLimitPacer:
             self.remaining = None
 
 
-ErrorParser = Callable[[requests.Response], tuple[str | None, str | None]]
+#: (error id, detail) of an error response, or (error id, detail, pointer): the JSON:API ``source.pointer`` of the
+#: member the API refused (``/data/attributes/title``), kept as data for the caller to name the field.
+ErrorParser = Callable[[requests.Response], tuple[str | None, str | None] | tuple[str | None, str | None, str | None]]
 """Extracts (error_id, detail) from an error response."""
 
 
@@ -491,7 +496,7 @@ class HttpTransport:
             status = response.status_code
             retryable = status not in fail_fast_statuses and (status == 429 or (status >= 500 and idempotent))
             if status >= 500 and not idempotent:
-                error_id, detail = self._parse_error(response)
+                error_id, detail, _ = self._parse_error(response)
                 raise WriteOutcomeUnknown(
                     "server error on a write; it may have been committed",
                     method=label,
@@ -557,19 +562,21 @@ class HttpTransport:
             self.stats.record_wait(delay)
         return delay
 
-    def _parse_error(self, response: requests.Response) -> tuple[str | None, str | None]:
+    def _parse_error(self, response: requests.Response) -> tuple[str | None, str | None, str | None]:
         try:
-            return self.error_parser(response)
+            parsed = self.error_parser(response)
         except (ValueError, KeyError, TypeError, AttributeError):
-            return None, None
+            return None, None, None
+        return parsed[0], parsed[1], parsed[2] if len(parsed) > 2 else None
 
     def error_for(self, response: requests.Response, method: str, path: str) -> ApiError:
         """The typed error for a failed response."""
         status = response.status_code
-        error_id, detail = self._parse_error(response)
+        error_id, detail, pointer = self._parse_error(response)
         error_type = _STATUS_ERRORS.get(status, ServerError if status >= 500 else ValidationFailed)
         return error_type(
-            "request failed", method=method, path=path, status=status, error_id=error_id, detail=detail
+            "request failed", method=method, path=path, status=status, error_id=error_id, detail=detail,
+            pointer=pointer,
         )
 
 

@@ -57,7 +57,8 @@ TOKEN_REFRESH_MARGIN_SECONDS = 300.0
 # --------------------------------------------------------------------------- client
 
 
-def outreach_error(response: requests.Response) -> tuple[str | None, str | None]:
+def outreach_error(response: requests.Response) -> tuple[str | None, str | None, str | None]:
+    """(error id, detail, source pointer) of an Outreach error response (the pointer also in the detail)."""
     body = response.json()
     if isinstance(body, dict) and isinstance(body.get("errors"), list) and body["errors"]:
         first = body["errors"][0]
@@ -65,10 +66,10 @@ def outreach_error(response: requests.Response) -> tuple[str | None, str | None]
         pointer = (first.get("source") or {}).get("pointer")
         if pointer:
             detail = f"{detail} (at {pointer})"
-        return first.get("id"), detail
+        return first.get("id"), detail, pointer if isinstance(pointer, str) else None
     if isinstance(body, dict) and "error" in body:  # OAuth token endpoint (RFC 6749 section 5.2)
-        return body.get("error"), body.get("error_description")
-    return None, None
+        return body.get("error"), body.get("error_description"), None
+    return None, None, None
 
 
 def _bearer(access_token: SecretStr) -> dict[str, str]:

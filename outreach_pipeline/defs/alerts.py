@@ -7,7 +7,8 @@
   handled) in the instance, so a run is sent once however often the sensor ticks or the daemon restarts; a
   POST is tried three times, then the tick fails and shows the error (the run is not sent again).
 * `alert_on_stuck_records` (every 10 minutes) sends one message when the ledger holds more stuck records
-  (failed `stuck_after_runs` runs in a row) than at its last tick; its cursor is the last count.
+  (failed `stuck_after_runs` runs in a row, in either direction) than at its last tick; its cursor is the last
+  count.
 * Optionally Dagster's own e-mail sensor (`make_email_on_run_failure_sensor`) mails failed runs.
 
 The body is generic JSON (`{kind, run_id, job, assets, message, rate, dagster_url, ...}`) or, with
@@ -182,10 +183,12 @@ def _unmaterialised(instance: dg.DagsterInstance, run_id: str) -> list[dg.AssetK
 
 
 class StuckRecord(Protocol):
-    """What the alert needs of a stuck record (the ledger's `FailedRecord`)."""
+    """What the alert needs of a stuck record (the ledger's `FailedRecord`, of either direction)."""
 
+    direction: str  # SyncDirection: to_workbooks or to_outreach
     entity: str
-    outreach_id: int
+    outreach_id: int | None  # None: a Workbooks record Outreach refused to create
+    workbooks_id: int | None
     streak: int
     message: str | None
 
@@ -200,7 +203,7 @@ def stuck_alert(previous_count: int | None, current: Sequence[StuckRecord], stuc
     by_entity: dict[str, int] = {}
     for record in current:
         by_entity[record.entity] = by_entity.get(record.entity, 0) + 1
-    longest = sorted(current, key=lambda record: (-record.streak, record.entity, record.outreach_id))
+    longest = sorted(current, key=lambda r: (-r.streak, r.entity, r.outreach_id or 0, r.workbooks_id or 0))
     summary = ", ".join(f"{count} {entity}" for entity, count in sorted(by_entity.items()))
     return Alert(
         kind=AlertKind.STUCK_RECORDS,
@@ -208,7 +211,8 @@ def stuck_alert(previous_count: int | None, current: Sequence[StuckRecord], stuc
                  f"up from {previous_count or 0}: {summary}"),
         assets=tuple(sorted(by_entity)),
         details={"stuck": len(current), "previous": previous_count or 0, "by_entity": by_entity,
-                 "examples": [{"entity": r.entity, "outreach_id": r.outreach_id, "streak": r.streak,
+                 "examples": [{"direction": str(r.direction), "entity": r.entity,
+                               "outreach_id": r.outreach_id, "workbooks_id": r.workbooks_id, "streak": r.streak,
                                "message": r.message} for r in longest[:STUCK_EXAMPLES]]},
     )
 

@@ -27,12 +27,14 @@ from outreach_pipeline.defs.audit import (
 )
 from outreach_pipeline.defs.groups import Group
 from outreach_pipeline.defs.partitions import WINDOW_COLUMN
+from outreach_pipeline.defs.progress import load_progress
 from outreach_pipeline.defs.resources import LedgerResource, OutreachResource, SyncSettings, WorkbooksResource
 from outreach_pipeline.defs.run_options import DryRunConfig, WorkbooksReadConfig
 from outreach_pipeline.engine.dry_run import DryRunOutreachWriter, planned_links
 from outreach_pipeline.engine.extract import window_of
 from outreach_pipeline.engine.ledger import SyncWindow
-from outreach_pipeline.engine.load_outreach import OutreachWriter, read_workbooks_changes, write_links
+from outreach_pipeline.engine.link_back import write_links
+from outreach_pipeline.engine.load_outreach import OutreachWriter, read_workbooks_changes
 from outreach_pipeline.engine.merge import record_time
 from outreach_pipeline.engine.outcome import Outcome
 from outreach_pipeline.engine.plan_outreach import UPDATED_AT
@@ -185,6 +187,7 @@ def build_writes(windows: dg.PartitionsDefinition) -> dg.AssetsDefinition:
                 writer = (DryRunOutreachWriter if config.dry_run else OutreachWriter)(  # defs/dry_run.py
                     client=client, ledger=sync_ledger, mappings=mappings, entity=mappings.entity(flow.entity),
                     resource=flow.outreach_name, run_id=context.run.run_id, window=_window(context),
+                    on_done=load_progress(context, flow.write_key, changes, sync_settings, id_column="id").advance,
                 )
                 # One writer per Outreach collection across runs and instances: its lookups, merge, writes and
                 # ledger records happen under the lock, so two runs never both create the same prospect.
@@ -202,7 +205,8 @@ def build_writes(windows: dg.PartitionsDefinition) -> dg.AssetsDefinition:
                 context.log.info("%s: %s", flow.outreach_name, counts)
                 # Each window's own counts and failed records on its partition; the range's in `range*` keys.
                 per_window = load_metadata_per_window(
-                    list(context.partition_keys), changes, result.results, reverse_failed_rows(flow.entity, result.results),
+                    list(context.partition_keys), changes, result.results,
+                    reverse_failed_rows(sync_ledger, flow.entity, context.run.run_id, result.results),
                     sync_settings, id_column="workbooks_id")
                 add_window_metadata(context, per_window, flow.write_key)
                 yield dg.Output(result.results, output_name=_write_out(flow), metadata={
@@ -251,8 +255,12 @@ def build_links(windows: dg.PartitionsDefinition) -> dg.AssetsDefinition:
         with workbooks.open() as client:
             for flow in REVERSE_FLOWS:
                 written = written_by_flow[_write_out(flow)]
+                # Progress per batch request, over the records with something to write back (links and flags).
+                to_write = written[written["link"].fillna(False).astype(bool) | written["flag"].notna()]
+                progress = load_progress(context, flow.link_key, to_write.rename(columns={"workbooks_id": "id"}),
+                                         sync_settings, id_column="id")
                 counts = ({**planned_links(written), "dry_run": True} if config.dry_run
-                          else write_links(client, mappings.entity(flow.entity), written))
+                          else write_links(client, mappings.entity(flow.entity), written, on_done=progress.advance))
                 yield dg.MaterializeResult(asset_key=flow.link_key, metadata=counts)
 
     return links

@@ -11,7 +11,7 @@ would give every partition of the range the range's totals. Instead:
 * Load keys per window: ``records_created``, ``records_updated``, ``records_unchanged``, ``records_skipped``,
   ``records_failed`` (of which ``records_stuck``: failed in earlier runs too, and ``records_newly_failed``),
   ``records_extracted``, ``dagster/row_count``, and ``failed_records``: a table of the window's failed records
-  (entity, Outreach id, Workbooks id, field, kind, message, first failed at, runs failed in a row), at most
+  (direction, entity, Outreach id, Workbooks id, field, kind, message, first failed at, runs failed in a row), at most
   ``SyncSettings.failed_records_shown`` of them, the rest counted in ``failed_records_not_shown``.
 * Messages may quote the refused value: emails and phone numbers in them are masked unless
   ``SyncSettings.show_personal_data`` (``mapping.personal.mask_personal_text``).
@@ -33,11 +33,12 @@ from outreach_pipeline.defs.partitions import WINDOW_COLUMN
 from outreach_pipeline.defs.resources import SyncSettings
 from outreach_pipeline.engine.extract import PullIds
 from outreach_pipeline.engine.ledger import RecordState, SyncLedger
-from outreach_pipeline.engine.outcome import Outcome
+from outreach_pipeline.engine.outcome import Outcome, SyncDirection
 from outreach_pipeline.mapping.personal import mask_personal_text
 from outreach_pipeline.settings import WINDOW_KEY_FORMAT
 
 FAILED_RECORD_COLUMNS = [
+    dg.TableColumn("direction", "string", description="to_workbooks (Outreach -> Workbooks) or to_outreach"),
     dg.TableColumn("entity", "string", description="the mapping's entity (meetings for routed tasks)"),
     dg.TableColumn("outreach_id", "int", description="Outreach record id (blank: a record never created there)"),
     dg.TableColumn("workbooks_id", "int", description="Workbooks record id (blank: none yet)"),
@@ -62,6 +63,7 @@ class FailedRow:
     message: str | None
     first_failed_at: datetime | None
     streak: int
+    direction: SyncDirection = SyncDirection.TO_WORKBOOKS
 
 
 def window_keys(windows: pd.Series) -> pd.Series:
@@ -134,6 +136,7 @@ def failed_records_metadata(rows: Sequence[FailedRow], settings: SyncSettings) -
     shown = ordered[: settings.failed_records_shown]
     records = [
         dg.TableRecord({
+            "direction": row.direction.value,
             "entity": row.entity,
             "outreach_id": row.outreach_id,
             "workbooks_id": row.workbooks_id,
@@ -178,22 +181,32 @@ def load_metadata_per_window(
     return metadata
 
 
-def reverse_failed_rows(entity: str, results: pd.DataFrame) -> dict[int, FailedRow]:
-    """The Workbooks -> Outreach direction's failed records of one run, by Workbooks id, from the write results.
-
-    Outreach refused them and the link-back flags them (Outreach Sync Error or Outreach Duplicate), so the read
-    leaves them alone until a person clears the flag: each is a failure of one run, never retried on its own.
-    """
+def reverse_failed_rows(ledger: SyncLedger, entity: str, run_id: str, results: pd.DataFrame) -> dict[int, FailedRow]:
+    """The Workbooks -> Outreach direction's failed records of one run, by Workbooks id: as the ledger recorded
+    them (field, kind, first failure, attempts failed in a row), else (a dry run records nothing) from the write
+    results as failures of this run alone."""
     failed = results[results["outcome"].astype(str) == Outcome.FAILED.value] if len(results) else results
+    if not len(failed):
+        return {}
+    recorded = {f.workbooks_id: f for f in ledger.failures(run_id=run_id, entity=entity,
+                                                           direction=SyncDirection.TO_OUTREACH)}
     now = datetime.now(UTC)
-    return {
-        int(row["workbooks_id"]): FailedRow(
-            entity=entity, workbooks_id=int(row["workbooks_id"]),
+    rows: dict[int, FailedRow] = {}
+    for row in failed.to_dict("records"):
+        workbooks_id = int(row["workbooks_id"])
+        known = recorded.get(workbooks_id)
+        rows[workbooks_id] = FailedRow(
+            entity=entity, workbooks_id=workbooks_id, direction=SyncDirection.TO_OUTREACH,
             outreach_id=None if pd.isna(row.get("outreach_id")) else int(row["outreach_id"]),
-            field=None, kind=row.get("error_kind"), message=row.get("error"), first_failed_at=now, streak=1,
+            field=known.field if known else _text(row.get("error_field")), kind=_text(row.get("error_kind")),
+            message=_text(row.get("error")), first_failed_at=known.first_failed_at if known else now,
+            streak=known.streak if known else 1,
         )
-        for row in failed.to_dict("records")
-    }
+    return rows
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None or (isinstance(value, float) and pd.isna(value)) else str(value)
 
 
 def extract_audit(

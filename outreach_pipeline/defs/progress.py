@@ -13,9 +13,10 @@ from outreach_pipeline.engine.progress import ExtractProgress, LoadProgress, rep
 
 
 def load_progress(context: dg.AssetExecutionContext, key: dg.AssetKey, staged: pd.DataFrame,
-                  settings: SyncSettings) -> LoadProgress:
-    """The reporter of a load of `staged` (each record in its `sync_window`), logging at INFO."""
-    window_of = dict(zip(staged["outreach_id"].astype(int), staged[WINDOW_COLUMN], strict=True)) if len(staged) else {}
+                  settings: SyncSettings, *, id_column: str = "outreach_id") -> LoadProgress:
+    """The reporter of a load of `staged` (each record, by `id_column`, in its `sync_window`), logging at INFO.
+    The Workbooks -> Outreach steps count by `id` (the Workbooks id: a record to create has no Outreach id)."""
+    window_of = dict(zip(staged[id_column].astype(int), staged[WINDOW_COLUMN], strict=True)) if len(staged) else {}
     span = context.partition_time_window
     windows = pd.date_range(span.start, span.end, freq="h", inclusive="left", tz="UTC")
     return LoadProgress(context.log.info, key.to_user_string(), window_of, windows=windows,

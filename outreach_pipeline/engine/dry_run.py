@@ -34,9 +34,10 @@ CHANGES_COLUMN = "changes"
 LEDGER_READS = frozenset({
     "engine", "get_states", "states_by_workbooks_id", "written_in_window", "linked_ids", "failed_ids",
     "pending_relations", "history", "conflicts", "run_summary", "url", "failures", "stuck_records",
-    "retry_schedule",
+    "retry_schedule", "to_outreach_failures_of",
 })
-LEDGER_WRITES = frozenset({"start_run", "finish_run", "record_outcomes", "record_conflicts", "unlink"})
+LEDGER_WRITES = frozenset({"start_run", "finish_run", "record_outcomes", "record_conflicts", "unlink",
+                           "record_to_outreach"})
 
 
 class DryRunViolation(RuntimeError):

@@ -5,8 +5,8 @@ with one statement per table per batch. Writers are serialised so that two proce
 for the same entity cannot interleave their read-merge-write: SQLite takes the write lock up front
 (``BEGIN IMMEDIATE``, WAL, busy timeout), PostgreSQL takes a transaction-scoped advisory lock per entity.
 
-The schema is versioned by the Alembic revisions in ``engine/migrations``, applied when a ledger is opened:
-a change to these tables needs a revision. Timestamps are ``UtcDateTime`` columns, stored as UTC and read
+The tables are in ``ledger_schema.py``, versioned by the Alembic revisions in ``engine/migrations``, applied
+when a ledger is opened: a change to them needs a revision. Timestamps are ``UtcDateTime`` columns, stored as UTC and read
 back aware in UTC on both databases.
 """
 
@@ -22,135 +22,30 @@ from typing import Any
 
 import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict, Field, field_validator
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
 from outreach_pipeline.engine import migrations
 from outreach_pipeline.engine.ledger_failures import FailureQueries
+from outreach_pipeline.engine.ledger_schema import (
+    OUTCOMES,
+    conflict,
+    history,
+    metadata,
+    pending_relation,
+    record_state,
+    runs,
+    upsert,
+)
+from outreach_pipeline.engine.ledger_schema import writer_lock as writer_lock  # re-exported: its table
 from outreach_pipeline.engine.outcome import Outcome
-from outreach_pipeline.engine.utc_datetime import UtcDateTime, to_utc
+from outreach_pipeline.engine.utc_datetime import to_utc
 from outreach_pipeline.mapping.errors import ErrorKind
 
-OUTCOMES: tuple[Outcome, ...] = tuple(Outcome)
 HOUR = timedelta(hours=1)
 _IN_CLAUSE_CHUNK = 500
 #: The reason recorded with the outcomes of the Workbooks -> Outreach direction (history rows without it are
 #: the Outreach -> Workbooks direction's).
 TO_OUTREACH_REASON = "to_outreach"
-
-metadata = sa.MetaData()
-
-record_state = sa.Table(
-    "sync_record_state",
-    metadata,
-    sa.Column("entity", sa.String(64), primary_key=True),
-    sa.Column("outreach_id", sa.BigInteger, primary_key=True),
-    sa.Column("workbooks_id", sa.BigInteger),
-    sa.Column("outreach_updated_at", UtcDateTime()),
-    sa.Column("values_hash", sa.String(64)),
-    sa.Column("values_json", sa.Text),
-    sa.Column("last_outcome", sa.String(16), nullable=False),
-    sa.Column("last_reason", sa.String(64)),
-    sa.Column("last_error", sa.Text),
-    sa.Column("window_start", UtcDateTime()),
-    sa.Column("window_end", UtcDateTime()),
-    sa.Column("last_run_id", sa.String(128), nullable=False),
-    sa.Column("needs_retry", sa.Boolean, nullable=False, default=False),
-    sa.Column("recorded_at", UtcDateTime(), nullable=False),
-    # Failure as data (revision 0004): the field and kind of the last error, when the current run of failures
-    # began and how many runs in a row failed (0 after an applied outcome).
-    sa.Column("error_field", sa.String(128)),
-    sa.Column("error_kind", sa.String(32)),
-    sa.Column("first_failed_at", UtcDateTime()),
-    sa.Column("fail_streak", sa.Integer, nullable=False, server_default=sa.text("0")),
-)
-
-history = sa.Table(
-    "sync_history",
-    metadata,
-    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
-    sa.Column("run_id", sa.String(128), nullable=False),
-    sa.Column("entity", sa.String(64), nullable=False),
-    sa.Column("outreach_id", sa.BigInteger, nullable=False),
-    sa.Column("workbooks_id", sa.BigInteger),
-    sa.Column("outcome", sa.String(16), nullable=False),
-    sa.Column("reason", sa.String(64)),
-    sa.Column("error", sa.Text),
-    sa.Column("outreach_updated_at", UtcDateTime()),
-    sa.Column("window_start", UtcDateTime()),
-    sa.Column("window_end", UtcDateTime()),
-    sa.Column("values_hash", sa.String(64)),
-    sa.Column("diff_json", sa.Text),
-    sa.Column("recorded_at", UtcDateTime(), nullable=False),
-    # Revision 0004: the previous values of the fields in diff_json, and a failure's field, kind and streak.
-    sa.Column("old_json", sa.Text),
-    sa.Column("error_field", sa.String(128)),
-    sa.Column("error_kind", sa.String(32)),
-    sa.Column("fail_streak", sa.Integer),
-    sa.Column("first_failed_at", UtcDateTime()),
-    sa.Index("ix_sync_history_record", "entity", "outreach_id"),
-    sa.Index("ix_sync_history_run", "run_id"),
-)
-
-pending_relation = sa.Table(
-    "sync_pending_relation",
-    metadata,
-    sa.Column("entity", sa.String(64), primary_key=True),
-    sa.Column("outreach_id", sa.BigInteger, primary_key=True),
-    sa.Column("field", sa.String(128), primary_key=True),
-    sa.Column("target_entity", sa.String(64), primary_key=True),
-    sa.Column("target_outreach_id", sa.BigInteger, primary_key=True),
-    sa.Column("first_run_id", sa.String(128), nullable=False),
-    sa.Column("last_run_id", sa.String(128), nullable=False),
-    sa.Column("recorded_at", UtcDateTime(), nullable=False),
-    sa.Index("ix_sync_pending_target", "target_entity", "target_outreach_id"),
-)
-
-runs = sa.Table(
-    "sync_run",
-    metadata,
-    sa.Column("run_id", sa.String(128), primary_key=True),
-    sa.Column("entity", sa.String(64), primary_key=True),
-    sa.Column("window_start", UtcDateTime()),
-    sa.Column("window_end", UtcDateTime()),
-    *(sa.Column(outcome.value, sa.Integer, nullable=False, default=0) for outcome in OUTCOMES),
-    sa.Column("started_at", UtcDateTime(), nullable=False),
-    sa.Column("finished_at", UtcDateTime()),
-)
-
-conflict = sa.Table(
-    "sync_conflict",
-    metadata,
-    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
-    sa.Column("run_id", sa.String(128), nullable=False),
-    sa.Column("entity", sa.String(64), nullable=False),
-    sa.Column("outreach_id", sa.BigInteger, nullable=False),
-    sa.Column("workbooks_id", sa.BigInteger),
-    sa.Column("field", sa.String(128), nullable=False),
-    sa.Column("base_json", sa.Text),
-    sa.Column("outreach_json", sa.Text),
-    sa.Column("workbooks_json", sa.Text),
-    sa.Column("winner", sa.String(16), nullable=False),
-    sa.Column("policy", sa.String(32), nullable=False),
-    sa.Column("recorded_at", UtcDateTime(), nullable=False),
-    sa.Index("ix_sync_conflict_record", "entity", "outreach_id"),
-)
-
-
-#: One row per (target system, entity) being written: who holds the writer lock (see engine/writer_lock.py).
-writer_lock = sa.Table(
-    "sync_writer_lock",
-    metadata,
-    sa.Column("target", sa.String(64), primary_key=True),
-    sa.Column("entity", sa.String(64), primary_key=True),
-    sa.Column("token", sa.String(64), nullable=False),
-    sa.Column("run_id", sa.String(128), nullable=False),
-    sa.Column("pid", sa.Integer, nullable=False),
-    sa.Column("host", sa.String(255), nullable=False),
-    sa.Column("acquired_at", UtcDateTime(), nullable=False),
-    sa.Column("heartbeat_at", UtcDateTime(), nullable=False),
-    sa.Column("lease_seconds", sa.Float, nullable=False),
-)
 
 
 class LedgerModel(BaseModel):
@@ -405,7 +300,7 @@ class SyncLedger(FailureQueries):
         with self._write(entity) as connection:
             previous = self._read_states(connection, entity, [outcome.outreach_id for outcome in outcomes])
             state_rows = [_state_row(o, previous.get(o.outreach_id), run_id, window, now) for o in outcomes]
-            connection.execute(_upsert(connection, record_state, ["entity", "outreach_id"]), state_rows)
+            connection.execute(upsert(connection, record_state, ["entity", "outreach_id"]), state_rows)
             connection.execute(history.insert(), [
                 _history_row(o, previous.get(o.outreach_id), state, run_id, window, now)
                 for o, state in zip(outcomes, state_rows, strict=True)
@@ -533,13 +428,11 @@ class SyncLedger(FailureQueries):
         with self._engine.connect() as connection:
             return [PendingRelation(**row) for row in connection.execute(query).mappings()]
 
-    def history(self, entity: str, outreach_id: int) -> list[HistoryEntry]:
-        """Every recorded outcome of one record, oldest first."""
-        query = (
-            sa.select(history)
-            .where(history.c.entity == entity, history.c.outreach_id == outreach_id)
-            .order_by(history.c.id)
-        )
+    def history(self, entity: str, outreach_id: int | None = None, *, workbooks_id: int | None = None
+                ) -> list[HistoryEntry]:
+        """Every recorded outcome of one record (by Outreach id, or by Workbooks id), oldest first."""
+        key = history.c.outreach_id == outreach_id if workbooks_id is None else history.c.workbooks_id == workbooks_id
+        query = sa.select(history).where(history.c.entity == entity, key).order_by(history.c.id)
         with self._engine.connect() as connection:
             return [_history_entry(row) for row in connection.execute(query).mappings()]
 
@@ -683,15 +576,6 @@ def _make_engine(url: str) -> Engine:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
-
-
-def _upsert(connection: Connection, table: sa.Table, keys: list[str]) -> Any:
-    dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
-    statement = dialect.insert(table)
-    updates = {
-        column.name: statement.excluded[column.name] for column in table.columns if column.name not in keys
-    }
-    return statement.on_conflict_do_update(index_elements=keys, set_=updates)
 
 
 def _single_entity(outcomes: Sequence[RecordOutcome]) -> str:

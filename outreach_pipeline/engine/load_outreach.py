@@ -14,10 +14,18 @@ Three steps, each speaking to one API (so each asset holds one API pool):
      reported as it is. A prospect no Person is linked to: it is adopted (linked, then merged as a record
      without a base). One linked to another Person: Outreach Duplicate is set on this Person.
    * any other refusal: Outreach Sync Error and the message are set on the Workbooks record.
+   Each failure is data: the Workbooks field (from the JSON:API pointer of the member Outreach refused, or the
+   email for a duplicate; None for the whole record), its ``ErrorKind`` and message. The ledger keeps every
+   failure by Workbooks id with its streak (``SyncLedger.record_to_outreach``); the flag keeps the record out of
+   later reads until a person clears it, so a refused record is never re-read every run (no backoff needed).
    The ledger records, per linked record, the agreed values (the merge's new base) and the Outreach
    ``updatedAt`` of the write, so a read of Outreach taken before the write is skipped as stale by the
    Outreach -> Workbooks direction and the value read back later is equal to the base: 0 writes.
-3. ``write_links`` (Workbooks): the Outreach Id of created and adopted records, and the flags, written back.
+3. ``write_links`` (Workbooks, ``engine/link_back.py``): the Outreach Id of created and adopted records, and
+   the flags, written back.
+
+Steps 2 and 3 tell an ``on_done`` callback the Workbooks ids whose outcome is known (per record, per batch):
+the assets' progress lines.
 
 Writer lock: the Outreach writes of step 2 and the Workbooks writes of step 3 belong under the sync's writer
 lock (``engine/writer_lock.py`` after the merge), as the Outreach -> Workbooks load's writes do.
@@ -26,7 +34,7 @@ lock (``engine/writer_lock.py`` after the merge), as the Outreach -> Workbooks l
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -37,9 +45,10 @@ from outreach_pipeline.clients.formats import format_wb_date
 from outreach_pipeline.clients.http import ApiError, NotFoundError, ValidationFailed, WriteOutcomeUnknown
 from outreach_pipeline.clients.outreach import API_PREFIX, OutreachClient
 from outreach_pipeline.clients.outreach_records import OutreachRecord, ResourceRef
-from outreach_pipeline.clients.workbooks import LOOKUP_BATCH_SIZE, Filter, WorkbooksClient, WriteOp
+from outreach_pipeline.clients.workbooks import LOOKUP_BATCH_SIZE, Filter, WorkbooksClient
 from outreach_pipeline.engine.extract import WINDOW_COLUMN, extract_entity, opportunity_lookups
 from outreach_pipeline.engine.ledger import TO_OUTREACH_REASON, RecordOutcome, SyncLedger, SyncWindow
+from outreach_pipeline.engine.ledger_failures import ToOutreachAttempt
 from outreach_pipeline.engine.outcome import Outcome
 from outreach_pipeline.engine.plan import ERROR_MESSAGE_LIMIT
 from outreach_pipeline.engine.plan_outreach import (
@@ -57,7 +66,8 @@ from outreach_pipeline.mapping.models import EntityMapping, LinkTransform, Mappi
 from outreach_pipeline.mapping.transform import stage_records
 
 #: Columns of the written asset's output: what the link-back step writes to Workbooks.
-RESULT_COLUMNS = ["workbooks_id", "outreach_id", "outcome", "reason", "error", "error_kind", "link", "flag", "fields"]
+RESULT_COLUMNS = ["workbooks_id", "outreach_id", "outcome", "reason", "error", "error_field", "error_kind", "link",
+                  "flag", "fields"]
 #: Create keys Outreach filters on (its OpenAPI document badges account and opportunity ``customId`` filterable;
 #: prospect ``externalId`` is not).
 FILTERABLE_CREATE_KEYS = frozenset({"customId"})
@@ -66,6 +76,12 @@ FILTERABLE_CREATE_KEYS = frozenset({"customId"})
 NEWEST_SCAN = 1000
 #: The lower bound of a read from the beginning.
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+#: JSON:API pointer prefixes of a refused attribute or relationship (``/data/attributes/title``).
+ATTRIBUTE_POINTER, RELATIONSHIP_POINTER = "/data/attributes/", "/data/relationships/"
+#: The result outcome of an adopted prospect (linked and merged): an update in the ledger's vocabulary.
+ADOPTED = "adopted"
+
+OnDone = Callable[[Iterable[int]], None]
 
 
 class Flag:
@@ -161,8 +177,9 @@ class OutreachWriter:
 
     def __init__(
         self, *, client: OutreachClient, ledger: SyncLedger, mappings: MappingSet, entity: EntityMapping,
-        resource: str, run_id: str, window: SyncWindow,
+        resource: str, run_id: str, window: SyncWindow, on_done: OnDone | None = None,
     ) -> None:
+        self.on_done = on_done or (lambda ids: None)
         self.client = client
         self.ledger = ledger
         self.mappings = mappings
@@ -180,6 +197,8 @@ class OutreachWriter:
         decisions = plan_to_outreach(self.entity, records, twins, states, to_outreach, to_workbooks)
         self._records = {int(r["id"]): r for r in records}
         self._id_maps_now = (to_outreach, to_workbooks)
+        # Outreach id -> Workbooks id of the records this write linked: the ledger has them only at its end.
+        self._linked_now: dict[int, int] = {}
         results: list[dict[str, Any]] = []
         outcomes: list[RecordOutcome] = []
         conflicts = 0
@@ -188,6 +207,9 @@ class OutreachWriter:
             for decision in decisions:
                 result, outcome = self._apply(decision)
                 results.append(result)
+                if result.get("link") and result.get("outreach_id") is not None:
+                    self._linked_now[int(result["outreach_id"])] = decision.workbooks_id
+                self.on_done((decision.workbooks_id,))
                 if outcome is not None:
                     outcomes.append(outcome)
                     if outcome.outcome.wrote:
@@ -199,6 +221,8 @@ class OutreachWriter:
             by_id = {o.outreach_id: _in_window(o, windows) for o in outcomes}
             if by_id:
                 self.ledger.record_outcomes(self.run_id, self.window, list(by_id.values()))
+            # Every attempt by Workbooks id: failures (a refused create has no Outreach id) and the end of streaks.
+            self.ledger.record_to_outreach(self.run_id, [self._attempt(r, windows) for r in results])
             self.ledger.finish_run(self.run_id, self.entity.name)
         frame = pd.DataFrame(results, columns=list(self.result_columns))
         counts = {str(k): int(v) for k, v in frame["outcome"].value_counts().items()} if len(frame) else {}
@@ -228,7 +252,7 @@ class OutreachWriter:
 
     def _apply(self, decision: OutreachDecision) -> tuple[dict[str, Any], RecordOutcome | None]:
         base = {"workbooks_id": decision.workbooks_id, "outreach_id": decision.outreach_id, "reason": decision.reason,
-                "error": None, "error_kind": None, "link": False, "flag": None, "fields": None}
+                "error": None, "error_field": None, "error_kind": None, "link": False, "flag": None, "fields": None}
         if decision.action in (OutreachAction.SKIP, OutreachAction.FAILED):
             return {**base, "outcome": Outcome.SKIPPED if decision.action is OutreachAction.SKIP else Outcome.FAILED}, None
         if decision.action is OutreachAction.UNCHANGED:
@@ -253,14 +277,14 @@ class OutreachWriter:
         except _DuplicateHolder as exc:
             message = f"{self.entity.outreach_type} of Workbooks #{decision.workbooks_id}: {exc}"
             return {**base, "outcome": Outcome.FAILED, "error": message, "error_kind": ErrorKind.DUPLICATE.value,
-                    "flag": Flag.DUPLICATE}, None
+                    "error_field": self._email_field(), "flag": Flag.DUPLICATE}, None
         except NotFoundError:
             return {**base, "outcome": Outcome.SKIPPED, "reason": "outreach_missing"}, None
         except (ValidationFailed, _NotConfirmed) as exc:
             message = f"Workbooks #{decision.workbooks_id}: Outreach refused the write: {_reason(exc)}"
             kind = ErrorKind.NOT_CONFIRMED if isinstance(exc, _NotConfirmed) else ErrorKind.REFUSED_BY_OUTREACH
             return {**base, "outcome": Outcome.FAILED, "error": message[:ERROR_MESSAGE_LIMIT], "error_kind": kind.value,
-                    "flag": Flag.SYNC_ERROR}, None
+                    "error_field": self._refused_field(exc), "flag": Flag.SYNC_ERROR}, None
 
     def _adopt(
         self, decision: OutreachDecision, holder: OutreachRecord, base: dict[str, Any]
@@ -275,7 +299,7 @@ class OutreachWriter:
             updated = self.client.update(self.resource, holder.id, merged.attributes, merged.relationships or None)
         values = {**(merged.values or {}), **merged.outreach_won}
         to_workbooks = {name: workbooks_form(self.entity, name, value) for name, value in merged.outreach_won.items()}
-        result = {**base, "outcome": "adopted", "outreach_id": holder.id, "link": True,
+        result = {**base, "outcome": ADOPTED, "outreach_id": holder.id, "link": True,
                   "fields": json.dumps(to_workbooks) if to_workbooks else None}
         return result, self._outcome(merged, Outcome.UPDATED, holder.id, updated, values=values)
 
@@ -340,12 +364,43 @@ class OutreachWriter:
             return None
         holder = holders[0]
         state = self.ledger.get_states(self.entity.name, [holder.id]).get(holder.id)
-        if state is not None and state.workbooks_id is not None and state.workbooks_id != decision.workbooks_id:
+        # Linked in the ledger, or by this same write (two People of one window with one email).
+        linked_to = state.workbooks_id if state is not None and state.workbooks_id is not None else (
+            self._linked_now.get(holder.id))
+        if linked_to is not None and linked_to != decision.workbooks_id:
             raise _DuplicateHolder(
                 f"email is held by Outreach {self.entity.outreach_type} {holder.id}, linked to Workbooks "
-                f"#{state.workbooks_id} (Outreach duplicate)"
+                f"#{linked_to} (Outreach duplicate)"
             )
         return holder
+
+    def _refused_field(self, exc: Exception) -> str | None:
+        """The Workbooks field whose Outreach attribute or relationship Outreach refused (its JSON:API pointer);
+        None when the refusal names no member this entity's mapping writes."""
+        pointer = exc.pointer if isinstance(exc, ApiError) else None
+        if not pointer:
+            return None
+        member = pointer.removeprefix(ATTRIBUTE_POINTER).removeprefix(RELATIONSHIP_POINTER).split("/")[0]
+        for mapping in self.entity.to_outreach_fields():
+            if mapping.source.column in (member, f"{member}Id"):
+                return mapping.workbooks
+        return None
+
+    def _email_field(self) -> str | None:
+        """The Workbooks field holding the email a duplicate is about (the entity's first natural key)."""
+        return self.entity.match.natural_keys[0] if self.entity.match.natural_keys else None
+
+    def _attempt(self, result: dict[str, Any], windows: dict[int, datetime]) -> ToOutreachAttempt:
+        """One result as the ledger's record of the attempt (its own window: that of its Workbooks change)."""
+        outcome = Outcome.UPDATED if result["outcome"] == ADOPTED else Outcome(result["outcome"])
+        failed = outcome is Outcome.FAILED
+        return ToOutreachAttempt(
+            entity=self.entity.name, workbooks_id=int(result["workbooks_id"]), outcome=outcome,
+            outreach_id=None if result.get("outreach_id") is None else int(result["outreach_id"]),
+            error=result.get("error") if failed else None, error_field=result.get("error_field") if failed else None,
+            error_kind=ErrorKind(result["error_kind"]) if failed and result.get("error_kind") else None,
+            window_start=windows.get(int(result["workbooks_id"])),
+        )
 
     def _outcome(
         self, decision: OutreachDecision, outcome: Outcome, outreach_id: int | None, record: OutreachRecord | None,
@@ -361,39 +416,6 @@ class OutreachWriter:
             diff={**decision.attributes, **{f"{k}Id": v for k, v in decision.relationships.items()}} or None,
             reason=TO_OUTREACH_REASON,
         )
-
-
-def write_links(client: WorkbooksClient, entity: EntityMapping, results: pd.DataFrame) -> dict[str, int]:
-    """Write the Outreach Id of created/adopted records and the flags of refused ones back to Workbooks."""
-    flags = entity.flags
-    wanted: dict[int, dict[str, Any]] = {}
-    for row in results.to_dict("records"):
-        workbooks_id = int(row["workbooks_id"])
-        if row.get("link") and not pd.isna(row.get("outreach_id")):
-            fields = json.loads(row["fields"]) if isinstance(row.get("fields"), str) else {}
-            link = int(row["outreach_id"])
-            wanted[workbooks_id] = {**fields, entity.match.link_key: f"{entity.match.link_prefix}{link}"
-                                    if entity.match.link_prefix else link}
-        elif row.get("flag") == Flag.DUPLICATE and flags is not None and flags.duplicate:
-            wanted[workbooks_id] = {flags.duplicate: True}
-        elif row.get("flag") == Flag.SYNC_ERROR and flags is not None:
-            wanted[workbooks_id] = {flags.sync_error: True, flags.sync_error_message: row.get("error")}
-    if not wanted:
-        return {"links_written": 0, "flags_written": 0}
-    # Fresh lock versions: the record may have changed since the window was read.
-    current = {int(r["id"]): r for r in client.lookup(entity.workbooks_controller, "id", sorted(wanted),
-                                                      ["id", "lock_version"])}
-    ops = [
-        WriteOp(action="update", id=workbooks_id, lock_version=int(current[workbooks_id]["lock_version"]), fields=fields)
-        for workbooks_id, fields in wanted.items() if workbooks_id in current
-    ]
-    outcomes = client.write_batch(entity.workbooks_controller, ops)
-    refused = [op.id for op, outcome in zip(ops, outcomes, strict=True) if not outcome.ok]
-    if refused:
-        raise ApiError(f"Workbooks refused the link-back of {entity.name} records {refused[:20]}",
-                       method="PUT", path=f"/{entity.workbooks_controller}.api")
-    links = sum(1 for fields in wanted.values() if entity.match.link_key in fields)
-    return {"links_written": links, "flags_written": len(ops) - links}
 
 
 def _windows_by_workbooks_id(changes: pd.DataFrame) -> dict[int, datetime]:

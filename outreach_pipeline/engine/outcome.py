@@ -30,3 +30,10 @@ class Outcome(StrEnum):
 
 
 _APPLIED = frozenset({Outcome.CREATED, Outcome.UPDATED, Outcome.UNCHANGED})
+
+
+class SyncDirection(StrEnum):
+    """Which way a record was being synced: the ledger keys the two directions' failures differently."""
+
+    TO_WORKBOOKS = "to_workbooks"  # Outreach -> Workbooks: keyed by the Outreach id
+    TO_OUTREACH = "to_outreach"  # Workbooks -> Outreach: keyed by the Workbooks id (a failed create has no Outreach id)

@@ -35,7 +35,7 @@ from enum import StrEnum
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from outreach_pipeline.engine.ledger import writer_lock as lock_table
+from outreach_pipeline.engine.ledger_schema import writer_lock as lock_table
 
 logger = logging.getLogger(__name__)
 

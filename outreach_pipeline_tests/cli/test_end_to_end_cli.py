@@ -116,7 +116,8 @@ def test_install_sync_history_and_rerun(sandbox, env):
     shown = _run([CLI, "history", "prospects", str(outreach_id)], env)
     assert shown.returncode == 0, shown.stderr
     assert "created" in shown.stdout and "unchanged" in shown.stdout
-    outcomes = [line.split("|")[5].strip() for line in shown.stdout.splitlines()[2:] if line.startswith("|")]
+    table = [[cell.strip() for cell in line.split("|")[1:-1]] for line in shown.stdout.splitlines() if line.startswith("|")]
+    outcomes = [row[table[0].index("outcome")] for row in table[2:]]  # after the header and its rule
     assert outcomes == ["created", "unchanged"], shown.stdout  # one entry per sync, in order
 
 

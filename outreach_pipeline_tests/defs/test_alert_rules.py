@@ -28,9 +28,11 @@ from outreach_pipeline.settings import PipelineSettings, WebhookFormat
 @dataclass(frozen=True)
 class Stuck:
     entity: str
-    outreach_id: int
+    outreach_id: int | None
     streak: int
     message: str | None = "name: required"
+    workbooks_id: int | None = None
+    direction: str = "to_workbooks"
 
 
 def test_a_growing_stuck_list_alerts_and_a_steady_or_shrinking_one_does_not() -> None:
@@ -46,6 +48,12 @@ def test_a_growing_stuck_list_alerts_and_a_steady_or_shrinking_one_does_not() ->
     assert stuck_alert(None, [], 3) is None
     first = stuck_alert(None, three[:1], 3)
     assert first is not None and first.details["previous"] == 0
+    # A Workbooks record Outreach refused to create has no Outreach id: named by its Workbooks id and direction.
+    refused = Stuck("prospects", None, 3, "refused", workbooks_id=41, direction="to_outreach")
+    alert = stuck_alert(3, [*three, refused], 3)
+    assert alert is not None and [e for e in alert.details["examples"] if e["workbooks_id"] == 41] == [{
+        "direction": "to_outreach", "entity": "prospects", "outreach_id": None, "workbooks_id": 41, "streak": 3,
+        "message": "refused"}]
 
 
 @contextmanager

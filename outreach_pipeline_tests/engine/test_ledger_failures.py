@@ -10,7 +10,8 @@ import pytest
 
 from outreach_pipeline.engine.extract import ids_to_pull
 from outreach_pipeline.engine.ledger import RecordOutcome, SyncLedger, SyncWindow
-from outreach_pipeline.engine.ledger_failures import DUE_EARLY, NO_BACKOFF, RetryBackoff
+from outreach_pipeline.engine.ledger_failures import DUE_EARLY, NO_BACKOFF, RetryBackoff, ToOutreachAttempt
+from outreach_pipeline.engine.outcome import SyncDirection
 from outreach_pipeline.mapping.personal import MASK, mask_personal_text
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
@@ -93,6 +94,41 @@ def test_failed_records_wait_for_their_backoff_unless_their_window_brings_them(
     pull = ids_to_pull(ledger, entity, {1, 3}, backoff)
     assert (pull.retry, pull.referenced, pull.waiting) == (set(), {3}, {1, 2})
     assert ids_to_pull(ledger, entity, {1, 3}, NO_BACKOFF).all == {1, 2, 3}
+
+
+def _refused(entity: str, workbooks_id: int, **extra) -> ToOutreachAttempt:
+    return ToOutreachAttempt(entity=entity, workbooks_id=workbooks_id, outcome="failed", error="refused",
+                             error_field="main_location[email]", error_kind="refused_by_outreach", **extra)
+
+
+def test_a_refused_create_is_one_row_by_workbooks_id_that_counts_its_streak_and_is_linked_once_created(
+    ledger: SyncLedger, entity: str
+) -> None:
+    hour = T0 + timedelta(hours=5)
+    for run in range(3):
+        ledger.record_to_outreach(f"run-{run}", [_refused(entity, 11, window_start=hour),
+                                                 ToOutreachAttempt(entity=entity, workbooks_id=12, outcome="created",
+                                                                   outreach_id=70)])
+    (failure,) = ledger.failures(run_id="run-2")
+    assert (failure.direction, failure.outreach_id, failure.workbooks_id, failure.streak) == (
+        SyncDirection.TO_OUTREACH, None, 11, 3)
+    assert (failure.field, failure.kind, failure.window_start) == ("main_location[email]", "refused_by_outreach", hour)
+    assert failure.first_failed_at == ledger.failures(run_id="run-0")[0].failed_at
+    assert [f.workbooks_id for f in ledger.stuck_records(3)] == [11]
+    assert ledger.failures(entity=entity, direction=SyncDirection.TO_WORKBOOKS) == []
+    # The other direction's failure of the same entity is listed beside it, each with its own key.
+    ledger.record_outcomes("run-2", RANGE, [_failed(entity, 5)])
+    assert {(f.direction, f.outreach_id, f.workbooks_id) for f in ledger.failures(entity=entity)} == {
+        (SyncDirection.TO_OUTREACH, None, 11), (SyncDirection.TO_WORKBOOKS, 5, None)}
+    # Created at last: the same row is linked, its streak ends, and its failures stay in its history.
+    ledger.record_to_outreach("run-3", [ToOutreachAttempt(entity=entity, workbooks_id=11, outcome="created",
+                                                          outreach_id=71)])
+    assert ledger.failures(entity=entity, direction=SyncDirection.TO_OUTREACH) == []
+    assert [f.streak for f in ledger.to_outreach_failures_of(entity, outreach_id=71)] == [1, 2, 3]
+    assert ledger.to_outreach_failures_of(entity, workbooks_ids=[12]) == []  # never failed: nothing kept
+    ledger.record_to_outreach("run-4", [_refused(entity, 11, outreach_id=71)])
+    (again,) = ledger.failures(run_id="run-4")
+    assert (again.outreach_id, again.streak) == (71, 1)
 
 
 def test_messages_lose_emails_and_phone_numbers_but_keep_ids_and_dates() -> None:

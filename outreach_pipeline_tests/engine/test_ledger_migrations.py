@@ -20,6 +20,7 @@ from alembic.runtime.migration import MigrationContext
 from outreach_pipeline.engine import migrations
 from outreach_pipeline.engine.ledger import RecordOutcome, SyncLedger, SyncWindow, metadata
 from outreach_pipeline.engine.ledger import _make_engine as make_engine
+from outreach_pipeline.engine.ledger_failures import ToOutreachAttempt
 from outreach_pipeline.engine.migrations import (
     BASELINE_TABLES,
     VERSION_TABLE,
@@ -398,7 +399,7 @@ def test_0004_upgrades_a_0003_ledger_with_rows_and_failures_become_data(empty_ur
 
     ledger = SyncLedger(empty_url)
     try:
-        assert current_revision(ledger.engine) == head_revision() == "0004"
+        assert current_revision(ledger.engine) == head_revision()
         states = ledger.get_states("prospects", [1, 2])
         assert (states[1].fail_streak, states[1].first_failed_at) == (1, failed_at)
         assert (states[2].fail_streak, states[2].first_failed_at) == (0, None)
@@ -413,5 +414,44 @@ def test_0004_upgrades_a_0003_ledger_with_rows_and_failures_become_data(empty_ur
         assert (now.streak, now.first_failed_at, now.field, now.kind) == (2, failed_at, "email", "required")
         assert now.window_start == datetime(2026, 11, 29, 10, tzinfo=UTC)
         assert [f.outreach_id for f in ledger.stuck_records(2)] == [1]
+    finally:
+        ledger.dispose()
+
+
+def test_0005_adds_the_workbooks_to_outreach_failure_tables_to_a_0004_ledger(empty_url: str) -> None:
+    """A ledger at 0004 holding an Outreach -> Workbooks failure: upgraded in place, that failure untouched, and
+    Workbooks -> Outreach failures recorded by Workbooks id from then on."""
+    engine = make_engine(empty_url)
+    try:
+        config = alembic_config()
+        with engine.begin() as connection:
+            config.attributes["connection"] = connection
+            command.upgrade(config, "0004")
+        failed_at = datetime(2026, 11, 28, 9, 30, tzinfo=UTC)
+        with engine.begin() as connection:
+            connection.execute(sa.text(
+                "INSERT INTO sync_record_state (entity, outreach_id, last_outcome, last_error, last_run_id, "
+                "needs_retry, recorded_at, fail_streak, first_failed_at) "
+                "VALUES ('prospects', 1, 'failed', 'bad email', 'old-run', :retry, :at, 2, :at)"
+            ), {"retry": True, "at": failed_at})
+        assert current_revision(engine) == "0004"
+        assert "sync_to_outreach_state" not in set(sa.inspect(engine).get_table_names())
+    finally:
+        engine.dispose()
+
+    ledger = SyncLedger(empty_url)
+    try:
+        assert current_revision(ledger.engine) == head_revision()
+        assert {"sync_to_outreach_state", "sync_to_outreach_failure"} <= set(sa.inspect(ledger.engine).get_table_names())
+        (old,) = ledger.failures()
+        assert (old.direction, old.outreach_id, old.streak) == ("to_workbooks", 1, 2)
+        ledger.record_to_outreach("new-run", [ToOutreachAttempt(
+            entity="prospects", workbooks_id=9001, outcome="failed", error="Outreach refused the write",
+            error_field="person_job_title", error_kind="refused_by_outreach",
+            window_start=datetime(2026, 11, 29, 10, tzinfo=UTC))])
+        (refused,) = ledger.failures(run_id="new-run")
+        assert (refused.direction, refused.outreach_id, refused.workbooks_id, refused.streak) == (
+            "to_outreach", None, 9001, 1)
+        assert {f.direction for f in ledger.failures()} == {"to_workbooks", "to_outreach"}
     finally:
         ledger.dispose()

@@ -18,6 +18,7 @@ import pytest
 
 from outreach_pipeline.clients.formats import parse_wb_currency, parse_wb_date
 from outreach_pipeline.engine.ledger import RecordState, SyncLedger
+from outreach_pipeline.engine.outcome import SyncDirection
 from outreach_pipeline_tests.pipeline.harness import (
     WINDOW,
     Pipeline,
@@ -124,7 +125,8 @@ def test_each_partition_carries_its_own_windows_counts_and_they_add_up_to_the_ru
     # Every failed record of the run is in its window's table (none beyond the default cap here).
     listed = {row.data["outreach_id"] for values in people.values() for row in values["failed_records"].records}
     assert sum(values["failed_records_not_shown"] for values in people.values()) == 0
-    assert listed == {f.outreach_id for f in backfill.ledger.failures(run_id=backfill.result.run_id, entity="prospects")}
+    assert listed == {f.outreach_id for f in backfill.ledger.failures(run_id=backfill.result.run_id, entity="prospects",
+                                                                    direction=SyncDirection.TO_WORKBOOKS)}
 
 
 def test_staged_materializations_carry_column_lineage(backfill: Backfill) -> None:

@@ -113,8 +113,10 @@ TO_OUTREACH = list(REVERSE_KEYS)
 
 
 @contextmanager
-def two_way_pipeline(home: Path, mapping_path: Path | None = None, **config: Any) -> Iterator[Pipeline]:
-    """Like `harness.pipeline`, with the sync reading `mapping_path` (the packaged mapping by default)."""
+def two_way_pipeline(home: Path, mapping_path: Path | None = None, sync_settings: SyncSettings | None = None,
+                     **config: Any) -> Iterator[Pipeline]:
+    """Like `harness.pipeline`, with the sync reading `mapping_path` (the packaged mapping by default), or with
+    `sync_settings` instead."""
     sandbox = start_pinned_sandbox(**config)
     ledger_url = f"sqlite:///{home / 'ledger.db'}"
     try:
@@ -122,7 +124,7 @@ def two_way_pipeline(home: Path, mapping_path: Path | None = None, **config: Any
             "outreach": OutreachResource(base_url=sandbox.outreach_url, token_store_path=str(home / "tokens.json")),
             "workbooks": WorkbooksResource(base_url=sandbox.workbooks_url),
             "ledger": LedgerResource(url=ledger_url),
-            "sync_settings": SyncSettings(mapping_path=str(mapping_path) if mapping_path else None),
+            "sync_settings": sync_settings or SyncSettings(mapping_path=str(mapping_path) if mapping_path else None),
             "window_io_manager": WindowedParquetIOManager(base_dir=str(home / "windows")),
         })
         (home / "dagster").mkdir(parents=True, exist_ok=True)

@@ -11,7 +11,7 @@ from typing import Any
 
 from alembic import context
 
-from outreach_pipeline.engine.ledger import metadata
+from outreach_pipeline.engine.ledger_schema import metadata
 from outreach_pipeline.engine.migrations import VERSION_TABLE
 from outreach_pipeline.engine.utc_datetime import UtcDateTime
 
