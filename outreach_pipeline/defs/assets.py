@@ -16,6 +16,7 @@ import contextlib
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import dagster as dg
@@ -26,6 +27,7 @@ from outreach_pipeline.defs.budget import outreach_budget
 from outreach_pipeline.defs.failure_rate import build_failure_rate_check
 from outreach_pipeline.defs.groups import Group
 from outreach_pipeline.defs.partitions import WINDOW_COLUMN
+from outreach_pipeline.defs.preflight_reuse import checked_or_reused, now_utc
 from outreach_pipeline.defs.progress import load_progress, reporting_extract
 from outreach_pipeline.defs.resources import LedgerResource, OutreachResource, SyncSettings, WorkbooksResource
 from outreach_pipeline.defs.run_options import DryRunConfig
@@ -48,6 +50,7 @@ from outreach_pipeline.engine.load import EntityLoader, outreach_sharers
 from outreach_pipeline.engine.outcome import Outcome
 from outreach_pipeline.engine.plan import SHARERS_COLUMN
 from outreach_pipeline.engine.preflight import outreach_preflight, workbooks_preflight
+from outreach_pipeline.engine.preflight_reuse import PreflightStamp, mapping_hash
 from outreach_pipeline.engine.routing import RoutedLoader, ids_to_pull_routed, stage_routed
 from outreach_pipeline.engine.writer_lock import hold_writer_lock
 from outreach_pipeline.mapping.errors import ErrorKind, ValidationError, has_kind
@@ -167,6 +170,20 @@ def _preflight_failure(problems: list[str]) -> dg.Failure:
     )
 
 
+def _checked_or_reused(context: dg.AssetExecutionContext, key: dg.AssetKey, api_base_url: str,
+                       sync_settings: SyncSettings, check: Callable[[MappingSet, list[str]], list[str]],
+                       ) -> dg.MaterializeResult:
+    """Run a preflight `check`, or reuse a passing one of the same mapping and service younger than
+    `preflight_max_age_minutes` (defs/preflight_reuse.py); the metadata says which, and when it ran."""
+    mappings = sync_settings.mappings()
+    entities = _checked_entities(mappings)
+    return checked_or_reused(
+        context, key, PreflightStamp(mapping_hash(mappings, entities), api_base_url, now_utc()),
+        timedelta(minutes=sync_settings.preflight_max_age_minutes), lambda: check(mappings, entities),
+        _preflight_failure, {"fields_checked": sum(len(mappings.entity(f.entity).fields) for f in FLOWS)},
+    )
+
+
 def outreach_field_preflight(
     context: dg.AssetExecutionContext, outreach: OutreachResource, sync_settings: SyncSettings
 ) -> dg.MaterializeResult:
@@ -176,12 +193,11 @@ def outreach_field_preflight(
     Fails the run, naming each missing scope and each unknown or mistyped field, so a field renamed in Outreach
     stops the sync instead of failing the extract.
     """
-    mappings = sync_settings.mappings()
-    with outreach_budget("the whole run (nothing was read or written) is"), outreach.open() as client:
-        problems = outreach_preflight(client, mappings, _checked_entities(mappings))
-    if problems:
-        raise _preflight_failure(problems)
-    return dg.MaterializeResult(metadata={"fields_checked": sum(len(mappings.entity(f.entity).fields) for f in FLOWS)})
+    def check(mappings: MappingSet, entities: list[str]) -> list[str]:
+        with outreach_budget("the whole run (nothing was read or written) is"), outreach.open() as client:
+            return outreach_preflight(client, mappings, entities)
+
+    return _checked_or_reused(context, OUTREACH_PREFLIGHT_KEY, outreach.base_url, sync_settings, check)
 
 
 def build_preflights(windows: dg.PartitionsDefinition) -> list[dg.AssetsDefinition]:
@@ -203,12 +219,11 @@ def field_preflight(
     Fails the run, naming each unknown or mistyped field and the mapping file to fix, so a renamed field in a
     real Workbooks database stops the sync instead of failing every record.
     """
-    mappings = sync_settings.mappings()
-    with workbooks.open() as client:
-        problems = workbooks_preflight(client, mappings, _checked_entities(mappings))
-    if problems:
-        raise _preflight_failure(problems)
-    return dg.MaterializeResult(metadata={"fields_checked": sum(len(mappings.entity(f.entity).fields) for f in FLOWS)})
+    def check(mappings: MappingSet, entities: list[str]) -> list[str]:
+        with workbooks.open() as client:
+            return workbooks_preflight(client, mappings, entities)
+
+    return _checked_or_reused(context, PREFLIGHT_KEY, workbooks.base_url, sync_settings, check)
 
 
 def build_extract(flow: EntityFlow, windows: dg.PartitionsDefinition) -> dg.AssetsDefinition:

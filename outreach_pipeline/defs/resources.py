@@ -234,6 +234,12 @@ class SyncSettings(dg.ConfigurableResource):
         default=INTERVAL_SECONDS, gt=0, description="... or after this many seconds, whichever comes first"
     )
 
+    preflight_max_age_minutes: float = Field(
+        default=360, ge=0,
+        description="a passing field preflight of the same mapping and API is reused this long instead of fetching "
+                    "both schemas again (0: check on every run); a failed check is never reused",
+    )
+
     def mappings(self) -> MappingSet:
         return load_mapping_set(Path(self.mapping_path) if self.mapping_path else None)
 
