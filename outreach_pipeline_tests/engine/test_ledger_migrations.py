@@ -398,7 +398,7 @@ def test_0004_upgrades_a_0003_ledger_with_rows_and_failures_become_data(empty_ur
 
     ledger = SyncLedger(empty_url)
     try:
-        assert current_revision(ledger.engine) == head_revision() == "0004"
+        assert current_revision(ledger.engine) == head_revision()  # through 0004 (and any later revision)
         states = ledger.get_states("prospects", [1, 2])
         assert (states[1].fail_streak, states[1].first_failed_at) == (1, failed_at)
         assert (states[2].fail_streak, states[2].first_failed_at) == (0, None)
@@ -413,5 +413,24 @@ def test_0004_upgrades_a_0003_ledger_with_rows_and_failures_become_data(empty_ur
         assert (now.streak, now.first_failed_at, now.field, now.kind) == (2, failed_at, "email", "required")
         assert now.window_start == datetime(2026, 11, 29, 10, tzinfo=UTC)
         assert [f.outreach_id for f in ledger.stuck_records(2)] == [1]
+    finally:
+        ledger.dispose()
+
+
+def test_0005_adds_the_webhook_hint_tables_to_a_0004_ledger_rows_untouched(empty_url: str) -> None:
+    engine = make_engine(empty_url)
+    try:
+        config = alembic_config()
+        with engine.begin() as connection:
+            config.attributes["connection"] = connection
+            command.upgrade(config, "0004")
+        assert "sync_webhook_hint" not in sa.inspect(engine).get_table_names()
+    finally:
+        engine.dispose()
+    ledger = SyncLedger(empty_url)
+    try:
+        assert current_revision(ledger.engine) == "0005"
+        tables = set(sa.inspect(ledger.engine).get_table_names())
+        assert {"sync_webhook_hint", "sync_webhook_listening"} <= tables
     finally:
         ledger.dispose()
