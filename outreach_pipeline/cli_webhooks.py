@@ -11,6 +11,7 @@ from pathlib import Path
 
 import click
 
+from outreach_pipeline.clients.http import ApiError
 from outreach_pipeline.clients.outreach_webhooks import (
     delete_webhook,
     ensure_webhook,
@@ -109,6 +110,8 @@ def serve(port: int | None) -> None:
         with running_receiver(settings, outreach, ledger_url, port=port) as receiver:
             click.echo(f"webhook receiver: listening on {receiver.url}, Outreach delivers to {receiver.public_url}")
             threading.Event().wait()
+    except ApiError as exc:  # e.g. a grant without webhooks.all: `auth connect` asks only for the mapping's scopes
+        raise click.ClickException(f"Outreach refused the webhook subscription: {exc}") from None
     except OSError as exc:
         raise click.ClickException(f"the webhook receiver could not bind: {exc}") from None
     except KeyboardInterrupt:

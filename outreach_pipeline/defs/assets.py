@@ -31,6 +31,7 @@ from outreach_pipeline.defs.preflight_reuse import checked_or_reused, now_utc
 from outreach_pipeline.defs.progress import load_progress, reporting_extract
 from outreach_pipeline.defs.resources import LedgerResource, OutreachResource, SyncSettings, WorkbooksResource
 from outreach_pipeline.defs.run_options import DryRunConfig
+from outreach_pipeline.defs.webhook_reads import read_metadata, read_plan, window_read
 from outreach_pipeline.engine.dry_run import DryRunLoader
 from outreach_pipeline.engine.extract import (
     EXTRACT_ERROR_COLUMN,
@@ -236,7 +237,8 @@ def build_extract(flow: EntityFlow, windows: dg.PartitionsDefinition) -> dg.Asse
             "(a backfill range is one read), plus the records the ledger says must be retried (failed rows once their "
             "backoff has passed, links whose target was not synced yet). Never-synced records this run's other records point at are read "
             "after them (outreach/referenced_*). Only the attributes the mapping reads are fetched "
-            "(sparse fieldsets) unless the run config sets all_attributes."
+            "(sparse fieldsets) unless the run config sets all_attributes. A window the Outreach webhook receiver "
+            "proves quiet is not read (defs/webhook_reads.py; window_read says why it was or was not)."
         ),
     )
     def extract(
@@ -254,6 +256,8 @@ def build_extract(flow: EntityFlow, windows: dg.PartitionsDefinition) -> dg.Asse
                                       sync_settings.backoff())
             # What the Workbooks -> Outreach direction wrote for this window left it (its updatedAt moved on).
             pull.retry |= {o for o, _ in sync_ledger.written_in_window(flow.entity, window, to_outreach=True)}
+            read = window_read(sync_ledger, sync_settings, flow.outreach_name, window,
+                               from_beginning=config.from_beginning)
         retry_ids = pull.all
         windows = context.partition_keys
         left = (f"{flow.outreach_name} changed in {len(windows)} window(s) {windows[0]}..{windows[-1]} "
@@ -262,12 +266,13 @@ def build_extract(flow: EntityFlow, windows: dg.PartitionsDefinition) -> dg.Asse
                 reporting_extract(context, flow.extract_key, sync_settings):
             result = flow.extractor(
                 client, flow.outreach_name, window.start, window.end,
-                retry_ids=retry_ids, from_beginning=config.from_beginning, fields=fields,
+                retry_ids=retry_ids, from_beginning=config.from_beginning, fields=fields, window=read_plan(read),
             )
             requests_used = client.stats.total_requests
         context.log.info("extracted %d %s for %s..%s", len(result.frame), flow.outreach_name, window.start, window.end)
         return dg.MaterializeResult(value=result.frame, metadata={
             **extract_audit(context, result.frame, result.retried_ids, pull, requests_used),
+            **read_metadata(flow.outreach_name, read, window),
             "window": f"[{window.start.isoformat()}, {window.end.isoformat()})",
         })
 
