@@ -16,6 +16,7 @@ import click
 from outreach_pipeline.cli_auth import auth
 from outreach_pipeline.cli_ledger import failures, history
 from outreach_pipeline.cli_runs import dev_partitions_start, first_sync_command
+from outreach_pipeline.cli_webhooks import dev_receiver, webhooks
 from outreach_pipeline.sandbox.credentials import (
     DEFAULT_OUTREACH_PORT,
     DEFAULT_WORKBOOKS_PORT,
@@ -35,6 +36,7 @@ def main() -> None:
 main.add_command(auth)
 main.add_command(failures)
 main.add_command(history)
+main.add_command(webhooks)
 
 
 @main.group()
@@ -316,9 +318,11 @@ def sync(
               help="Workbooks sandbox port (0: any free port).")
 @click.option("--prospects", default=2000, show_default=True, type=click.IntRange(0, 1_000_000))
 @click.option("--simulate/--no-simulate", default=True, show_default=True)
+@click.option("--webhook-port", default=0, show_default=True, type=click.IntRange(0, 65535),
+              help="Port of the Outreach webhook receiver (0: any free port; the sandbox is told its URL).")
 @_profile_option
 def dev(port: int, dagster_home: Path, data_dir: Path, outreach_port: int, workbooks_port: int, prospects: int,
-        simulate: bool, profile: str | None) -> None:
+        simulate: bool, webhook_port: int, profile: str | None) -> None:
     """Start the sandbox (with its activity simulator) and `dg dev` (UI and daemon, schedule on)."""
     import sys
 
@@ -371,8 +375,11 @@ def dev(port: int, dagster_home: Path, data_dir: Path, outreach_port: int, workb
         env["VIRTUAL_ENV"] = sys.prefix
         command = [str(Path(sys.executable).with_name("dg")), "dev", "--host", "127.0.0.1", "--port", str(port)]
         # Its own process group, so stopping it reaches everything it starts (UI, daemon, code servers, runs).
-        process = subprocess.Popen(command, env=env, cwd=project_root, start_new_session=True)
-        _stop_child_with_us(process)
+        with dev_receiver(_settings(), running.outreach_url, dagster_home, env, webhook_port) as receiver_url:
+            if receiver_url:
+                click.echo(f"webhook receiver: {receiver_url} (quiet windows skip their Outreach reads)")
+            process = subprocess.Popen(command, env=env, cwd=project_root, start_new_session=True)
+            _stop_child_with_us(process)
 
 
 def _stop_child_with_us(process: subprocess.Popen, grace_seconds: float = 30) -> None:

@@ -116,6 +116,25 @@ class PipelineSettings(BaseSettings):
     alert_smtp_user: str | None = Field(default=None, description="SMTP login of alert mail; default: the sender")
     alert_smtp_password: SecretStr | None = Field(default=None, description="SMTP password of alert mail")
 
+    webhook_receiver_host: str = Field(
+        default="127.0.0.1", description="interface the Outreach webhook receiver binds (keep it loopback behind a proxy)",
+    )
+    webhook_receiver_port: int = Field(default=8704, ge=0, le=65535, description="port of the webhook receiver (0: any)")
+    webhook_public_url: str | None = Field(
+        default=None,
+        description="URL Outreach delivers webhooks to (a tunnel or proxy in front of the receiver); default: "
+                    "http://<host>:<port>/outreach/webhooks, which only a local sandbox can reach",
+    )
+    webhook_secret: SecretStr | None = Field(
+        default=None, description="secret Outreach signs deliveries with; default: a new random one per start",
+    )
+    webhook_heartbeat_seconds: float = Field(
+        default=30, gt=0, description="how often the receiver records that it is still listening",
+    )
+    webhook_receiver_in_dev: bool = Field(
+        default=True, description="`outreach-pipeline dev` starts the webhook receiver next to the sandbox",
+    )
+
     @field_validator("partitions_start")
     @classmethod
     def _hourly_window_key(cls, value: str) -> str:

@@ -16,6 +16,7 @@ import contextlib
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import dagster as dg
@@ -26,9 +27,11 @@ from outreach_pipeline.defs.budget import outreach_budget
 from outreach_pipeline.defs.failure_rate import build_failure_rate_check
 from outreach_pipeline.defs.groups import Group
 from outreach_pipeline.defs.partitions import WINDOW_COLUMN
+from outreach_pipeline.defs.preflight_reuse import checked_or_reused, now_utc
 from outreach_pipeline.defs.progress import load_progress, reporting_extract
 from outreach_pipeline.defs.resources import LedgerResource, OutreachResource, SyncSettings, WorkbooksResource
 from outreach_pipeline.defs.run_options import DryRunConfig
+from outreach_pipeline.defs.webhook_reads import read_metadata, read_plan, window_read
 from outreach_pipeline.engine.dry_run import DryRunLoader
 from outreach_pipeline.engine.extract import (
     EXTRACT_ERROR_COLUMN,
@@ -48,6 +51,7 @@ from outreach_pipeline.engine.load import EntityLoader, outreach_sharers
 from outreach_pipeline.engine.outcome import Outcome
 from outreach_pipeline.engine.plan import SHARERS_COLUMN
 from outreach_pipeline.engine.preflight import outreach_preflight, workbooks_preflight
+from outreach_pipeline.engine.preflight_reuse import PreflightStamp, mapping_hash
 from outreach_pipeline.engine.routing import RoutedLoader, ids_to_pull_routed, stage_routed
 from outreach_pipeline.engine.writer_lock import hold_writer_lock
 from outreach_pipeline.mapping.errors import ErrorKind, ValidationError, has_kind
@@ -167,6 +171,20 @@ def _preflight_failure(problems: list[str]) -> dg.Failure:
     )
 
 
+def _checked_or_reused(context: dg.AssetExecutionContext, key: dg.AssetKey, api_base_url: str,
+                       sync_settings: SyncSettings, check: Callable[[MappingSet, list[str]], list[str]],
+                       ) -> dg.MaterializeResult:
+    """Run a preflight `check`, or reuse a passing one of the same mapping and service younger than
+    `preflight_max_age_minutes` (defs/preflight_reuse.py); the metadata says which, and when it ran."""
+    mappings = sync_settings.mappings()
+    entities = _checked_entities(mappings)
+    return checked_or_reused(
+        context, key, PreflightStamp(mapping_hash(mappings, entities), api_base_url, now_utc()),
+        timedelta(minutes=sync_settings.preflight_max_age_minutes), lambda: check(mappings, entities),
+        _preflight_failure, {"fields_checked": sum(len(mappings.entity(f.entity).fields) for f in FLOWS)},
+    )
+
+
 def outreach_field_preflight(
     context: dg.AssetExecutionContext, outreach: OutreachResource, sync_settings: SyncSettings
 ) -> dg.MaterializeResult:
@@ -176,12 +194,11 @@ def outreach_field_preflight(
     Fails the run, naming each missing scope and each unknown or mistyped field, so a field renamed in Outreach
     stops the sync instead of failing the extract.
     """
-    mappings = sync_settings.mappings()
-    with outreach_budget("the whole run (nothing was read or written) is"), outreach.open() as client:
-        problems = outreach_preflight(client, mappings, _checked_entities(mappings))
-    if problems:
-        raise _preflight_failure(problems)
-    return dg.MaterializeResult(metadata={"fields_checked": sum(len(mappings.entity(f.entity).fields) for f in FLOWS)})
+    def check(mappings: MappingSet, entities: list[str]) -> list[str]:
+        with outreach_budget("the whole run (nothing was read or written) is"), outreach.open() as client:
+            return outreach_preflight(client, mappings, entities)
+
+    return _checked_or_reused(context, OUTREACH_PREFLIGHT_KEY, outreach.base_url, sync_settings, check)
 
 
 def build_preflights(windows: dg.PartitionsDefinition) -> list[dg.AssetsDefinition]:
@@ -203,12 +220,11 @@ def field_preflight(
     Fails the run, naming each unknown or mistyped field and the mapping file to fix, so a renamed field in a
     real Workbooks database stops the sync instead of failing every record.
     """
-    mappings = sync_settings.mappings()
-    with workbooks.open() as client:
-        problems = workbooks_preflight(client, mappings, _checked_entities(mappings))
-    if problems:
-        raise _preflight_failure(problems)
-    return dg.MaterializeResult(metadata={"fields_checked": sum(len(mappings.entity(f.entity).fields) for f in FLOWS)})
+    def check(mappings: MappingSet, entities: list[str]) -> list[str]:
+        with workbooks.open() as client:
+            return workbooks_preflight(client, mappings, entities)
+
+    return _checked_or_reused(context, PREFLIGHT_KEY, workbooks.base_url, sync_settings, check)
 
 
 def build_extract(flow: EntityFlow, windows: dg.PartitionsDefinition) -> dg.AssetsDefinition:
@@ -221,7 +237,8 @@ def build_extract(flow: EntityFlow, windows: dg.PartitionsDefinition) -> dg.Asse
             "(a backfill range is one read), plus the records the ledger says must be retried (failed rows once their "
             "backoff has passed, links whose target was not synced yet). Never-synced records this run's other records point at are read "
             "after them (outreach/referenced_*). Only the attributes the mapping reads are fetched "
-            "(sparse fieldsets) unless the run config sets all_attributes."
+            "(sparse fieldsets) unless the run config sets all_attributes. A window the Outreach webhook receiver "
+            "proves quiet is not read (defs/webhook_reads.py; window_read says why it was or was not)."
         ),
     )
     def extract(
@@ -239,6 +256,8 @@ def build_extract(flow: EntityFlow, windows: dg.PartitionsDefinition) -> dg.Asse
                                       sync_settings.backoff())
             # What the Workbooks -> Outreach direction wrote for this window left it (its updatedAt moved on).
             pull.retry |= {o for o, _ in sync_ledger.written_in_window(flow.entity, window, to_outreach=True)}
+            read = window_read(sync_ledger, sync_settings, flow.outreach_name, window,
+                               from_beginning=config.from_beginning)
         retry_ids = pull.all
         windows = context.partition_keys
         left = (f"{flow.outreach_name} changed in {len(windows)} window(s) {windows[0]}..{windows[-1]} "
@@ -247,12 +266,13 @@ def build_extract(flow: EntityFlow, windows: dg.PartitionsDefinition) -> dg.Asse
                 reporting_extract(context, flow.extract_key, sync_settings):
             result = flow.extractor(
                 client, flow.outreach_name, window.start, window.end,
-                retry_ids=retry_ids, from_beginning=config.from_beginning, fields=fields,
+                retry_ids=retry_ids, from_beginning=config.from_beginning, fields=fields, window=read_plan(read),
             )
             requests_used = client.stats.total_requests
         context.log.info("extracted %d %s for %s..%s", len(result.frame), flow.outreach_name, window.start, window.end)
         return dg.MaterializeResult(value=result.frame, metadata={
             **extract_audit(context, result.frame, result.retried_ids, pull, requests_used),
+            **read_metadata(flow.outreach_name, read, window),
             "window": f"[{window.start.isoformat()}, {window.end.isoformat()})",
         })
 

@@ -234,6 +234,29 @@ class SyncSettings(dg.ConfigurableResource):
         default=INTERVAL_SECONDS, gt=0, description="... or after this many seconds, whichever comes first"
     )
 
+    preflight_max_age_minutes: float = Field(
+        default=360, ge=0,
+        description="a passing field preflight of the same mapping and API is reused this long instead of fetching "
+                    "both schemas again (0: check on every run); a failed check is never reused",
+    )
+
+    webhook_hints: bool = Field(
+        default=True,
+        description="skip an Outreach window read the webhook receiver proves quiet (engine/webhook_hints.py); "
+                    "with no receiver listening every window is read",
+    )
+    webhook_delivery_grace_minutes: float = Field(
+        default=2, ge=0, description="how long after a window ends a delivery of its changes may still arrive",
+    )
+    webhook_sweep_hours: int = Field(
+        default=24, ge=1,
+        description="a window starting on a multiple of this many hours (UTC) always reads, back to the previous one: "
+                    "what bounds a delivery Outreach never made",
+    )
+
+    def webhook_grace(self) -> timedelta:
+        return timedelta(minutes=self.webhook_delivery_grace_minutes)
+
     def mappings(self) -> MappingSet:
         return load_mapping_set(Path(self.mapping_path) if self.mapping_path else None)
 

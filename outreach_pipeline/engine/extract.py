@@ -165,10 +165,26 @@ def _read_by_ids(
             read.add(page)
 
 
+@dataclass(frozen=True)
+class WindowReadPlan:
+    """Whether the window read happens, and from when (engine/webhook_hints.py decides): a window the webhook
+    hints prove quiet is not read, a sweep reads from before its start. The default reads [start, end)."""
+
+    read: bool = True
+    read_from: datetime | None = None
+
+
+READ_WINDOW = WindowReadPlan()
+
+
 def _read_window(client: OutreachClient, read: _Read, resource: str, start: datetime, end: datetime, *,
-                 lower_open: bool, include: Iterable[str] = (), params: Mapping[str, str] | None = None) -> None:
-    """Records of `resource` changed in [start, end) (or before `end` when `lower_open`)."""
-    read_from = datetime(1970, 1, 1, tzinfo=start.tzinfo) if lower_open else start
+                 lower_open: bool, include: Iterable[str] = (), params: Mapping[str, str] | None = None,
+                 plan: WindowReadPlan = READ_WINDOW) -> None:
+    """Records of `resource` changed in [start, end) (or before `end` when `lower_open`, or from `plan.read_from`);
+    nothing when the plan skips the read."""
+    if not plan.read and not lower_open:
+        return
+    read_from = datetime(1970, 1, 1, tzinfo=start.tzinfo) if lower_open else (plan.read_from or start)
     for page in client.iter_window(resource, read_from, end, include=include, extra_params=params):
         read.add(page)
 
@@ -182,6 +198,7 @@ def extract_records(
     retry_ids: Iterable[int] = (),
     from_beginning: bool = False,
     fields: Mapping[str, str] | None = None,
+    window: WindowReadPlan = READ_WINDOW,
 ) -> Extract:
     """Records of `resource` (plural, e.g. `prospects`) changed in [start, end), plus `retry_ids`.
 
@@ -191,7 +208,7 @@ def extract_records(
     (`{"fields[prospect]": "firstName,..."}`): only what the mapping reads is transferred.
     """
     read = _Read()
-    _read_window(client, read, resource, start, end, lower_open=from_beginning, params=fields)
+    _read_window(client, read, resource, start, end, lower_open=from_beginning, params=fields, plan=window)
     seen = read.ids | {r.id for r in read.rejected}
     retry = sorted(i for i in set(retry_ids) if i not in seen)
     _read_by_ids(client, read, resource, retry, fields)
@@ -210,6 +227,7 @@ def extract_opportunities(
     retry_ids: Iterable[int] = (),
     from_beginning: bool = False,
     fields: Mapping[str, str] | None = None,
+    window: WindowReadPlan = READ_WINDOW,
 ) -> Extract:
     """Opportunities changed in the range, and those whose prospect roles changed in it.
 
@@ -221,9 +239,9 @@ def extract_opportunities(
     params = {**(fields or {}), "fields[opportunityStage]": "name"} if fields else None
     read = _Read()
     _read_window(client, read, "opportunities", start, end, lower_open=from_beginning, include=("opportunityStage",),
-                 params=params)
+                 params=params, plan=window)
     roles_changed = _Read(keep_records=True)
-    _read_window(client, roles_changed, "opportunityProspectRoles", start, end, lower_open=from_beginning)
+    _read_window(client, roles_changed, "opportunityProspectRoles", start, end, lower_open=from_beginning, plan=window)
     seen = read.ids | {r.id for r in read.rejected}
     extra = {role.relationships.get("opportunity") for role in roles_changed.records} | set(retry_ids)
     extra_ids = sorted(i for i in extra if isinstance(i, int) and i not in seen)
@@ -261,10 +279,12 @@ def extract_entity(
     retry_ids: Iterable[int] = (),
     from_beginning: bool = False,
     fields: Mapping[str, str] | None = None,
+    window: WindowReadPlan = READ_WINDOW,
 ) -> Extract:
     """Extract one resource: opportunities with their stage and prospect roles, the others as they are."""
     read = extract_opportunities if resource == "opportunities" else partial(extract_records, resource=resource)
-    return read(client, start=start, end=end, retry_ids=retry_ids, from_beginning=from_beginning, fields=fields)
+    return read(client, start=start, end=end, retry_ids=retry_ids, from_beginning=from_beginning, fields=fields,
+                window=window)
 
 
 @dataclass

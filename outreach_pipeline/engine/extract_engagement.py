@@ -30,7 +30,9 @@ import pandas as pd
 
 from outreach_pipeline.clients.outreach import OutreachClient
 from outreach_pipeline.engine.extract import (
+    READ_WINDOW,
     Extract,
+    WindowReadPlan,
     _dedupe,
     _frame,
     _Read,
@@ -74,11 +76,12 @@ def extract_tasks(
     retry_ids: Iterable[int] = (),
     from_beginning: bool = False,
     fields: Mapping[str, str] | None = None,
+    window: WindowReadPlan = READ_WINDOW,
 ) -> Extract:
     """Tasks changed in the range (plus ``retry_ids``), with skipped sequence tasks spelt ``skipped``."""
     result = extract_records(
         client, resource, start, end, retry_ids=retry_ids, from_beginning=from_beginning,
-        fields=_with_fields(fields, "fields[task]", TASK_SKIP_FIELDS),
+        fields=_with_fields(fields, "fields[task]", TASK_SKIP_FIELDS), window=window,
     )
     result.frame = mark_skipped_tasks(result.frame)
     return result
@@ -93,12 +96,14 @@ def extract_sequence_states(
     retry_ids: Iterable[int] = (),
     from_beginning: bool = False,
     fields: Mapping[str, str] | None = None,
+    window: WindowReadPlan = READ_WINDOW,
 ) -> Extract:
     """Sequence states changed in the range (plus ``retry_ids``) and every other state of their prospects."""
     include = ("sequence", "sequenceStep")
     params = {**fields, "fields[sequence]": "name", "fields[sequenceStep]": "order"} if fields else {}
     read = _Read()
-    _read_window(client, read, resource, start, end, lower_open=from_beginning, include=include, params=params)
+    _read_window(client, read, resource, start, end, lower_open=from_beginning, include=include, params=params,
+                 plan=window)
     seen = read.ids | {r.id for r in read.rejected}
     retry = sorted(i for i in set(retry_ids) if i not in seen)
     _read_by_ids(client, read, resource, retry, {"include": ",".join(include), **params})

@@ -179,6 +179,32 @@ to_outreach_failure = sa.Table(
 )
 
 
+#: Outreach webhook deliveries received, counted per resource type and hourly window (engine/webhook_hints.py):
+#: a change hint, never a record's data.
+webhook_hint = sa.Table(
+    "sync_webhook_hint",
+    metadata,
+    sa.Column("resource_type", sa.String(64), primary_key=True),
+    sa.Column("window_start", UtcDateTime(), primary_key=True),
+    sa.Column("count", sa.Integer, nullable=False),
+    sa.Column("last_received_at", UtcDateTime(), nullable=False),
+)
+
+#: One row per start of the webhook receiver: what its subscription covers and from when until when it was
+#: listening (`listening_until` moves with its heartbeat), so a gap in listening is visible.
+webhook_listening = sa.Table(
+    "sync_webhook_listening",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("webhook_url", sa.String(1024), nullable=False),
+    sa.Column("resource", sa.String(64), nullable=False),
+    sa.Column("action", sa.String(64), nullable=False),
+    sa.Column("listening_from", UtcDateTime(), nullable=False),
+    sa.Column("listening_until", UtcDateTime(), nullable=False),
+    sa.Index("ix_sync_webhook_listening_until", "listening_until"),
+)
+
+
 def upsert(connection: Connection, table: sa.Table, keys: list[str]) -> Any:
     """INSERT ... ON CONFLICT (keys) DO UPDATE every other column, on SQLite or PostgreSQL."""
     dialect = postgresql if connection.dialect.name == "postgresql" else sqlite

@@ -145,6 +145,7 @@ class RequestStats:
 
     by_endpoint: Counter[str] = field(default_factory=Counter)
     faults: Counter[str] = field(default_factory=Counter)
+    webhooks: Counter[str] = field(default_factory=Counter)  # deliveries (sandbox/outreach/webhooks.py)
     in_flight: int = 0
     peak_in_flight: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -163,10 +164,15 @@ class RequestStats:
         with self._lock:
             self.faults[kind] += 1
 
+    def webhook(self, kind: str) -> None:
+        with self._lock:
+            self.webhooks[kind] += 1
+
     def reset(self) -> None:
         with self._lock:
             self.by_endpoint.clear()
             self.faults.clear()
+            self.webhooks.clear()
             self.peak_in_flight = self.in_flight
 
     def snapshot(self) -> dict[str, Any]:
@@ -175,6 +181,7 @@ class RequestStats:
                 "total": sum(self.by_endpoint.values()),
                 "requests": dict(sorted(self.by_endpoint.items())),
                 "faults": dict(self.faults),
+                "webhooks": dict(self.webhooks),
                 "in_flight": self.in_flight,
                 "peak_in_flight": self.peak_in_flight,
             }

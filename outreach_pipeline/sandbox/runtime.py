@@ -31,6 +31,7 @@ from outreach_pipeline.sandbox.outreach import app as outreach_app
 from outreach_pipeline.sandbox.outreach.seed import seed_outreach
 from outreach_pipeline.sandbox.outreach.simulate import simulate_outreach_step
 from outreach_pipeline.sandbox.outreach.store import OutreachStore
+from outreach_pipeline.sandbox.outreach.webhooks import WebhookDispatcher
 from outreach_pipeline.sandbox.server import LOOPBACK, ServedApp, serve_in_thread
 from outreach_pipeline.sandbox.workbooks import app as workbooks_app
 from outreach_pipeline.sandbox.workbooks.seed import seed_workbooks
@@ -95,6 +96,7 @@ class RunningSandbox:
     outreach_middleware: SandboxMiddleware
     workbooks_middleware: SandboxMiddleware
     seeded: dict[str, dict[str, int]] = field(default_factory=dict)
+    webhooks: WebhookDispatcher | None = None  # Outreach's webhook deliveries
     _stop_simulator: threading.Event = field(default_factory=threading.Event, repr=False)
     _simulator: threading.Thread | None = field(default=None, repr=False)
 
@@ -163,6 +165,8 @@ class RunningSandbox:
         self._stop_simulator.set()
         if self._simulator is not None:
             self._simulator.join(10)
+        if self.webhooks is not None:
+            self.webhooks.stop()
         self.outreach.stop()
         self.workbooks.stop()
         _close_stores(self.outreach_store, self.workbooks_store)
@@ -246,12 +250,11 @@ def start_sandbox(config: SandboxConfig | None = None) -> RunningSandbox:
     servers: list[ServedApp] = []
     try:
         seeded = _seed_empty_stores(config, outreach_store, workbooks_store)
-        outreach_mw = _wrap(
-            outreach_app.create_outreach_app(outreach_store, outreach_settings),
-            rules,
-            config.seed,
-            json_error_body,
-        )
+        served_outreach = outreach_app.create_outreach_app(outreach_store, outreach_settings)
+        outreach_mw = _wrap(served_outreach, rules, config.seed, json_error_body)
+        # Deliveries read the settings the admin API may change; counted in the Outreach API's stats.
+        webhooks = WebhookDispatcher(outreach_store, lambda: served_outreach.state.sandbox.settings)
+        webhooks.stats = outreach_mw.stats
         workbooks_mw = _wrap(
             workbooks_app.create_workbooks_app(workbooks_store, workbooks_settings),
             rules,
@@ -276,7 +279,9 @@ def start_sandbox(config: SandboxConfig | None = None) -> RunningSandbox:
         outreach_middleware=outreach_mw,
         workbooks_middleware=workbooks_mw,
         seeded=seeded,
+        webhooks=webhooks,
     )
+    webhooks.base_url = sandbox.outreach_url
     if config.simulate:
         sandbox.start_simulator()
     return sandbox

@@ -455,3 +455,22 @@ def test_0005_adds_the_workbooks_to_outreach_failure_tables_to_a_0004_ledger(emp
         assert {f.direction for f in ledger.failures()} == {"to_workbooks", "to_outreach"}
     finally:
         ledger.dispose()
+
+
+def test_0006_adds_the_webhook_hint_tables_to_a_0005_ledger(empty_url: str) -> None:
+    engine = make_engine(empty_url)
+    try:
+        config = alembic_config()
+        with engine.begin() as connection:
+            config.attributes["connection"] = connection
+            command.upgrade(config, "0005")
+        assert "sync_webhook_hint" not in sa.inspect(engine).get_table_names()
+    finally:
+        engine.dispose()
+    ledger = SyncLedger(empty_url)
+    try:
+        assert current_revision(ledger.engine) == "0006"
+        tables = set(sa.inspect(ledger.engine).get_table_names())
+        assert {"sync_webhook_hint", "sync_webhook_listening"} <= tables
+    finally:
+        ledger.dispose()

@@ -163,7 +163,11 @@ def test_an_error_failure_rate_fails_the_run_after_the_load_and_alerts_once(aler
 def test_a_failed_run_alerts_once_naming_its_steps_and_assets(alerted: Alerted) -> None:
     pipe, receiver, sensor = alerted.pipe, alerted.receiver, alerted.sensor
     refused = WorkbooksResource(base_url=pipe.sandbox.workbooks_url, api_key=WRONG_API_KEY)
-    result = _run(_definitions(pipe, workbooks=refused), pipe, PINNED_NOW - 3 * WINDOW, PINNED_NOW - 3 * WINDOW)
+    # A preflight that passed earlier would be reused (same mapping, same URL): this run checks again, so the
+    # refused key fails the preflight step itself.
+    checking = SyncSettings(**{**pipe.defs.resources["sync_settings"].model_dump(), "preflight_max_age_minutes": 0})
+    result = _run(_definitions(pipe, workbooks=refused, sync_settings=checking), pipe, PINNED_NOW - 3 * WINDOW,
+                  PINNED_NOW - 3 * WINDOW)
     assert not result.success
 
     sensor.tick()

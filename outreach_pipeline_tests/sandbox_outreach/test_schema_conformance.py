@@ -60,6 +60,8 @@ CREATE_BODIES: dict[str, dict[str, Any]] = {
         "attributes": {"direction": "outbound", "outcome": "Answered", "to": "+441234"},
         "relationships": {"prospect": {"data": {"type": "prospect", "id": 1}}},
     },
+    # No delivery is made: nothing listens at this url and no record changes after it is created.
+    "webhook": {"attributes": {"url": "http://127.0.0.1:9/hooks", "secret": "s", "resource": "prospect"}},
 }
 UPDATE_ATTRIBUTES: dict[str, dict[str, Any]] = {
     "user": {"title": "Boss"},
@@ -73,6 +75,7 @@ UPDATE_ATTRIBUTES: dict[str, dict[str, Any]] = {
     "sequence": {"description": "Updated"},
     "sequenceStep": {"interval": 3600},
     "task": {"note": "Updated"},
+    "webhook": {"active": False},
 }
 
 
@@ -122,6 +125,8 @@ def test_nullable_rewrite_keeps_types_strict(validators) -> None:
 @pytest.mark.parametrize("resource_type", SERVED_TYPES)
 def test_resource_responses_match_spec(sandbox, client, validators, resource_type: str) -> None:
     seed_outreach(sandbox.store, prospects=20, seed=7)
+    if resource_type == "webhook":  # an org has none until an integration registers one
+        sandbox.store.create("webhook", {"url": "http://127.0.0.1:9/seeded", "resource": "*", "action": "*"})
     spec = resource_specs()[resource_type]
     validator = validators[resource_type]
 

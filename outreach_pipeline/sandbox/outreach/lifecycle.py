@@ -22,6 +22,7 @@ CREATE_DEFAULTS: dict[str, dict[str, Any]] = {
     "sequenceState": {"state": "active"},
     "call": {"state": "completed"},
     "sequence": {"enabled": False},
+    "webhook": {"active": True, "resource": "*", "action": "*", "payloadVersion": 1},
 }
 REQUIRED_RELATIONSHIPS: dict[str, tuple[str, ...]] = {
     "sequenceState": ("prospect", "sequence"),

@@ -41,6 +41,11 @@ class OutreachSettings(BaseModel):
     rate_limit_remaining_two_values: bool = False
     max_page_size: int = Field(default=MAX_PAGE_SIZE, ge=1)
     public_base_url: str | None = None
+    # Webhook deliveries (sandbox/outreach/webhooks.py): tries per delivery, the wait between them, and a
+    # switch that drops every delivery (an Outreach that never delivers), so tests can prove lost ones are caught.
+    webhook_delivery_attempts: int = Field(default=3, ge=1)
+    webhook_retry_delay_seconds: float = Field(default=2.0, ge=0)
+    webhook_deliveries_dropped: bool = False
 
     def with_changes(self, changes: dict[str, Any]) -> OutreachSettings:
         """A validated copy with `changes` applied (unknown keys are rejected)."""

@@ -41,6 +41,7 @@ SERVED_TYPES: tuple[str, ...] = (
     "sequenceState",
     "task",
     "call",
+    "webhook",
 )
 
 # Server-managed timestamps live in their own indexed columns rather than in the attribute blob.
@@ -49,6 +50,8 @@ TIMESTAMP_ATTRIBUTES = ("createdAt", "updatedAt")
 # Credentials a mailbox accepts on write; the real API never echoes them, and neither do we.
 WRITE_ONLY_ATTRIBUTES: dict[str, frozenset[str]] = {
     "mailbox": frozenset({"password", "smtpPassword", "sendgridApiKey"}),
+    # A webhook's signing key: what a reader of the org's webhooks could forge deliveries with.
+    "webhook": frozenset({"secret"}),
 }
 
 AttributeKind = Literal["string", "integer", "number", "boolean", "array", "object", "date-time", "date"]

@@ -90,6 +90,16 @@ class OutreachRecord(BaseModel):
     relationships: dict[str, RelationshipValue] = Field(default_factory=dict)
 
 
+class StoreChange(BaseModel):
+    """One committed single-record write, as the store's listeners (webhook deliveries) receive it: the record
+    after the change (before it, for a delete) and, for an update, the attributes and relationships it was given."""
+
+    action: Literal["created", "updated", "destroyed"]
+    record: OutreachRecord
+    changed_attributes: list[str] = Field(default_factory=list)
+    changed_relationships: list[str] = Field(default_factory=list)
+
+
 FieldKind = Literal[
     "id", "created_at", "updated_at", "attribute", "array_attribute", "to_one", "to_many", "emails"
 ]
@@ -171,6 +181,9 @@ class OutreachStore:
     def __init__(self, url: str = "sqlite://") -> None:
         self.url = url
         self.now: Callable[[], datetime] = utc_now
+        # Told of every committed create, update and delete of one record (the API's writes, member actions and
+        # the activity simulator); the seeder's bulk loads are not changes anyone subscribed to.
+        self.listeners: list[Callable[[StoreChange], None]] = []
         in_memory = url in ("sqlite://", "sqlite:///:memory:")
         if in_memory:
             # One shared connection: every thread must see the same in-memory database.
@@ -263,7 +276,7 @@ class OutreachStore:
             ).inserted_primary_key[0]
             if resource_type == "prospect":
                 self._replace_emails(conn, record_id, attrs.get("emails") or [])
-        return OutreachRecord(
+        record = OutreachRecord(
             type=resource_type,
             id=record_id,
             created_at=stamp,
@@ -271,6 +284,8 @@ class OutreachStore:
             attributes=attrs,
             relationships=rels,
         )
+        self._tell(StoreChange(action="created", record=record))
+        return record
 
     def update(
         self,
@@ -302,7 +317,10 @@ class OutreachStore:
             )
             if emails_changed:
                 self._replace_emails(conn, record_id, attrs.get("emails") or [])
-        return current.model_copy(update={"updated_at": stamp, "attributes": attrs, "relationships": rels})
+        record = current.model_copy(update={"updated_at": stamp, "attributes": attrs, "relationships": rels})
+        self._tell(StoreChange(action="updated", record=record, changed_attributes=sorted(attributes or {}),
+                               changed_relationships=sorted(relationships or {})))
+        return record
 
     def delete(self, resource_type: str, record_id: int) -> None:
         """Remove one record.
@@ -312,11 +330,17 @@ class OutreachStore:
         """
         table = self.table(resource_type)
         with self._writing() as conn:
-            removed = conn.execute(delete(table).where(table.c.id == record_id)).rowcount
-            if not removed:
+            row = conn.execute(select(table).where(table.c.id == record_id)).first()
+            if row is None:
                 raise RecordNotFoundError(resource_type, record_id)
+            conn.execute(delete(table).where(table.c.id == record_id))
             if resource_type == "prospect":
                 conn.execute(delete(self.emails).where(self.emails.c.prospect_id == record_id))
+        self._tell(StoreChange(action="destroyed", record=_record_from_row(resource_type, row)))
+
+    def _tell(self, change: StoreChange) -> None:
+        for listener in list(self.listeners):
+            listener(change)
 
     def _check_unique_emails(self, conn: Connection, emails: Sequence[str], exclude_id: int | None) -> None:
         wanted = {email.lower() for email in emails}
