@@ -1,6 +1,6 @@
 """Outreach webhooks as change hints: when a window's Outreach read can be skipped, and the ledger rows behind it.
 
-Outreach POSTs a delivery for every change a webhook subscribes to (engine side: ``webhook_server.py`` receives
+Outreach POSTs a delivery for every change a webhook subscribes to (``webhook_receiver.py`` receives
 and verifies them, this module records them). A delivery is only a hint, never data: the extract still reads
 every record it syncs from the API. The hints let an hourly run skip the read of a resource whose window was
 quiet. A window read of resource types T over [start, end) is skipped only when all of these hold:
@@ -15,6 +15,8 @@ quiet. A window read of resource types T over [start, end) is skipped only when 
 * no hint for a type of T landed in the window: hints are counted in the window of the record's `updatedAt`
   (the delivery's time when the payload carries none), the window the read would have found it in.
 
+A delivery later than the grace (its hour's run may have skipped the read already) is not lost: the run whose
+receiving span [start + grace, end + grace) it arrived in reads back to the late hint's window (`late_hint`).
 Anything else reads as before. Tables: ``sync_webhook_hint`` and ``sync_webhook_listening`` (revision 0006).
 """
 
@@ -46,6 +48,7 @@ class ReadReason(StrEnum):
     NOT_LISTENING = "receiver_not_listening"  # never, or with a gap, over the window plus the grace
     NOT_SUBSCRIBED = "subscription_does_not_cover"
     HINTED = "hinted"
+    LATE_HINT = "late_hint"  # a delivery for an earlier window arrived after that window's grace: read back to it
 
 
 @dataclass(frozen=True)
@@ -97,7 +100,7 @@ def listened_through(spans: Iterable[ListeningSpan], resource_type: str, start: 
 
 def decide(resource_types: Sequence[str], start: datetime, end: datetime, *, spans: Sequence[ListeningSpan],
            hinted: set[str], grace: timedelta, sweep_hours: int, enabled: bool = True,
-           from_beginning: bool = False) -> WindowRead:
+           from_beginning: bool = False, late_from: datetime | None = None) -> WindowRead:
     """The read of `resource_types` over the windows [start, end) (pure; the rules are the module's)."""
     if not enabled:
         return WindowRead(ReadReason.HINTS_OFF, start)
@@ -108,6 +111,8 @@ def decide(resource_types: Sequence[str], start: datetime, end: datetime, *, spa
         since = start - timedelta(hours=sweep_hours) + WINDOW
         listened = any(span.end > since and span.start < start for span in spans)
         return WindowRead(ReadReason.SWEEP, since if listened else start)
+    if late_from is not None and late_from < start:
+        return WindowRead(ReadReason.LATE_HINT, late_from)
     if not all(any(span.covers(t) for span in spans) for t in resource_types):
         covered_ever = any(spans)
         return WindowRead(ReadReason.NOT_SUBSCRIBED if covered_ever else ReadReason.NOT_LISTENING, start)
@@ -144,6 +149,18 @@ class WebhookHints:
                         webhook_hint.c.window_start >= start, webhook_hint.c.window_start < end))
         with self._engine.connect() as conn:
             return set(conn.execute(query).scalars())
+
+    def late_hint_from(self, resource_types: Iterable[str], start: datetime, end: datetime,
+                       grace: timedelta) -> datetime | None:
+        """The earliest window before `start` with a hint for `resource_types` that arrived late (after its
+        window's end plus the grace) while this run's windows were receiving ([start + grace, end + grace))."""
+        query = sa.select(webhook_hint.c.window_start, webhook_hint.c.last_received_at).where(
+            webhook_hint.c.resource_type.in_(list(resource_types)), webhook_hint.c.window_start < start,
+            webhook_hint.c.last_received_at >= start + grace, webhook_hint.c.last_received_at < end + grace)
+        with self._engine.connect() as conn:
+            late = [row.window_start for row in conn.execute(query)
+                    if row.last_received_at > row.window_start + WINDOW + grace]
+        return min(late, default=None)
 
     def hint_counts(self, resource_type: str) -> dict[datetime, int]:
         """Hints per window of one type (for people and tests)."""
@@ -183,4 +200,5 @@ class WebhookHints:
                           enabled=enabled, from_beginning=from_beginning)
         spans = self.spans(start - timedelta(hours=sweep_hours))
         return decide(resource_types, start, end, spans=spans, hinted=self.hinted(resource_types, start, end),
-                      grace=grace, sweep_hours=sweep_hours)
+                      grace=grace, sweep_hours=sweep_hours,
+                      late_from=self.late_hint_from(resource_types, start, end, grace))

@@ -1,4 +1,4 @@
-"""The ledger's hint and listening rows (revision 0005) on real SQLite and PostgreSQL."""
+"""The ledger's hint and listening rows (revision 0006) on real SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -40,3 +40,20 @@ def test_hints_count_per_window_and_spans_decide_the_read(ledger: SyncLedger) ->
     assert hinted.reason is ReadReason.HINTED
     later = hints.window_read(("prospect",), WINDOW + timedelta(hours=1), WINDOW + timedelta(hours=2), **decide)
     assert later.reason is ReadReason.NOT_LISTENING  # the span ends before that window's grace
+
+
+def test_a_delivery_later_than_the_grace_makes_the_next_run_read_back_to_its_window(ledger: SyncLedger) -> None:
+    hints = WebhookHints(ledger.engine)
+    span = hints.start_listening("http://127.0.0.1:1/outreach/webhooks", "*", "*", WINDOW - timedelta(minutes=1))
+    hints.heartbeat(span, WINDOW + timedelta(hours=3, minutes=5))
+    decide = {"grace": timedelta(minutes=2), "sweep_hours": 24, "enabled": True, "from_beginning": False}
+    assert hints.window_read(("prospect",), WINDOW, WINDOW + timedelta(hours=1), **decide).reason is ReadReason.QUIET
+    # A change of 13:30 delivered at 14:20, after the 13:00 window's run skipped its read.
+    hints.record_hint("prospect", WINDOW + timedelta(minutes=30), WINDOW + timedelta(minutes=80))
+    next_run = hints.window_read(("prospect",), WINDOW + timedelta(hours=1), WINDOW + timedelta(hours=2), **decide)
+    assert (next_run.reason, next_run.read_from) == (ReadReason.LATE_HINT, WINDOW)
+    # Read once: the run after it sees no late delivery in its own receiving span, and is quiet again.
+    after = hints.window_read(("prospect",), WINDOW + timedelta(hours=2), WINDOW + timedelta(hours=3), **decide)
+    assert after.reason is ReadReason.QUIET
+    assert hints.window_read(("account",), WINDOW + timedelta(hours=1), WINDOW + timedelta(hours=2),
+                             **decide).reason is ReadReason.QUIET  # other types are not read back

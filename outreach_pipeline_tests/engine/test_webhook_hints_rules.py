@@ -47,3 +47,13 @@ def test_the_sweep_window_reads_back_to_the_previous_sweep_once_hints_were_in_us
     listened = _decide([span(0, 600)], start=midnight, end=midnight + timedelta(hours=1))
     assert (listened.reason, listened.read_from) == (ReadReason.SWEEP, midnight - timedelta(hours=23))
     assert listened_through([span(-5, 63)], "prospect", START, END + GRACE)
+
+
+def test_a_late_delivery_reads_back_to_its_window_unless_a_sweep_reads_further() -> None:
+    late = decide(("prospect",), START, END, spans=[span(-5, 63)], hinted=set(), grace=GRACE, sweep_hours=24,
+                  late_from=START - timedelta(hours=3))
+    assert (late.reason, late.read_from) == (ReadReason.LATE_HINT, START - timedelta(hours=3))
+    midnight = datetime(2026, 11, 2, tzinfo=UTC)
+    sweep = decide(("prospect",), midnight, midnight + timedelta(hours=1), spans=[span(0, 600)], hinted=set(),
+                   grace=GRACE, sweep_hours=24, late_from=midnight - timedelta(hours=2))
+    assert sweep.reason is ReadReason.SWEEP
