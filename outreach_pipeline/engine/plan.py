@@ -553,8 +553,14 @@ def read_field(record: Mapping[str, Any], name: str) -> Any:
 
 
 def _as_dicts(data: Iterable[Mapping[str, Any]] | pd.DataFrame) -> list[dict[str, Any]]:
-    rows = data.to_dict("records") if isinstance(data, pd.DataFrame) else [dict(row) for row in data]
-    return [{key: _python_value(value) for key, value in row.items()} for row in rows]
+    if isinstance(data, pd.DataFrame):
+        # Column by column (one tolist per column) rather than to_dict("records"), which boxes every cell.
+        names = list(data.columns)
+        columns = [list(map(_python_value, data.iloc[:, position].tolist())) for position in range(len(names))]
+        return [dict(zip(names, values, strict=True)) for values in zip(*columns, strict=True)] if names else [
+            {} for _ in range(len(data))
+        ]
+    return [{key: _python_value(value) for key, value in row.items()} for row in data]
 
 
 def _python_value(value: Any) -> Any:
