@@ -569,6 +569,8 @@ def _python_value(value: Any) -> Any:
         return value
     if kind is float:
         return None if value != value else value
+    if value is pd.NA:  # the missing cell of nullable columns (strings, Int64, boolean)
+        return None
     if isinstance(value, list | tuple | dict):
         return value
     if hasattr(value, "tolist") and not isinstance(value, pd.Timestamp):

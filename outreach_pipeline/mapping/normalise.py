@@ -34,6 +34,8 @@ def is_blank(value: Any) -> bool:
         return False
     if kind is float:
         return value != value  # NaN
+    if value is pd.NA:
+        return True
     if isinstance(value, str):
         return not value.strip()
     if isinstance(value, list | tuple | dict):
