@@ -1,6 +1,6 @@
 """Pipeline benchmark: one initial load of every seeded window through the real Dagster job.
 
-    .venv/bin/python benchmarks/bench_pipeline.py [--prospects 100000] [--tracemalloc]
+    .venv/bin/python benchmarks/bench_pipeline.py [--prospects 100000] [--tracemalloc] [--profile FILE]
 
 The sandbox runs in its own process (`outreach-pipeline sandbox up --json`), so the CPU time and peak memory
 measured here are the client's alone: Dagster, the extract/stage/load assets, the HTTP clients and the ledger.
@@ -11,9 +11,11 @@ cover exactly the sync run. BENCHMARKS.md ("Pipeline") records the figures with 
 from __future__ import annotations
 
 import argparse
+import cProfile
 import json
 import math
 import os
+import pstats
 import resource
 import shutil
 import signal
@@ -56,6 +58,7 @@ LOWER_BOUND_PER_THOUSAND = 21
 REQUEST_RATIO_TARGET = 1.25
 PEAK_MEMORY_TARGET_BYTES = int(1.5 * 1024**3)
 CLOCK_TICKS_PER_SECOND = os.sysconf("SC_CLK_TCK")
+PROFILE_TOP_ENTRIES = 40
 
 
 class SandboxEndpoints(BaseModel):
@@ -212,20 +215,37 @@ def _summed_metadata(result: dg.ExecuteInProcessResult, node: str) -> dict[str, 
 
 def measure_run(
     defs: dg.Definitions, instance: dg.DagsterInstance, sandbox: SandboxProcess, windows: tuple[str, str],
-    *, trace_memory: bool,
+    *, trace_memory: bool, profile_path: Path | None = None,
 ) -> RunFigures:
-    """Run the sync job once over `windows` and measure wall time, CPU, memory and requests around it."""
+    """Run the sync job once over `windows` and measure wall time, CPU, memory and requests around it.
+
+    With `profile_path`, the run executes under cProfile (which inflates CPU and wall time) and the pstats
+    are dumped there; the run is in-process, so every step's Python work shows in the profile. The profiler
+    counts CPU time (`time.process_time`), not wall time: on a shared machine wall time mostly measures the
+    other processes, and waiting for the sandbox or for fsync is not client CPU.
+    """
     sandbox.reset_stats()
     if trace_memory:
         tracemalloc.start()
+    profiler = cProfile.Profile(time.process_time) if profile_path is not None else None
     server_cpu_before, cpu_before, started = sandbox.cpu_seconds(), _cpu_seconds_self(), time.perf_counter()
+    if profiler is not None:
+        profiler.enable()
     result = defs.resolve_job_def(SYNC_JOB).execute_in_process(
         instance=instance,
         tags={"dagster/asset_partition_range_start": windows[0], "dagster/asset_partition_range_end": windows[1]},
         raise_on_error=False,
         run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
     )
+    if profiler is not None:
+        profiler.disable()
     wall, cpu = time.perf_counter() - started, _cpu_seconds_self() - cpu_before
+    if profiler is not None and profile_path is not None:
+        profiler.dump_stats(profile_path)
+        stats = pstats.Stats(profiler, stream=sys.stdout).strip_dirs()
+        print(f"profile dumped to {profile_path}; top entries by own time, then cumulative:")
+        stats.sort_stats("tottime").print_stats(PROFILE_TOP_ENTRIES)
+        stats.sort_stats("cumulative").print_stats(PROFILE_TOP_ENTRIES)
     server_cpu = sandbox.cpu_seconds() - server_cpu_before
     peak_traced = tracemalloc.get_traced_memory()[1] if trace_memory else None
     tracemalloc.stop()
@@ -303,7 +323,7 @@ def _dagster_home(root: Path) -> Path:
     return home
 
 
-def run_benchmark(prospects: int, *, trace_memory: bool, keep: bool) -> RunFigures:
+def run_benchmark(prospects: int, *, trace_memory: bool, keep: bool, profile_path: Path | None = None) -> RunFigures:
     """Start the sandbox process, install the fields, run the initial load and print the figures."""
     root = Path(tempfile.mkdtemp(prefix="bench_pipeline_"))
     home = _dagster_home(root)
@@ -316,7 +336,8 @@ def run_benchmark(prospects: int, *, trace_memory: bool, keep: bool) -> RunFigur
         defs = build_definitions(sandbox.endpoints, home)
         windows = windows_covering(defs, seeded_from, datetime.now(UTC))
         with dg.DagsterInstance.get() as instance:
-            figures = measure_run(defs, instance, sandbox, windows, trace_memory=trace_memory)
+            figures = measure_run(defs, instance, sandbox, windows, trace_memory=trace_memory,
+                                  profile_path=profile_path)
         print(format_report(figures, sandbox.endpoints.seeded), flush=True)
         return figures
     finally:
@@ -335,8 +356,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tracemalloc", action="store_true",
                         help="also trace the Python heap peak (slows the run down noticeably)")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (sandbox data, ledger, windows)")
+    parser.add_argument("--profile", type=Path, metavar="FILE",
+                        help="run under cProfile, dump the pstats to FILE and print the top entries "
+                             "(inflates CPU and wall time: profile runs are not the benchmark's figures)")
     args = parser.parse_args(argv)
-    figures = run_benchmark(args.prospects, trace_memory=args.tracemalloc, keep=args.keep)
+    figures = run_benchmark(args.prospects, trace_memory=args.tracemalloc, keep=args.keep,
+                            profile_path=args.profile)
     return 0 if figures.success else 1
 
 

@@ -32,6 +32,7 @@ from outreach_pipeline.clients.http import (
     WriteOutcomeUnknown,
 )
 from outreach_pipeline.clients.workbooks_wire import (
+    FORM_CONTENT_TYPE,
     MAX_OBJECTS_PER_WRITE,
     NO_VALUE,
     NULL_VALUE,
@@ -40,6 +41,7 @@ from outreach_pipeline.clients.workbooks_wire import (
     ObjectOutcome,
     WriteOp,
     encode_batch,
+    encode_form,
     error_messages,
     filter_params,
     parse_batch_reply,
@@ -196,7 +198,8 @@ class WorkbooksClient:
             try:
                 return self.transport.request_json(
                     "POST", f"/{path}", idempotent=method == "GET", logical_method=method,
-                    data=form, params={"_dc": self._dc()}, validate=validate,
+                    data=encode_form(form), headers={"Content-Type": FORM_CONTENT_TYPE},
+                    params={"_dc": self._dc()}, validate=validate,
                 )
             except AuthenticationError as exc:
                 if self.username is None or exc.error_id not in _SESSION_LOST or attempt == 2:

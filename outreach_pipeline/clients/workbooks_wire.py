@@ -8,12 +8,14 @@ does not set a key another sets. Replies come back as one typed outcome per obje
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Mapping, Sequence
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, Literal
+from urllib.parse import quote_plus
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -55,6 +57,32 @@ def encode_value(value: Any) -> str:
     raise TypeError(f"cannot encode {type(value).__name__} for Workbooks: {value!r}")
 
 
+#: What `quote_plus` leaves as it is: a value made only of these is its own encoding.
+_URL_SAFE = re.compile(r"[A-Za-z0-9_.~-]*")
+FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
+
+
+def encode_form(params: Sequence[tuple[str, str]]) -> bytes:
+    """The ``application/x-www-form-urlencoded`` body of `params`, byte for byte as requests encodes a list of
+    pairs (``urllib.parse.urlencode``, ``quote_plus``; None values left out as requests leaves them out).
+
+    A batch body holds thousands of pairs, mostly repeated keys and plain values: keys are quoted once per
+    name and values that need no quoting are taken as they are, which costs a fraction of quoting every pair.
+    """
+    parts: list[str] = []
+    for key, value in params:
+        if value is None:
+            continue
+        text = value if isinstance(value, str) else str(value)
+        parts.append(f"{_quoted_name(key)}={text if _URL_SAFE.fullmatch(text) else quote_plus(text)}")
+    return "&".join(parts).encode("ascii")
+
+
+@functools.lru_cache(maxsize=4096)
+def _quoted_name(key: str) -> str:
+    return quote_plus(key)
+
+
 def key_path(key: str) -> list[str]:
     """Split a field key into its nesting: ``org_lead_party[main_location[email]]`` ->
     ``["org_lead_party", "main_location", "email"]``."""
@@ -64,8 +92,12 @@ def key_path(key: str) -> list[str]:
     return parts
 
 
+@functools.lru_cache(maxsize=4096)
 def wire_key(key: str) -> str:
-    """The form-parameter name for a field key, nested as the binding writes it: ``a[b][c]``."""
+    """The form-parameter name for a field key, nested as the binding writes it: ``a[b][c]``.
+
+    Cached: a batch asks it for every key of every object, and a mapping has a few dozen keys.
+    """
     first, *rest = key_path(key)
     return first + "".join(f"[{part}]" for part in rest)
 

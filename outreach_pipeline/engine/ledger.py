@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import zlib
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -583,7 +584,7 @@ def _single_entity(outcomes: Sequence[RecordOutcome]) -> str:
     if len(entities) != 1:
         raise ValueError(f"record_outcomes takes one entity per batch, got {sorted(entities)}")
     ids = [outcome.outreach_id for outcome in outcomes]
-    duplicates = sorted({outreach_id for outreach_id in ids if ids.count(outreach_id) > 1})
+    duplicates = sorted(outreach_id for outreach_id, count in Counter(ids).items() if count > 1)  # linear, not ids.count
     if duplicates:
         raise ValueError(f"{entities.pop()}: outreach ids {duplicates} appear more than once in one batch")
     return entities.pop()

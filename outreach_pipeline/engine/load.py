@@ -25,7 +25,7 @@ from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote_plus
 
 import pandas as pd
 
@@ -156,8 +156,9 @@ def _batches_by_url_length(key: str, values: list[str], budget: int) -> Iterable
     """Split values into batches whose `key=value&...` pairs, URL-encoded as the client sends them, fit `budget`."""
     batch: list[str] = []
     used = 0
+    key_size = len(quote_plus(key)) + 1  # `key=`: urlencode's quoting of the pair, key once for every value
     for value in values:
-        size = len(urlencode([(key, value)])) + 1  # and the `&` before the next pair
+        size = key_size + len(quote_plus(value)) + 1  # and the `&` before the next pair
         if batch and used + size > budget:
             yield batch
             batch, used = [], 0

@@ -32,7 +32,7 @@ because holding back a person until their organisation syncs would delay every o
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Hashable, Iterable, Mapping
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from datetime import datetime
 from typing import Any, Literal
 
@@ -63,6 +63,7 @@ from outreach_pipeline.mapping.normalise import (
     normalise_link_key,
     normalise_natural_key,
     normalise_value,
+    normaliser_for,
 )
 
 Action = Literal["create", "update", "unchanged", "skip", "failed"]
@@ -185,6 +186,14 @@ class _Planner:
         self.entity = entity
         self.states = states
         self.id_maps = id_maps
+        # What the per-record rules ask of the mapping, looked up once per plan instead of once per record.
+        self.fields_to_workbooks = entity.to_workbooks_fields()
+        self.field_by_name = {name: entity.field(name) for name in dict.fromkeys(f.workbooks for f in entity.fields)}
+        self.aligned_fields = [
+            field for field in self.fields_to_workbooks
+            if field.source.kind == "collection" and not isinstance(field.transform, LinkTransform)
+        ]
+        self.normalisers: dict[str, Callable[[Any], Hashable]] = {}  # per field name, built on first use
         self.by_link: dict[str, list[dict[str, Any]]] = defaultdict(list)
         self.by_natural: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
         # Records already linked to some Outreach record, by natural key: an unlinked Outreach record with the
@@ -255,12 +264,10 @@ class _Planner:
         self, row: dict[str, Any], superseded: set[int], natural_holders: Mapping[tuple, set[int]]
     ) -> Decision:
         outreach_id = int(row["outreach_id"])
-        base = {
-            "outreach_id": outreach_id,
-            "outreach_updated_at": _as_datetime(row.get("outreach_updated_at")),
-        }
+        updated_at = _as_datetime(row.get("outreach_updated_at"))
+        base = {"outreach_id": outreach_id, "outreach_updated_at": updated_at}
         state = self.states.get(outreach_id)
-        if _is_stale(row, state):
+        if _is_stale(updated_at, state):
             return Decision(action="skip", reason="stale_version", **base)
         if outreach_id in superseded:
             return Decision(action="skip", reason="superseded", **base)
@@ -400,8 +407,9 @@ class _Planner:
         base: dict[str, Any],
     ) -> Decision:
         desired, pending = self._desired_values(row)
-        values = self._canonical(desired, row)
-        changed, conflicts = self._merge(desired, values, target, state, row)
+        canonical = self._canonical_values(desired)
+        values = self._canonical(desired, row, canonical)
+        changed, conflicts = self._merge(desired, canonical, values, target, state, row, base["outreach_updated_at"])
         if matched_by_natural:
             changed[self.entity.match.link_key] = row[self.entity.match.link_key]
         flags = self.entity.flags
@@ -416,32 +424,36 @@ class _Planner:
     def _merge(
         self,
         desired: Mapping[str, Any],
+        canonical: Mapping[str, Hashable],
         values: dict[str, Any],
         target: Mapping[str, Any],
         state: RecordState | None,
         row: Mapping[str, Any],
+        outreach_updated_at: datetime | None,
     ) -> tuple[dict[str, Any], list[FieldConflict]]:
         """Three-way merge (``engine.merge``): the fields Outreach wins are written; where Workbooks wins, the
-        base in ``values`` stays what it was, so the Workbooks -> Outreach direction still sees the change."""
+        base in ``values`` stays what it was, so the Workbooks -> Outreach direction still sees the change.
+        `canonical` holds the canonical form of each desired value (``_canonical_values``)."""
         changed: dict[str, Any] = {}
         conflicts: list[FieldConflict] = []
+        workbooks_updated_at = record_time(target.get("updated_at"))
         for name, value in desired.items():
-            field = self.entity.field(name)
+            field = self.field_by_name[name]
+            workbooks = self._canonical_value(name, read_field(target, name))
             resolution = resolve_field(
                 field,
                 base=ledger_base(state, name),
-                outreach=self._canonical_value(name, value),
-                workbooks=self._canonical_value(name, read_field(target, name)),
-                outreach_updated_at=_as_datetime(row.get("outreach_updated_at")),
-                workbooks_updated_at=record_time(target.get("updated_at")),
+                outreach=canonical[name],
+                workbooks=workbooks,
+                outreach_updated_at=outreach_updated_at,
+                workbooks_updated_at=workbooks_updated_at,
             )
             if resolution.winner is Side.OUTREACH:
                 changed[name] = value
                 if resolution.conflict:
                     conflicts.append(conflict_of(
                         self.entity.name, int(row["outreach_id"]), int(target["id"]), field, state,
-                        outreach=resolution.value, workbooks=self._canonical_value(name, read_field(target, name)),
-                        winner=Side.OUTREACH,
+                        outreach=resolution.value, workbooks=workbooks, winner=Side.OUTREACH,
                     ))
             elif resolution.winner is Side.WORKBOOKS or resolution.agreed is NO_BASE:
                 keep_base(values, state, name)
@@ -459,7 +471,7 @@ class _Planner:
         desired: dict[str, Any] = {}
         pending: list[PendingRelation] = []
         kept_positions: dict[str, list[bool]] = {}
-        for field in self.entity.to_workbooks_fields():
+        for field in self.fields_to_workbooks:
             value = row.get(field.workbooks)
             if isinstance(field.transform, LinkTransform):
                 value, missing = self._resolve_link(field, value)
@@ -474,14 +486,9 @@ class _Planner:
             if field.skip_blank and _blank_value(value):
                 continue
             desired[field.workbooks] = value
-        for field in self.entity.to_workbooks_fields():
+        for field in self.aligned_fields if kept_positions else ():
             relation = field.source.relation or ""
-            if (
-                field.source.kind == "collection"
-                and relation in kept_positions
-                and not isinstance(field.transform, LinkTransform)
-                and isinstance(desired.get(field.workbooks), list)
-            ):
+            if relation in kept_positions and isinstance(desired.get(field.workbooks), list):
                 aligned = desired[field.workbooks]
                 desired[field.workbooks] = [v for v, keep in zip(aligned, kept_positions[relation], strict=False) if keep]
         return desired, pending
@@ -515,14 +522,22 @@ class _Planner:
         ]
 
     def _canonical_value(self, name: str, value: Any) -> Hashable:
-        return normalise_value(value, self.entity.field(name).transform)
+        normalise = self.normalisers.get(name)
+        if normalise is None:
+            normalise = self.normalisers[name] = normaliser_for(self.entity.field(name).transform)
+        return normalise(value)
 
-    def _canonical(self, desired: Mapping[str, Any], row: Mapping[str, Any]) -> dict[str, Any]:
-        canonical: dict[str, Any] = {
-            name: _jsonable(self._canonical_value(name, value)) for name, value in desired.items()
-        }
-        canonical[self.entity.match.link_key] = normalise_link_key(row.get(self.entity.match.link_key))
-        return canonical
+    def _canonical_values(self, desired: Mapping[str, Any]) -> dict[str, Hashable]:
+        return {name: self._canonical_value(name, value) for name, value in desired.items()}
+
+    def _canonical(
+        self, desired: Mapping[str, Any], row: Mapping[str, Any], canonical: Mapping[str, Hashable] | None = None
+    ) -> dict[str, Any]:
+        """The values the ledger records (JSON-ready); `canonical` when the caller already normalised `desired`."""
+        canonical = self._canonical_values(desired) if canonical is None else canonical
+        values: dict[str, Any] = {name: _jsonable(value) for name, value in canonical.items()}
+        values[self.entity.match.link_key] = normalise_link_key(row.get(self.entity.match.link_key))
+        return values
 
 
 def read_field(record: Mapping[str, Any], name: str) -> Any:
@@ -538,11 +553,24 @@ def read_field(record: Mapping[str, Any], name: str) -> Any:
 
 
 def _as_dicts(data: Iterable[Mapping[str, Any]] | pd.DataFrame) -> list[dict[str, Any]]:
-    rows = data.to_dict("records") if isinstance(data, pd.DataFrame) else [dict(row) for row in data]
-    return [{key: _python_value(value) for key, value in row.items()} for row in rows]
+    if isinstance(data, pd.DataFrame):
+        # Column by column (one tolist per column) rather than to_dict("records"), which boxes every cell.
+        names = list(data.columns)
+        columns = [list(map(_python_value, data.iloc[:, position].tolist())) for position in range(len(names))]
+        return [dict(zip(names, values, strict=True)) for values in zip(*columns, strict=True)] if names else [
+            {} for _ in range(len(data))
+        ]
+    return [{key: _python_value(value) for key, value in row.items()} for row in data]
 
 
 def _python_value(value: Any) -> Any:
+    kind = type(value)
+    if kind is str or kind is int or kind is bool:  # the common cells, as the general way below returns them
+        return value
+    if kind is float:
+        return None if value != value else value
+    if value is pd.NA:  # the missing cell of nullable columns (strings, Int64, boolean)
+        return None
     if isinstance(value, list | tuple | dict):
         return value
     if hasattr(value, "tolist") and not isinstance(value, pd.Timestamp):
@@ -571,10 +599,10 @@ def _error_set_by_us(message: Any, state: RecordState | None, outreach_type: str
     return isinstance(text, str) and text.startswith(f"{outreach_type} {state.outreach_id}: ")
 
 
-def _is_stale(row: Mapping[str, Any], state: RecordState | None) -> bool:
+def _is_stale(incoming: datetime | None, state: RecordState | None) -> bool:
+    """Whether the ledger already applied a newer ``updatedAt`` than the row's (`incoming`)."""
     if state is None or state.outreach_updated_at is None:
         return False
-    incoming = _as_datetime(row.get("outreach_updated_at"))
     return incoming is not None and incoming < state.outreach_updated_at
 
 

@@ -6,6 +6,7 @@ setting that silently does nothing.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -204,8 +205,8 @@ class FieldMapping(StrictModel):
 
     @property
     def source(self) -> SourceRef:
-        """The parsed source expression."""
-        return SourceRef.parse(self.outreach)
+        """The parsed source expression (parsed once per expression: the planner asks per record)."""
+        return _parsed_source(self.outreach)
 
     @property
     def writes_workbooks(self) -> bool:
@@ -216,6 +217,12 @@ class FieldMapping(StrictModel):
     def writes_outreach(self) -> bool:
         """True when the Workbooks -> Outreach direction writes this field."""
         return self.direction in {"to_outreach", "both"}
+
+
+@functools.cache
+def _parsed_source(expression: str) -> SourceRef:
+    # SourceRef is frozen, so every field mapping with this expression can share one instance.
+    return SourceRef.parse(expression)
 
 
 class MatchKeys(StrictModel):
@@ -288,6 +295,8 @@ class EntityMapping(StrictModel):
     create_defaults: dict[str, str | int | bool] = Field(default_factory=dict)
     fields: list[FieldMapping] = Field(min_length=1)
     route: RouteSpec | None = None
+    # `field(name)` is asked per record and field by the planners: an index of `fields`, built on first use.
+    _field_index: tuple[list[FieldMapping] | None, dict[str, FieldMapping]] = PrivateAttr(default=(None, {}))
 
     @model_validator(mode="after")
     def _consistent_fields(self) -> EntityMapping:
@@ -316,10 +325,16 @@ class EntityMapping(StrictModel):
 
     def field(self, workbooks_field: str) -> FieldMapping:
         """The field mapping that writes ``workbooks_field``; KeyError naming it when there is none."""
-        for field in self.fields:
-            if field.workbooks == workbooks_field:
-                return field
-        raise KeyError(f"{self.name}: no field mapping writes {workbooks_field}")
+        fields, by_name = self._field_index
+        if fields is not self.fields:  # first call, or a model_copy that replaced the fields
+            by_name = {}
+            for field in self.fields:
+                by_name.setdefault(field.workbooks, field)  # the first one, as a scan in file order finds it
+            self._field_index = (self.fields, by_name)
+        try:
+            return by_name[workbooks_field]
+        except KeyError:
+            raise KeyError(f"{self.name}: no field mapping writes {workbooks_field}") from None
 
     def flag_fields(self) -> list[str]:
         """Workbooks field names of the selection flags (empty without flags)."""
@@ -439,8 +454,23 @@ def load_mapping_set(path: Path | None = None) -> MappingSet:
     """
     path = path or DEFAULT_MAPPING_PATH
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise MappingError(f"{path}: cannot read mapping file: {exc}") from exc
+    return _validated_mapping_set(path, text)
+
+
+@functools.lru_cache(maxsize=8)
+def _validated_mapping_set(path: Path, text: str) -> MappingSet:
+    """The MappingSet of `text`, parsed and validated once per path and content.
+
+    Every asset step asks for the mappings, and parsing plus validating the YAML costs about a tenth of a second
+    of CPU each time; the set is immutable (frozen models), so one instance serves every step that reads the
+    same file content, and an edited file (other text) is parsed afresh.
+    """
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
         raise MappingError(f"{path}: cannot read mapping file: {exc}") from exc
     try:
         mapping_set = MappingSet.model_validate(raw)

@@ -8,7 +8,7 @@ go through :func:`normalise_value` before the planner compares them.
 from __future__ import annotations
 
 import json
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -25,6 +25,16 @@ FALSE_WORDS = frozenset({"false", "f", "off", "0", "no", "n"})
 def is_blank(value: Any) -> bool:
     """True for None, NA/NaN, empty or whitespace-only strings."""
     if value is None:
+        return True
+    # Exact-type fast paths for the common cells (asked per record and field); subclasses take the general way.
+    kind = type(value)
+    if kind is str:
+        return not value.strip()
+    if kind is int or kind is bool:
+        return False
+    if kind is float:
+        return value != value  # NaN
+    if value is pd.NA:
         return True
     if isinstance(value, str):
         return not value.strip()
@@ -49,17 +59,28 @@ def normalise_value(value: Any, transform: Transform) -> Hashable:
     Returns:
         None for blanks (False for booleans, where Workbooks shows blank as unticked), else the canonical form.
     """
+    return normaliser_for(transform)(value)
+
+
+def normaliser_for(transform: Transform) -> Callable[[Any], Hashable]:
+    """``normalise_value`` with the transform's rules chosen once: for callers normalising many values of a field."""
     kind = transform.kind
     if kind == "boolean" or (isinstance(transform, PicklistTransform) and _bool_picklist(transform)):
-        return _normalise_bool(value)
+        return _normalise_bool
     if kind in {"string_list"} or (isinstance(transform, LinkTransform) and transform.many):
-        return _normalise_list(value, as_int=kind == "link")
-    if is_blank(value):
-        return None
-    try:
-        return _NORMALISERS.get(kind, _normalise_text)(value)
-    except (ValueError, TypeError, InvalidOperation, OverflowError):
-        return _normalise_text(value)
+        as_int = kind == "link"
+        return lambda value: _normalise_list(value, as_int=as_int)
+    convert = _NORMALISERS.get(kind, _normalise_text)
+
+    def normalise(value: Any) -> Hashable:
+        if is_blank(value):
+            return None
+        try:
+            return convert(value)
+        except (ValueError, TypeError, InvalidOperation, OverflowError):
+            return _normalise_text(value)
+
+    return normalise
 
 
 def _bool_picklist(transform: PicklistTransform) -> bool:

@@ -6,8 +6,11 @@ import re
 from collections import defaultdict
 from datetime import UTC, date, datetime
 from decimal import Decimal
+from urllib.parse import urlencode
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from pydantic import ValidationError
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -31,6 +34,7 @@ from outreach_pipeline.clients.workbooks import (
     filter_params,
     parse_batch_reply,
 )
+from outreach_pipeline.clients.workbooks_wire import encode_form
 from outreach_pipeline_tests.clients.conftest import dropping_server, form_pairs
 
 
@@ -250,6 +254,13 @@ def test_session_login_relogin_on_expiry_and_authenticity_token(serve, clock, fa
     with pytest.raises(AuthenticationError, match="unrecognised_name_or_password") as caught:
         WorkbooksClient(url, username="ada", password="wrong", retry=fast_retry).login()
     assert "wrong" not in str(caught.value)
+
+
+@given(st.lists(st.tuples(st.text(max_size=12), st.text(max_size=30) | st.sampled_from([":no_value:", "0", "a b"]))))
+def test_form_body_is_what_requests_would_send(pairs: list[tuple[str, str]]):
+    # requests sends a list of str pairs as urlencode() of their UTF-8 bytes; the client's own encoder must agree.
+    expected = urlencode([(key.encode(), value.encode()) for key, value in pairs])
+    assert encode_form(pairs) == expected.encode("ascii")
 
 
 def test_write_op_requires_identity_for_updates():

@@ -105,6 +105,20 @@ def test_unreadable_yaml_names_the_file(tmp_path: Path) -> None:
         load_mapping_set(path)
 
 
+def test_a_mapping_file_edited_between_loads_is_read_afresh(tmp_path: Path) -> None:
+    # Loads are cached by path and content: the same content gives the same (immutable) set, an edit a new one.
+    path = _write_with(tmp_path, lambda raw: None)
+    first = load_mapping_set(path)
+    assert load_mapping_set(path) is first
+    path = _write_with(tmp_path, lambda raw: _first_name(raw).update(required=True))
+    edited = load_mapping_set(path)
+    assert edited is not first
+    assert edited.entity("prospects").fields[0].required and not first.entity("prospects").fields[0].required
+    path.write_text("entities: [unclosed")
+    with pytest.raises(MappingError, match=r"mapping\.yaml"):
+        load_mapping_set(path)
+
+
 @pytest.mark.parametrize(
     ("expression", "kind", "column", "relation", "attribute", "index"),
     [
