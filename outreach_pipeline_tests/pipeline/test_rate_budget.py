@@ -246,11 +246,12 @@ def test_spent_budget_ends_the_run_partial_and_the_next_run_completes_it(
 
 
 def test_overlapping_runs_on_one_instance_keep_one_request_in_flight_per_api(
-    reference: Synced, tmp_path: Path
+    reference: Synced, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Two runs in two processes on one instance configured by the project's dagster.yaml (its pools)."""
     home = tmp_path / "dagster_home"
     home.mkdir()
+    monkeypatch.setenv("DAGSTER_HOME", str(home))  # the project's storage lives under it ({env: DAGSTER_HOME})
     shutil.copy(PROJECT_ROOT / "dagster.yaml", home / "dagster.yaml")
     halves = [(WINDOWS[0], WINDOWS[2]), (WINDOWS[3], WINDOWS[-1])]
     with pipeline(tmp_path, **SEED) as pipe:
