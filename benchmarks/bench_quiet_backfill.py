@@ -287,6 +287,7 @@ def profile_text(profiler: cProfile.Profile, top: int = 35) -> str:
     stats = pstats.Stats(profiler, stream=out)
     stats.sort_stats("cumulative").print_stats(top)
     stats.sort_stats("tottime").print_stats(top)
+    stats.sort_stats("cumulative").print_stats("outreach_pipeline", top)  # the project's own share
     return out.getvalue()
 
 

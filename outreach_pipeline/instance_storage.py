@@ -53,31 +53,34 @@ class BatchingSqliteEventLogStorage(SqliteEventLogStorage):
             self._store_run_batch(run_id, [event for event in events if event.run_id == run_id])
 
     def _store_run_batch(self, run_id: str, events: list[EventLogEntry]) -> None:
+        rows = [self._event_to_row(event) for event in events]  # each event serialized once for both databases
         with self.run_connection(run_id) as conn:
-            conn.execute(self.prepare_insert_event_batch(events))
-        assets = [event for event in events if event.dagster_event_type in ASSET_EVENTS]
-        checks = [event for event in events if event.dagster_event_type in ASSET_CHECK_EVENTS]
+            conn.execute(SqlEventLogStorageTable.insert(), rows)
+        assets = [i for i, event in enumerate(events) if event.dagster_event_type in ASSET_EVENTS]
+        checks = [i for i, event in enumerate(events) if event.dagster_event_type in ASSET_CHECK_EVENTS]
         if assets:
             # The cross-run index: the events mirrored, their tags, and each asset's entry, in one transaction.
+            asset_events = [events[i] for i in assets]
             with self.index_transaction() as conn:
-                event_ids = self._insert_returning_ids(conn, assets)
-                self._store_asset_event_tags(conn, assets, event_ids)
+                event_ids = _insert_returning_ids(conn, [rows[i] for i in assets])
+                self._store_asset_event_tags(conn, asset_events, event_ids)
                 # Each event would overwrite its asset's entry in turn: the last one per asset is what stays.
                 last = {event.get_dagster_event().asset_key: (event, event_id)
-                        for event, event_id in zip(assets, event_ids, strict=True)}
+                        for event, event_id in zip(asset_events, event_ids, strict=True)}
                 for event, event_id in last.values():
                     self._store_asset_event(conn, event, event_id)
         if checks:
             with self.index_transaction() as conn:
-                check_ids = self._insert_returning_ids(conn, checks)
+                check_ids = _insert_returning_ids(conn, [rows[i] for i in checks])
             # Check rows go through Dagster's own method, which opens its own index connection.
-            for event, event_id in zip(checks, check_ids, strict=True):
-                self.store_asset_check_event(event, event_id)
+            for i, event_id in zip(checks, check_ids, strict=True):
+                self.store_asset_check_event(events[i], event_id)
 
-    def _insert_returning_ids(self, conn: Connection, events: list[EventLogEntry]) -> list[int]:
-        """Insert `events` in one statement; their new ids in the same order (ids grow in insertion order)."""
-        statement = self.prepare_insert_event_batch(events).returning(SqlEventLogStorageTable.c.id)
-        return sorted(int(row[0]) for row in conn.execute(statement))
+
+def _insert_returning_ids(conn: Connection, rows: list[dict[str, Any]]) -> list[int]:
+    """Insert event rows in one statement; their new ids in the same order (ids grow in insertion order)."""
+    statement = SqlEventLogStorageTable.insert().values(rows).returning(SqlEventLogStorageTable.c.id)
+    return sorted(int(row[0]) for row in conn.execute(statement))
 
 
 class BatchingSqliteStorage(DagsterSqliteStorage):
