@@ -12,6 +12,8 @@ Rules:
   keeps its history when it switches) whose event log writes a batch in one transaction per database: the
   run's rows in one, the index rows (asset events, asset-key entries, event tags) in the other. Each event
   is stored as `SqliteEventLogStorage.store_event` stores it, in the same order; only the transactions differ.
+* Whether a table exists is asked of SQLite once per table that exists (Dagster asks before each asset
+  check row, on a new connection); a missing table is asked again, so a migration is still seen.
 * Only the event types Dagster batches (`BATCH_WRITABLE_EVENTS`) arrive here; a batch that fails is stored
   again event by event by Dagster itself.
 * `use_event_batches()` sets `DAGSTER_EVENT_BATCH_SIZE` for this process unless it is set already; the code
@@ -44,6 +46,14 @@ def use_event_batches(environ: os._Environ[str] | dict[str, str] = os.environ) -
 
 class BatchingSqliteEventLogStorage(SqliteEventLogStorage):
     """`SqliteEventLogStorage` that writes a batch of events in one transaction per database."""
+
+    def has_table(self, table_name: str) -> bool:
+        # Dagster asks before every asset check row and every tagged asset event, each time on a new
+        # connection; a table that exists stays (migrations add tables, wiping keeps them).
+        known: set[str] = self.__dict__.setdefault("_tables_seen", set())
+        if table_name not in known and super().has_table(table_name):
+            known.add(table_name)
+        return table_name in known
 
     def store_event_batch(self, events: Sequence[EventLogEntry]) -> None:
         events = [event for event in events if event.is_dagster_event]
