@@ -251,10 +251,12 @@ def test_overlapping_runs_on_one_instance_keep_one_request_in_flight_per_api(
     """Two runs in two processes on one instance configured by the project's dagster.yaml (its pools)."""
     home = tmp_path / "dagster_home"
     home.mkdir()
-    monkeypatch.setenv("DAGSTER_HOME", str(home))  # the project's storage lives under it ({env: DAGSTER_HOME})
     shutil.copy(PROJECT_ROOT / "dagster.yaml", home / "dagster.yaml")
     halves = [(WINDOWS[0], WINDOWS[2]), (WINDOWS[3], WINDOWS[-1])]
     with pipeline(tmp_path, **SEED) as pipe:
+        # The project's storage lives under $DAGSTER_HOME ({env: DAGSTER_HOME}), which the harness's test
+        # instance points elsewhere: this test's own reads of `home` say where.
+        monkeypatch.setenv("DAGSTER_HOME", str(home))
         # Storage created once beforehand, as `dagster dev` or a first sync would: two processes creating the
         # same SQLite tables at once race on the schema, which is not what this test is about.
         with dg.DagsterInstance.from_config(str(home)):
