@@ -24,6 +24,7 @@ from outreach_pipeline.defs.partitions import sync_windows
 from outreach_pipeline.defs.reconcile import reconcile_job, reconcile_schedule
 from outreach_pipeline.defs.resources import build_resources, dagster_home
 from outreach_pipeline.defs.scaleout import job_executor
+from outreach_pipeline.instance_storage import use_event_batches
 from outreach_pipeline.mapping.models import load_mapping_set
 from outreach_pipeline.settings import PipelineSettings, load_settings
 
@@ -31,6 +32,8 @@ from outreach_pipeline.settings import PipelineSettings, load_settings
 def build_definitions(settings: PipelineSettings, resources: Mapping[str, Any] | None = None) -> dg.Definitions:
     """The code location for `settings`; `resources` replaces the ones the environment configures (tests,
     benchmarks)."""
+    # A ranged run's per-window events are stored in batches by whatever process runs it (instance_storage.py).
+    use_event_batches()
     executor = job_executor(settings)
     jobs = build_jobs(settings.schedule_minute, executor)
     if resources is None:

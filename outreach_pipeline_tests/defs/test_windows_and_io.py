@@ -1,4 +1,5 @@
-"""The window hand-off between assets (one Parquet file per window) and the window helpers of the sync CLI.
+"""The window hand-off between assets (one Parquet file per run range, indexed by window) and the window helpers
+of the sync CLI.
 
 Runs real Dagster materialisations on a real (temporary) instance: the IO manager is exercised by Dagster
 itself, through a ranged run and then single-window reads.
@@ -49,23 +50,74 @@ def _run(instance: dg.DagsterInstance, tmp_path, first: str, last: str) -> dg.Ex
     )
 
 
-def test_a_ranged_run_writes_one_file_per_window_and_reloads_any_subrange(tmp_path):
+def _read(io: WindowedParquetIOManager, instance: dg.DagsterInstance, first: str, last: str) -> pd.DataFrame:
+    return io.load_input(dg.build_input_context(
+        asset_key=dg.AssetKey("produced"), asset_partition_key_range=dg.PartitionKeyRange(first, last),
+        asset_partitions_def=SYNC_WINDOWS, instance=instance,
+    ))
+
+
+def _write(io: WindowedParquetIOManager, instance: dg.DagsterInstance, key: str, frame: pd.DataFrame) -> None:
+    io.handle_output(dg.build_output_context(
+        asset_key=dg.AssetKey("produced"), partition_key=key, asset_partitions_def=SYNC_WINDOWS, instance=instance,
+    ), frame)
+
+
+def _files(tmp_path) -> list[str]:
+    return sorted(p.name for p in (tmp_path / "produced").iterdir())
+
+
+def test_a_ranged_run_writes_one_file_for_its_range_and_reloads_any_subrange(tmp_path):
     with dg.instance_for_test() as instance:
         result = _run(instance, tmp_path, FIRST, LAST)
         assert result.success
-        files = sorted(p.name for p in (tmp_path / "produced").iterdir())
-        assert files == ["2026-11-20-0000.parquet", "2026-11-20-0100.parquet", "2026-11-20-0200.parquet"]
+        (name,) = _files(tmp_path)
+        assert name.startswith("2026-11-20-0000~2026-11-20-0200~") and name.endswith(".parquet"), name
         combined = result.output_for_node("consumed")
         assert sorted(combined["id"]) == [1, 2, 10]
         assert combined.loc[combined["id"] == 1, "emails"].iloc[0] == ["a@x.example"]  # a list again, not numpy
         assert combined.loc[combined["id"] == 1, "extra"].iloc[0] == {"k": [1, 2]}
 
         io = WindowedParquetIOManager(base_dir=str(tmp_path))
-        empty = dg.build_input_context(
-            asset_key=dg.AssetKey("produced"), partition_key="2026-11-20-01:00",
-            asset_partitions_def=SYNC_WINDOWS, instance=instance,
-        )
-        assert io.load_input(empty).empty
+        empty = _read(io, instance, "2026-11-20-01:00", "2026-11-20-01:00")
+        assert empty.empty and {"id", WINDOW_COLUMN}.issubset(empty.columns)
+        assert _read(io, instance, "2026-11-20-00:00", "2026-11-20-01:00")["id"].tolist() == [1, 2]
+        assert _read(io, instance, "2026-11-20-02:00", "2026-11-20-02:00")["id"].tolist() == [10]
+        with pytest.raises(FileNotFoundError, match="no stored output for window 2026-11-20-03:00"):
+            _read(io, instance, "2026-11-20-02:00", "2026-11-20-03:00")
+
+
+def test_a_rerun_of_one_window_replaces_that_window_only_and_a_covering_run_replaces_both_files(tmp_path):
+    with dg.instance_for_test() as instance:
+        assert _run(instance, tmp_path, FIRST, LAST).success
+        io = WindowedParquetIOManager(base_dir=str(tmp_path))
+        _write(io, instance, "2026-11-20-01:00",
+               pd.DataFrame({"id": [99], WINDOW_COLUMN: [pd.Timestamp("2026-11-20 01:00", tz="UTC")],
+                             "emails": [["c@x.example"]], "extra": [None]}))
+        assert len(_files(tmp_path)) == 2  # the range file still holds the other windows
+        reread = _read(io, instance, FIRST, LAST)
+        assert reread["id"].tolist() == [1, 2, 99, 10]  # window order, each window from its newest file
+        assert reread.loc[reread["id"] == 99, "emails"].iloc[0] == ["c@x.example"]
+        _write(io, instance, "2026-11-20-00:00",
+               pd.DataFrame({"id": pd.Series([], dtype="int64"), WINDOW_COLUMN: pd.Series([], dtype="datetime64[ns, UTC]")}))
+        assert _read(io, instance, FIRST, LAST)["id"].tolist() == [99, 10]  # the newer window is empty
+
+        assert _run(instance, tmp_path, FIRST, LAST).success  # a run over the whole range supersedes every file
+        assert len(_files(tmp_path)) == 1
+        assert _read(io, instance, FIRST, LAST)["id"].tolist() == [1, 2, 10]
+
+
+def test_files_of_one_file_per_window_stay_readable_until_a_run_replaces_them(tmp_path):
+    """Window stores written before range files (`<window>.parquet`) keep working."""
+    legacy = tmp_path / "produced" / "2026-11-20-0100.parquet"
+    legacy.parent.mkdir()
+    pd.DataFrame({"id": [7], WINDOW_COLUMN: [pd.Timestamp("2026-11-20 01:00", tz="UTC")]}).to_parquet(legacy)
+    with dg.instance_for_test() as instance:
+        io = WindowedParquetIOManager(base_dir=str(tmp_path))
+        assert _read(io, instance, "2026-11-20-01:00", "2026-11-20-01:00")["id"].tolist() == [7]
+        assert _run(instance, tmp_path, FIRST, LAST).success
+        assert not legacy.exists()
+        assert _read(io, instance, FIRST, LAST)["id"].tolist() == [1, 2, 10]
 
 
 def test_rows_outside_the_run_windows_are_refused(tmp_path):
@@ -119,7 +171,7 @@ def test_the_window_store_may_be_a_url(tmp_path, scheme):
         )
         assert result.success
         files = sorted(p.name for p in UPath(base, "produced").iterdir())
-        assert files == ["2026-11-20-0000.parquet", "2026-11-20-0100.parquet", "2026-11-20-0200.parquet"]
+        assert len(files) == 1 and files[0].startswith("2026-11-20-0000~2026-11-20-0200~"), files
         combined = result.output_for_node("consumed")
         assert sorted(combined["id"]) == [1, 2, 10]
         assert combined.loc[combined["id"] == 1, "extra"].iloc[0] == {"k": [1, 2]}

@@ -246,7 +246,7 @@ def test_spent_budget_ends_the_run_partial_and_the_next_run_completes_it(
 
 
 def test_overlapping_runs_on_one_instance_keep_one_request_in_flight_per_api(
-    reference: Synced, tmp_path: Path
+    reference: Synced, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Two runs in two processes on one instance configured by the project's dagster.yaml (its pools)."""
     home = tmp_path / "dagster_home"
@@ -254,6 +254,9 @@ def test_overlapping_runs_on_one_instance_keep_one_request_in_flight_per_api(
     shutil.copy(PROJECT_ROOT / "dagster.yaml", home / "dagster.yaml")
     halves = [(WINDOWS[0], WINDOWS[2]), (WINDOWS[3], WINDOWS[-1])]
     with pipeline(tmp_path, **SEED) as pipe:
+        # The project's storage lives under $DAGSTER_HOME ({env: DAGSTER_HOME}), which the harness's test
+        # instance points elsewhere: this test's own reads of `home` say where.
+        monkeypatch.setenv("DAGSTER_HOME", str(home))
         # Storage created once beforehand, as `dagster dev` or a first sync would: two processes creating the
         # same SQLite tables at once race on the schema, which is not what this test is about.
         with dg.DagsterInstance.from_config(str(home)):
