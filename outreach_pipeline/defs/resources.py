@@ -8,7 +8,6 @@ services; secrets only ever come from `dg.EnvVar`, and never show in a resource'
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import os
 from collections.abc import Iterator, Mapping
@@ -31,7 +30,7 @@ from outreach_pipeline.engine.ledger import SyncLedger
 from outreach_pipeline.engine.ledger_failures import RetryBackoff
 from outreach_pipeline.engine.progress import EVERY_RECORDS, INTERVAL_SECONDS
 from outreach_pipeline.engine.writer_lock import LockPolicy, LockSettings
-from outreach_pipeline.mapping.models import DEFAULT_MAPPING_PATH, MappingSet, load_mapping_set
+from outreach_pipeline.mapping.models import MappingSet, load_mapping_set
 from outreach_pipeline.sandbox.credentials import (
     SANDBOX_API_KEY,
     SANDBOX_CLIENT_ID,
@@ -259,14 +258,8 @@ class SyncSettings(dg.ConfigurableResource):
         return timedelta(minutes=self.webhook_delivery_grace_minutes)
 
     def mappings(self) -> MappingSet:
-        path = Path(self.mapping_path) if self.mapping_path else None
-        try:
-            stat = (path or DEFAULT_MAPPING_PATH).stat()
-        except OSError:
-            return load_mapping_set(path)  # raises MappingError naming the file
-        # Each step asks several times; parsing and validating the YAML cost ~0.1 s a time. A changed file
-        # (new modification time or size) is read again.
-        return _mapping_set(path, stat.st_mtime_ns, stat.st_size)
+        # load_mapping_set parses and validates a file's content once (mapping/models.py): asking per step is cheap.
+        return load_mapping_set(Path(self.mapping_path) if self.mapping_path else None)
 
     def backoff(self) -> RetryBackoff:
         return RetryBackoff(first=timedelta(hours=self.retry_backoff_hours),
@@ -426,9 +419,3 @@ def build_resources(settings: PipelineSettings | None = None) -> dict[str, dg.Co
         "ledger": LedgerResource(url=ledger_url),
         "sync_settings": SyncSettings(mapping_path=mapping_path),
     }
-
-
-@functools.lru_cache(maxsize=8)
-def _mapping_set(path: Path | None, modified_ns: int, size: int) -> MappingSet:
-    """The mapping file at `path` as it was at (`modified_ns`, `size`): a frozen model, shared between steps."""
-    return load_mapping_set(path)
