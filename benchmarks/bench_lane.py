@@ -8,9 +8,10 @@ lane run (its first run reads the hour before, as a newly enabled lane does).
 
 Measured, for `--minutes`:
 * a change generator writes through the sandbox APIs at a steady rate, alternating systems: in Outreach it sets
-  a marked title on one of 20 prospects in turn (the first round creates their Workbooks people, later rounds
-  update them); in Workbooks it creates a Person selected for Outreach with a marked job title (the first 10), then
-  sets a marked job title on those people in turn (their prospects are updated);
+  a marked state (`addressState`, which neither simulator edits) on one of 20 prospects in turn (the first round
+  creates their Workbooks people, later rounds update them); in Workbooks it creates a Person selected for
+  Outreach with a marked state (the first 10), then sets a marked state on those people in turn (their
+  prospects are updated);
 * the lane as the code location runs it at N = 1: every 60 s the `low_latency_lane` sensor is evaluated and, when
   it requests a run, `low_latency_lane_job` runs (in this process, as the run launcher would in its own).
 
@@ -68,6 +69,8 @@ from outreach_pipeline.settings import PipelineSettings
 CLI = str(Path(sys.executable).with_name("outreach-pipeline"))
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 OUTREACH_POOL, WORKBOOKS_PEOPLE = 20, 10
+#: The marked field (Outreach addressState): neither activity simulator edits it, so no marker is overwritten.
+STATE = "main_location[county_province_state]"
 
 
 def _percentile(values: list[float], share: float) -> float:
@@ -95,6 +98,7 @@ class ChangeGenerator:
         self.workbooks = WorkbooksClient(info["workbooks"]["url"], **SANDBOX_WORKBOOKS_AUTH)
         self.interval = 60.0 / per_minute
         self.committed: dict[str, datetime] = {}  # marker -> commit time in its source system
+        self.records: dict[str, int] = {}  # marker -> id of the record changed (Outreach or Workbooks)
         self.errors: list[str] = []
         self.stop = threading.Event()
         prospects = self.outreach.iter_records(f"{API_PREFIX}/prospects", {"page[size]": "100", "sort": "id"})
@@ -103,15 +107,15 @@ class ChangeGenerator:
 
     def _outreach_change(self, n: int) -> None:
         marker = f"lane-o-{n:04d}"
-        record = self.outreach.update("prospects", self.pool[n % len(self.pool)], {"title": marker})
+        record = self.outreach.update("prospects", self.pool[n % len(self.pool)], {"addressState": marker})
         assert record.updated_at is not None
-        self.committed[marker] = record.updated_at
+        self.committed[marker], self.records[marker] = record.updated_at, record.id
 
     def _workbooks_change(self, n: int) -> None:
         marker = f"lane-w-{n:04d}"
         if len(self.people) < WORKBOOKS_PEOPLE:
             outcome = self.workbooks.write_one("crm/people", WriteOp(action="create", fields={
-                "person_first_name": "Bench", "person_last_name": f"Lane {n}", "person_job_title": marker,
+                "person_first_name": "Bench", "person_last_name": f"Lane {n}", STATE: marker,
                 "main_location[email]": f"bench.lane.{n}@lane.example", "cf_person_sync_to_outreach": True}))
             self.people.append(int(outcome.id))
             row = self.workbooks.lookup("crm/people", "id", [int(outcome.id)])[0]
@@ -120,9 +124,9 @@ class ChangeGenerator:
             current = self.workbooks.lookup("crm/people", "id", [person])[0]
             self.workbooks.write_one("crm/people", WriteOp(action="update", id=person,
                                                            lock_version=int(current["lock_version"]),
-                                                           fields={"person_job_title": marker}))
+                                                           fields={STATE: marker}))
             row = self.workbooks.lookup("crm/people", "id", [person])[0]
-        self.committed[marker] = parse_wb_datetime(str(row["updated_at"]))
+        self.committed[marker], self.records[marker] = parse_wb_datetime(str(row["updated_at"])), int(row["id"])
 
     def run(self) -> None:
         n = 0
@@ -161,12 +165,29 @@ def _arrivals(ledger_url: str) -> dict[str, datetime]:
     return found
 
 
+def _explain(ledger_url: str, markers: list[str], records: dict[str, int], to_outreach: bool) -> dict[str, Any]:
+    """For each change that never arrived: the ledger's last word on its record (outcome, reason, error)."""
+    ledger = SyncLedger(ledger_url)
+    try:
+        found: dict[str, Any] = {}
+        for marker in markers:
+            record_id = records.get(marker)
+            state = (ledger.states_by_workbooks_id("prospects", [record_id]).get(record_id) if to_outreach
+                     else ledger.get_states("prospects", [record_id]).get(record_id)) if record_id else None
+            found[marker] = (None if state is None else
+                             f"{state.last_outcome.value} {state.last_reason} {state.last_error} run {state.last_run_id}")
+        return found
+    finally:
+        ledger.dispose()
+
+
 def _hourly_rewrites(ledger_url: str, hourly_run: str) -> dict[str, int]:
     """The hourly run's writes, those of records the lane wrote, and those repeating a lane write exactly."""
     ledger = SyncLedger(ledger_url)
     try:
         lanes = lane_run_ids(ledger)
-        columns = (history.c.run_id, history.c.entity, history.c.outreach_id, history.c.reason, history.c.values_hash)
+        columns = (history.c.run_id, history.c.entity, history.c.outreach_id, history.c.reason, history.c.values_hash,
+                   history.c.outreach_updated_at)
         query = sa.select(*columns).where(history.c.outcome.in_(["created", "updated"]))
         with ledger.engine.connect() as connection:
             rows = connection.execute(query).all()
@@ -178,10 +199,15 @@ def _hourly_rewrites(ledger_url: str, hourly_run: str) -> dict[str, int]:
 
     lane_writes = {(*key(row), row.values_hash) for row in rows if row.run_id in lanes}
     lane_records = {entry[:3] for entry in lane_writes}
+    # Outreach -> Workbooks rows carry the Outreach version written: the same version written again is a rewrite
+    # even with other values (the two runs would have staged it differently).
+    lane_versions = {(*key(row), row.outreach_updated_at) for row in rows if row.run_id in lanes and not key(row)[2]}
     hourly = [row for row in rows if row.run_id == hourly_run]
     return {"hourly_writes": len(hourly),
             "hourly_writes_of_records_the_lane_wrote": sum(1 for row in hourly if key(row) in lane_records),
-            "hourly_rewrites_of_lane_writes": sum(1 for row in hourly if (*key(row), row.values_hash) in lane_writes)}
+            "hourly_rewrites_of_lane_writes": sum(1 for row in hourly if (*key(row), row.values_hash) in lane_writes),
+            "hourly_writes_of_an_outreach_version_the_lane_wrote": sum(
+                1 for row in hourly if (*key(row), row.outreach_updated_at) in lane_versions)}
 
 
 def _sandbox_writes(info: dict[str, Any]) -> int:
@@ -264,7 +290,8 @@ def main() -> None:
                                  if m.startswith(prefix) and m in arrivals]
                     missing = sorted(m for m in generator.committed if m.startswith(prefix) and m not in arrivals)
                     figures[direction] = {
-                        "changes": len(latencies) + len(missing), "arrived": len(latencies), "missing": missing[:10],
+                        "changes": len(latencies) + len(missing), "arrived": len(latencies),
+                        "missing": _explain(ledger_url, missing[:10], generator.records, prefix == "lane-w-"),
                         "p50_seconds": round(_percentile(latencies, 0.5), 1) if latencies else None,
                         "p95_seconds": round(_percentile(latencies, 0.95), 1) if latencies else None,
                         "max_seconds": round(max(latencies), 1) if latencies else None,

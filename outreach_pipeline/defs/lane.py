@@ -4,10 +4,12 @@ The lane itself is `engine/lane.py`; this module only runs it. Rules:
 * Off by default. With the `low_latency_minutes` setting (``OUTREACH_PIPELINE_LOW_LATENCY_MINUTES``, 1..59) the
   code location gains the job and the `low_latency_lane` sensor, running, which requests a lane run every N
   minutes. Without it neither exists: the hourly schedule alone syncs.
-* Lane runs never overlap one another: the sensor requests none while a lane run is queued or in progress, the
+* Lane runs never overlap one another, nor a sync run of the same instance: the sensor requests none while a lane
+  run or a sync run (schedule, first sync, UI backfill) is queued or in progress, because the Workbooks ->
+  Outreach merge cannot tell a Workbooks read taken before another run's write from a newer change; the
   instance's run queue admits one run tagged `outreach-pipeline/lane` at a time (dagster.yaml), and were two to
-  run anyway (launched by hand) the writer locks serialise their writes and the second finds the records
-  unchanged. A lane run and the hourly run of the same hour take turns on each entity's writer lock.
+  run anyway (launched by hand, or an hourly run started during a lane run) the writer locks serialise their
+  writes, the lane reads Workbooks under its lock, and the second finds the records unchanged.
 * The run's range is decided when the op starts, from the ledger's cursor (`engine/ledger_lane.py`), not by
   the sensor: a run that failed or was killed did not move the cursor, so the next run reads its range again.
   `LaneConfig.until` pins the end of the range (tests, the benchmark); by default it is now less the lag.
@@ -21,6 +23,7 @@ from datetime import UTC, datetime, timedelta
 import dagster as dg
 from dagster._core.storage.dagster_run import IN_PROGRESS_RUN_STATUSES
 
+from outreach_pipeline.defs.jobs import FULL_SYNC_JOB, SYNC_JOB
 from outreach_pipeline.defs.resources import LedgerResource, OutreachResource, SyncSettings, WorkbooksResource
 from outreach_pipeline.engine.lane import LANE_FLOWS, Lane, lane_range
 from outreach_pipeline.engine.ledger_lane import finish_lane_run, lane_cursor, start_lane_run
@@ -31,6 +34,9 @@ LANE_SENSOR = "low_latency_lane"
 LANE_OP = "low_latency_lane"
 LANE_TAG = "outreach-pipeline/lane"
 LANE_TAGS = {LANE_TAG: "true"}
+#: Jobs that sync windows (the schedule's, the first sync's, and Dagster's implicit job of UI backfills): no lane
+#: run starts while one of them is queued or running (see the module's rules).
+SYNC_JOBS = (SYNC_JOB, FULL_SYNC_JOB, "__ASSET_JOB")
 
 
 class LaneConfig(dg.Config):
@@ -98,10 +104,12 @@ def build_lane_sensor(minutes: int, job: dg.JobDefinition) -> dg.SensorDefinitio
                default_status=dg.DefaultSensorStatus.RUNNING,
                description=f"Every {minutes} minute(s): a low-latency lane run, unless one is still queued or running.")
     def low_latency_lane(context: dg.SensorEvaluationContext) -> dg.RunRequest | dg.SkipReason:
-        busy = context.instance.get_run_records(
-            dg.RunsFilter(job_name=LANE_JOB, statuses=IN_PROGRESS_RUN_STATUSES), limit=1)
-        if busy:
-            return dg.SkipReason(f"lane run {busy[0].dagster_run.run_id} is still {busy[0].dagster_run.status.value}")
+        for job_name in (LANE_JOB, *SYNC_JOBS):
+            busy = context.instance.get_run_records(
+                dg.RunsFilter(job_name=job_name, statuses=IN_PROGRESS_RUN_STATUSES), limit=1)
+            if busy:
+                run = busy[0].dagster_run
+                return dg.SkipReason(f"{job_name} run {run.run_id} is still {run.status.value}")
         return dg.RunRequest(tags=LANE_TAGS)
 
     return low_latency_lane

@@ -22,7 +22,10 @@ Rules:
   (organisations, people, opportunities), then the links written back, as an hourly run orders them.
 * Concurrency: each entity's writes hold the writer lock of (target, entity) as the hourly loads do, so a lane
   run and an hourly run (or two lane runs) never write one entity at once; the later one plans against what the
-  earlier one recorded (values hash, stale-version guard).
+  earlier one recorded (values hash; Outreach -> Workbooks also skips an Outreach version older than the
+  ledger's). The Workbooks -> Outreach merge has no such guard for a Workbooks read taken before another run's
+  write, so the lane reads Workbooks under the Outreach writer lock, and `defs/lane.py` starts no lane run while
+  a sync run of the instance is queued or running.
 """
 
 from __future__ import annotations
@@ -186,19 +189,22 @@ class Lane:
 
     def to_outreach(self, span: LaneRange, result: LaneResult) -> None:
         """Workbooks -> Outreach: each record type's selected changes in the range (and never-linked selected
-        records), written to Outreach under its Outreach writer lock, then the links written back."""
+        records) read, written to Outreach and the links written back, all under its Outreach writer lock."""
         for flow in LANE_FLOWS:
             entity = self.mappings.entity(flow.entity)
-            changes = read_workbooks_changes(self.workbooks, entity, span.window)
-            times = pd.Series([record_time(value) for value in changes[UPDATED_AT]], index=changes.index, dtype=object)
-            changes[WINDOW_COLUMN] = own_hours(times, span.until)
-            result.read[flow.workbooks_name] = len(changes)
-            if changes.empty:
-                continue
-            writer = OutreachWriter(client=self.outreach, ledger=self.ledger, mappings=self.mappings, entity=entity,
-                                    resource=flow.outreach_name, run_id=self.run_id, window=span.window)
+            # Read, write and link back under the lock: no other writer's Outreach write of the entity lands
+            # between this read and the plan made from it (the merge has no stale-read guard for the Workbooks
+            # side), and the next writer reads the Outreach ids this one created.
             with hold_writer_lock(self.ledger.engine, target=OUTREACH_TARGET, entity=flow.outreach_name,
                                   run_id=self.run_id, settings=self.locks, on_wait=self.on_wait):
-                written = writer.write(changes)
-            write_links(self.workbooks, entity, written.results)
+                changes = read_workbooks_changes(self.workbooks, entity, span.window)
+                times = pd.Series([record_time(v) for v in changes[UPDATED_AT]], index=changes.index, dtype=object)
+                changes[WINDOW_COLUMN] = own_hours(times, span.until)
+                result.read[flow.workbooks_name] = len(changes)
+                if changes.empty:
+                    continue
+                written = OutreachWriter(client=self.outreach, ledger=self.ledger, mappings=self.mappings,
+                                         entity=entity, resource=flow.outreach_name, run_id=self.run_id,
+                                         window=span.window).write(changes)
+                write_links(self.workbooks, entity, written.results)
             result.to_outreach[flow.outreach_name] = {str(k): int(v) for k, v in written.counts.items()}
