@@ -60,8 +60,9 @@ from outreach_pipeline.defs.jobs import SYNC_JOB, build_jobs
 from outreach_pipeline.defs.lane import LANE_JOB, LANE_SENSOR
 from outreach_pipeline.defs.resources import LedgerResource, OutreachResource, SyncSettings, WorkbooksResource
 from outreach_pipeline.engine.install import install
-from outreach_pipeline.engine.ledger import TO_OUTREACH_REASON, SyncLedger, history
+from outreach_pipeline.engine.ledger import TO_OUTREACH_REASON, SyncLedger
 from outreach_pipeline.engine.ledger_lane import lane_run_ids
+from outreach_pipeline.engine.ledger_schema import history
 from outreach_pipeline.mapping.models import load_mapping_set
 from outreach_pipeline.sandbox.credentials import SANDBOX_OUTREACH_AUTH, SANDBOX_WORKBOOKS_AUTH
 from outreach_pipeline.settings import PipelineSettings

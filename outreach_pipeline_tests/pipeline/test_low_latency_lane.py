@@ -25,8 +25,9 @@ from outreach_pipeline.definitions import build_definitions
 from outreach_pipeline.defs.io_manager import WindowedParquetIOManager
 from outreach_pipeline.defs.lane import LANE_JOB, LANE_OP, LANE_TAG
 from outreach_pipeline.defs.resources import LedgerResource, OutreachResource, WorkbooksResource
-from outreach_pipeline.engine.ledger import SyncLedger, history, lane_run
+from outreach_pipeline.engine.ledger import SyncLedger
 from outreach_pipeline.engine.ledger_lane import lane_cursor
+from outreach_pipeline.engine.ledger_schema import history, lane_run
 from outreach_pipeline.sandbox.faults import FaultRule
 from outreach_pipeline.settings import PipelineSettings
 from outreach_pipeline_tests.pipeline.harness import (
