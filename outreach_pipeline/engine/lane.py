@@ -12,9 +12,11 @@ Rules:
   when the run starts are left to the next run); ``since`` is the cursor (``engine/ledger_lane.py``: the latest
   ``until`` of a finished lane run) less an overlap of the same length, so a write that committed up to a lag
   late is read again by the next run; never earlier than the start of the hour before ``until``'s (older hours
-  are the hourly runs'). The first run starts there too. Boundaries are those of the hourly reads: ``since``
-  inclusive, ``until`` exclusive, one row per record id; a record read twice (overlap, two runs at once, a
-  rerun) plans as unchanged against the ledger's values hash and is not written again.
+  are the hourly runs'). The first run starts there too. ``since`` is inclusive; the reads themselves have no
+  upper bound (``LaneRange.read_window``): a record changed before ``until`` and again since carries only its
+  latest update time, and a busy record (edited every few seconds) would otherwise be left out run after run.
+  One row per record id; a record read twice (overlap, two runs at once, a rerun, read ahead of ``until``)
+  plans as unchanged against the ledger's values hash and is not written again.
 * Window attribution: every record is planned and recorded in its own hourly window (the hour of its update
   time), exactly as an hourly run of that hour records it, so that run finds it unchanged (0 writes) and its
   partition reports the lane's writes as ``records_synced_by_lane`` (`defs/audit.py`).
@@ -52,6 +54,8 @@ from outreach_pipeline.mapping.models import MappingSet
 from outreach_pipeline.mapping.transform import outreach_fields
 
 HOUR = timedelta(hours=1)
+#: How far past `until` the reads reach (LaneRange.read_window): beyond any update a run can see.
+READ_AHEAD = timedelta(days=1)
 #: The writer locks' first keys: the system written (as the hourly assets name them).
 WORKBOOKS_TARGET, OUTREACH_TARGET = "workbooks", "outreach"
 
@@ -90,6 +94,13 @@ class LaneRange:
     @property
     def window(self) -> SyncWindow:
         return SyncWindow(start=self.since, end=self.until)
+
+    @property
+    def read_window(self) -> SyncWindow:
+        """What the reads ask for: from `since`, with no upper bound in practice. A record changed before `until`
+        and again since (a busy record) carries its latest update time only: bounded by `until` it would be
+        left out until it stops changing; it is read now, and read again by the next run as unchanged."""
+        return SyncWindow(start=self.since, end=self.until + READ_AHEAD)
 
 
 def lane_range(cursor: datetime | None, now: datetime, lag: timedelta) -> LaneRange:
@@ -145,7 +156,8 @@ class Lane:
     def _extract(self, flow: LaneFlow, span: LaneRange) -> pd.DataFrame:
         entity = self.mappings.entity(flow.entity)
         fields = {f"fields[{entity.outreach_type}]": ",".join(outreach_fields(entity))}
-        frame = extract_entity(self.outreach, flow.outreach_name, span.since, span.until, fields=fields).frame
+        read = span.read_window
+        frame = extract_entity(self.outreach, flow.outreach_name, read.start, read.end, fields=fields).frame
         frame[WINDOW_COLUMN] = own_hours(frame["updatedAt"], span.until)
         return frame
 
@@ -197,7 +209,7 @@ class Lane:
             # side), and the next writer reads the Outreach ids this one created.
             with hold_writer_lock(self.ledger.engine, target=OUTREACH_TARGET, entity=flow.outreach_name,
                                   run_id=self.run_id, settings=self.locks, on_wait=self.on_wait):
-                changes = read_workbooks_changes(self.workbooks, entity, span.window)
+                changes = read_workbooks_changes(self.workbooks, entity, span.read_window)
                 times = pd.Series([record_time(v) for v in changes[UPDATED_AT]], index=changes.index, dtype=object)
                 changes[WINDOW_COLUMN] = own_hours(times, span.until)
                 result.read[flow.workbooks_name] = len(changes)
