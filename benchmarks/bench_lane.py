@@ -25,7 +25,9 @@ launcher's process start (a few seconds with `dg dev`); the cadence itself (up t
 Then the changes stop, one last lane run passes them, and the hourly job runs over every hour the lane covered
 (the open hour too: the bench admits it as a partition with `end_offset=1` instead of waiting for it to close;
 the run reads the whole hour so far). Printed: how many records it wrote, and how many of those writes repeat a
-lane write (same record, direction and values hash): the acceptance figure, which must be 0. The activity
+lane write: the record's previous write was a lane write of the same values (same record, direction and
+values hash): the acceptance figure, which must be 0. Also printed: hourly writes whose values any lane write
+had written earlier (a record the simulator changed back to earlier values counts there, rightly written). The activity
 simulator keeps changing records meanwhile, so the hourly run has changes of its own to write.
 """
 
@@ -189,7 +191,7 @@ def _hourly_rewrites(ledger_url: str, hourly_run: str) -> dict[str, int]:
         lanes = lane_run_ids(ledger)
         columns = (history.c.run_id, history.c.entity, history.c.outreach_id, history.c.reason, history.c.values_hash,
                    history.c.outreach_updated_at)
-        query = sa.select(*columns).where(history.c.outcome.in_(["created", "updated"]))
+        query = sa.select(*columns).where(history.c.outcome.in_(["created", "updated"])).order_by(history.c.id)
         with ledger.engine.connect() as connection:
             rows = connection.execute(query).all()
     finally:
@@ -204,9 +206,20 @@ def _hourly_rewrites(ledger_url: str, hourly_run: str) -> dict[str, int]:
     # even with other values (the two runs would have staged it differently).
     lane_versions = {(*key(row), row.outreach_updated_at) for row in rows if row.run_id in lanes and not key(row)[2]}
     hourly = [row for row in rows if row.run_id == hourly_run]
-    return {"hourly_writes": len(hourly),
+    # The acceptance figure: an hourly write whose record's previous write was a lane write of the same values
+    # (a record the simulator changed back to values a lane wrote earlier is a new change, not a repeat).
+    previous: dict[tuple[str, int, bool], Any] = {}
+    repeats = 0
+    for row in rows:
+        before = previous.get(key(row))
+        if row.run_id == hourly_run and before is not None and before.run_id in lanes \
+                and before.values_hash == row.values_hash:
+            repeats += 1
+        previous[key(row)] = row
+    return {"hourly_writes": len(hourly), "hourly_repeats_of_the_last_lane_write": repeats,
             "hourly_writes_of_records_the_lane_wrote": sum(1 for row in hourly if key(row) in lane_records),
-            "hourly_rewrites_of_lane_writes": sum(1 for row in hourly if (*key(row), row.values_hash) in lane_writes),
+            "hourly_writes_with_values_a_lane_run_wrote_earlier": sum(
+                1 for row in hourly if (*key(row), row.values_hash) in lane_writes),
             "hourly_writes_of_an_outreach_version_the_lane_wrote": sum(
                 1 for row in hourly if (*key(row), row.outreach_updated_at) in lane_versions)}
 
