@@ -320,9 +320,12 @@ def sync(
 @click.option("--simulate/--no-simulate", default=True, show_default=True)
 @click.option("--webhook-port", default=0, show_default=True, type=click.IntRange(0, 65535),
               help="Port of the Outreach webhook receiver (0: any free port; the sandbox is told its URL).")
+@click.option("--low-latency-minutes", type=click.IntRange(1, 59), default=None,
+              help="Turn the low-latency lane on: sync the open hour's changes every N minutes (sets "
+                   "OUTREACH_PIPELINE_LOW_LATENCY_MINUTES for the code location; default: that variable, else off).")
 @_profile_option
 def dev(port: int, dagster_home: Path, data_dir: Path, outreach_port: int, workbooks_port: int, prospects: int,
-        simulate: bool, webhook_port: int, profile: str | None) -> None:
+        simulate: bool, webhook_port: int, low_latency_minutes: int | None, profile: str | None) -> None:
     """Start the sandbox (with its activity simulator) and `dg dev` (UI and daemon, schedule on)."""
     import sys
 
@@ -369,6 +372,11 @@ def dev(port: int, dagster_home: Path, data_dir: Path, outreach_port: int, workb
             env[start_variable] = dev_partitions_start(dagster_home, config.seed_days)
             click.echo(f"partitions: hourly from {env[start_variable]} (the sandbox's seeded span; "
                        f"{start_variable} moves it)")
+        lane_variable = PipelineSettings.variable("low_latency_minutes")
+        if low_latency_minutes is not None:
+            env[lane_variable] = str(low_latency_minutes)
+        if env.get(lane_variable):
+            click.echo(f"low-latency lane: on, every {env[lane_variable]} minute(s) (sensor low_latency_lane)")
         if applied.value == "production" and os.environ.get(LEDGER_URL_VARIABLE):
             env[LEDGER_URL_VARIABLE] = os.environ[LEDGER_URL_VARIABLE]  # the profile's ledger, not an API's
         # `dg dev` serves this dg project (pyproject's [tool.dg]) from its root, in this virtualenv.

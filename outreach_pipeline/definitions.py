@@ -20,6 +20,7 @@ from outreach_pipeline.defs.graph import present_assets
 from outreach_pipeline.defs.groups import GROUP_DESCRIPTIONS
 from outreach_pipeline.defs.io_manager import WindowedParquetIOManager, window_store
 from outreach_pipeline.defs.jobs import build_jobs
+from outreach_pipeline.defs.lane import build_lane
 from outreach_pipeline.defs.partitions import sync_windows
 from outreach_pipeline.defs.reconcile import reconcile_job, reconcile_schedule
 from outreach_pipeline.defs.resources import build_resources, dagster_home
@@ -45,13 +46,17 @@ def build_definitions(settings: PipelineSettings, resources: Mapping[str, Any] |
             ),
         }
     windows = sync_windows(settings.partitions_start)
+    # The low-latency lane (off by default): its job and sensor only when `low_latency_minutes` is set. Its one
+    # step runs in process whatever the executor setting.
+    lane_jobs, lane_sensors = build_lane(settings)
     return dg.Definitions(
         assets=present_assets([*build_assets(windows), *build_dry_run_assets(windows)],
                               load_mapping_set(settings.mapping_path)),
-        jobs=[*jobs.jobs, reconcile_job],
+        jobs=[*jobs.jobs, reconcile_job, *lane_jobs],
         schedules=[*jobs.schedules, reconcile_schedule],
         sensors=[build_first_sync_sensor(windows, [flow.load_key for flow in FLOWS],
-                                         running=settings.first_sync_on_start), *build_alert_sensors(settings)],
+                                         running=settings.first_sync_on_start), *build_alert_sensors(settings),
+                 *lane_sensors],
         resources=dict(resources),
         # Runs launched from the asset graph (Dagster's implicit `__ASSET_JOB`) use the jobs' executor, not
         # Dagster's default of one subprocess per step.

@@ -96,6 +96,15 @@ class PipelineSettings(BaseSettings):
         default="dagster", pattern=r"^[A-Za-z0-9_.-]+$",
         description="Celery queue the steps go to and the workers serve (letters, digits, '-', '_', '.')",
     )
+    low_latency_minutes: int | None = Field(
+        default=None, ge=1, le=59,
+        description="the low-latency lane: every this many minutes, sync the changes of the open hour in both "
+                    "directions (accounts, prospects, opportunities); unset: off, the hourly schedule alone",
+    )
+    low_latency_lag_seconds: float = Field(
+        default=10.0, ge=0, le=600,
+        description="the lane reads changes up to this long before now, so writes still committing are not passed",
+    )
 
     alert_webhook_url: SecretStr | None = Field(
         default=None,

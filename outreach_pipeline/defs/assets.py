@@ -34,7 +34,6 @@ from outreach_pipeline.defs.run_options import DryRunConfig
 from outreach_pipeline.defs.webhook_reads import read_metadata, read_plan, window_read
 from outreach_pipeline.engine.dry_run import DryRunLoader
 from outreach_pipeline.engine.extract import (
-    EXTRACT_ERROR_COLUMN,
     ROLES_COLUMN,
     Extract,
     extract_entity,
@@ -52,9 +51,9 @@ from outreach_pipeline.engine.outcome import Outcome
 from outreach_pipeline.engine.plan import SHARERS_COLUMN
 from outreach_pipeline.engine.preflight import outreach_preflight, workbooks_preflight
 from outreach_pipeline.engine.preflight_reuse import PreflightStamp, mapping_hash
-from outreach_pipeline.engine.routing import RoutedLoader, ids_to_pull_routed, stage_routed
+from outreach_pipeline.engine.routing import RoutedLoader, ids_to_pull_routed, stage_extracted
 from outreach_pipeline.engine.writer_lock import hold_writer_lock
-from outreach_pipeline.mapping.errors import ErrorKind, ValidationError, has_kind
+from outreach_pipeline.mapping.errors import ErrorKind, has_kind
 from outreach_pipeline.mapping.models import MappingSet
 from outreach_pipeline.mapping.personal import mask_personal
 from outreach_pipeline.mapping.transform import lineage_columns, outreach_fields
@@ -314,15 +313,7 @@ def build_staged(flow: EntityFlow, windows: dg.PartitionsDefinition) -> dg.Asset
         mappings = sync_settings.mappings()
         entity = mappings.entity(flow.entity)
         lookups = flow.lookups(extracted) if flow.lookups is not None else None
-        frame = stage_routed(extracted, mappings, entity, lookups=lookups)
-        frame[WINDOW_COLUMN] = extracted[WINDOW_COLUMN].to_numpy()
-        if EXTRACT_ERROR_COLUMN in extracted:
-            # An unreadable API record fails alone, with the reader's message rather than its empty fields'.
-            frame["validation_errors"] = [
-                [ValidationError(field=None, kind=ErrorKind.UNREADABLE, message=error).as_record()]
-                if isinstance(error, str) else list(errors)
-                for errors, error in zip(frame["validation_errors"], extracted[EXTRACT_ERROR_COLUMN], strict=True)
-            ]
+        frame = stage_extracted(extracted, mappings, entity, lookups=lookups)
         invalid = int(frame["validation_errors"].map(bool).sum())
         duplicates = frame.loc[frame["outreach_id"].duplicated(keep=False), "outreach_id"].drop_duplicates().tolist()
         missing_required = frame["validation_errors"].map(lambda errors: has_kind(errors, ErrorKind.REQUIRED))

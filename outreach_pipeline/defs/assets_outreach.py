@@ -20,6 +20,7 @@ import pandas as pd
 from outreach_pipeline.defs.assets import BACKFILL_IN_ONE_RUN, DATAFRAME
 from outreach_pipeline.defs.audit import (
     add_window_metadata,
+    lane_writes_per_key,
     load_metadata_per_window,
     range_label,
     reverse_failed_rows,
@@ -208,7 +209,9 @@ def build_writes(windows: dg.PartitionsDefinition) -> dg.AssetsDefinition:
                     list(context.partition_keys), changes, result.results,
                     reverse_failed_rows(sync_ledger, flow.entity, context.run.run_id, result.results),
                     sync_settings, id_column="workbooks_id")
-                add_window_metadata(context, per_window, flow.write_key)
+                by_lane = lane_writes_per_key(sync_ledger, [flow.entity], list(context.partition_keys), to_outreach=True)
+                add_window_metadata(context, {key: {**metadata, "records_synced_by_lane": by_lane[key]}
+                                              for key, metadata in per_window.items()}, flow.write_key)
                 yield dg.Output(result.results, output_name=_write_out(flow), metadata={
                     "range": range_label(list(context.partition_keys)),
                     "range_records": dg.MetadataValue.json(counts),

@@ -15,6 +15,12 @@ would give every partition of the range the range's totals. Instead:
   ``SyncSettings.failed_records_shown`` of them, the rest counted in ``failed_records_not_shown``.
 * Messages may quote the refused value: emails and phone numbers in them are masked unless
   ``SyncSettings.show_personal_data`` (``mapping.personal.mask_personal_text``).
+* ``records_synced_by_lane`` (load and Outreach-write keys, per window): records of the window that the
+  low-latency lane (`engine/lane.py`) created or updated before this run, in this direction. The hourly run reads
+  them with its window and finds them unchanged, so they are in ``records_unchanged`` and the counts still add
+  up (created + updated + unchanged + skipped + failed = the window's rows); the window's records written by
+  either are ``records_created + records_updated + records_synced_by_lane`` (a record the lane wrote and the
+  hourly run wrote again after a later change the lane had not yet read counts in both).
 * Requests cannot be attributed to a window (one paged read serves the range): they stay range-wide
   (``range_api_requests``).
 """
@@ -33,6 +39,7 @@ from outreach_pipeline.defs.partitions import WINDOW_COLUMN
 from outreach_pipeline.defs.resources import SyncSettings
 from outreach_pipeline.engine.extract import PullIds
 from outreach_pipeline.engine.ledger import RecordState, SyncLedger
+from outreach_pipeline.engine.ledger_lane import lane_writes_per_window
 from outreach_pipeline.engine.outcome import Outcome, SyncDirection
 from outreach_pipeline.mapping.personal import mask_personal_text
 from outreach_pipeline.settings import WINDOW_KEY_FORMAT
@@ -226,6 +233,14 @@ def extract_audit(
             "range_referenced_records": len(referenced), "range_failed_waiting_for_retry": len(pull.waiting)}
 
 
+def lane_writes_per_key(ledger: SyncLedger, entities: Iterable[str], keys: Sequence[str], *,
+                        to_outreach: bool) -> dict[str, int]:
+    """``records_synced_by_lane`` per partition key (see the module docstring)."""
+    starts = {key: datetime.strptime(key, WINDOW_KEY_FORMAT).replace(tzinfo=UTC) for key in keys}
+    counts = lane_writes_per_window(ledger, entities, list(starts.values()), to_outreach=to_outreach)
+    return {key: counts[start] for key, start in starts.items()}
+
+
 def load_audit(
     context: dg.AssetExecutionContext, ledger: SyncLedger, entities: Iterable[str], staged: pd.DataFrame,
     outcomes: pd.DataFrame, settings: SyncSettings,
@@ -234,7 +249,10 @@ def load_audit(
     keys = list(context.partition_keys)
     failed_ids = outcomes.loc[outcomes["outcome"].astype(str) == Outcome.FAILED.value, "outreach_id"]
     failed = failed_rows_from_ledger(ledger, entities, context.run.run_id, failed_ids)
-    add_window_metadata(context, load_metadata_per_window(keys, staged, outcomes, failed, settings))
+    per_window = load_metadata_per_window(keys, staged, outcomes, failed, settings)
+    by_lane = lane_writes_per_key(ledger, entities, keys, to_outreach=False)
+    add_window_metadata(context, {key: {**metadata, "records_synced_by_lane": by_lane[key]}
+                                  for key, metadata in per_window.items()})
     counts = outcomes["outcome"].astype(str).value_counts().to_dict() if len(outcomes) else {}
     return {"range": range_label(keys),
             "range_records": dg.MetadataValue.json({o.value: int(counts.get(o.value, 0)) for o in Outcome}),

@@ -118,6 +118,20 @@ conflict = sa.Table(
 )
 
 
+#: One row per run of the low-latency lane (engine/lane.py): the range of update times it read. A row with
+#: `finished_at` is a completed range; the lane's cursor is the latest finished `until` (engine/ledger_lane.py).
+lane_run = sa.Table(
+    "sync_lane_run",
+    metadata,
+    sa.Column("run_id", sa.String(128), primary_key=True),
+    sa.Column("since", UtcDateTime(), nullable=False),
+    sa.Column("until", UtcDateTime(), nullable=False),
+    sa.Column("started_at", UtcDateTime(), nullable=False),
+    sa.Column("finished_at", UtcDateTime()),
+    sa.Index("ix_sync_lane_run_finished", "finished_at", "until"),
+)
+
+
 #: One row per (target system, entity) being written: who holds the writer lock (see engine/writer_lock.py).
 writer_lock = sa.Table(
     "sync_writer_lock",

@@ -179,6 +179,10 @@ class _OutreachPlanner:
                 if field.required:
                     return OutreachDecision(workbooks_id=workbooks_id, action=OutreachAction.SKIP,
                                             reason="required_blank")
+                if field.direction == "both":
+                    # Blank on both sides once created: the agreed base, so a later change of the field on one side
+                    # is that side's change, not a conflict decided by the records' update times.
+                    values[field.workbooks] = None
                 continue
             try:
                 self._write(field, value, attributes, relationships, actions)

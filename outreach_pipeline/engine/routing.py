@@ -23,10 +23,11 @@ from typing import Any
 import pandas as pd
 import sqlalchemy as sa
 
-from outreach_pipeline.engine.extract import PullIds, ids_to_pull
+from outreach_pipeline.engine.extract import EXTRACT_ERROR_COLUMN, WINDOW_COLUMN, PullIds, ids_to_pull
 from outreach_pipeline.engine.ledger import SyncLedger, record_state
 from outreach_pipeline.engine.ledger_failures import NO_BACKOFF, RetryBackoff
 from outreach_pipeline.engine.load import OUTCOME_COLUMNS, EntityLoader, LoadResult
+from outreach_pipeline.mapping.errors import ErrorKind, ValidationError
 from outreach_pipeline.mapping.models import EntityMapping, MappingSet
 from outreach_pipeline.mapping.transform import stage_records
 
@@ -61,6 +62,24 @@ def stage_routed(
         staged[ROUTE_COLUMN] = name
         parts.append(staged)
     return pd.concat(parts).sort_index().reset_index(drop=True)
+
+
+def stage_extracted(
+    extracted: pd.DataFrame, mappings: MappingSet, entity: EntityMapping, *,
+    lookups: dict[str, pd.DataFrame] | None = None,
+) -> pd.DataFrame:
+    """The staged frame of an extract (`stage_routed`) with each row's sync window, and an unreadable API record
+    failing alone with the reader's message rather than its empty fields'. The hourly `staged/*` assets and the
+    low-latency lane (engine/lane.py) stage through this one function."""
+    frame = stage_routed(extracted, mappings, entity, lookups=lookups)
+    frame[WINDOW_COLUMN] = extracted[WINDOW_COLUMN].to_numpy()
+    if EXTRACT_ERROR_COLUMN in extracted:
+        frame["validation_errors"] = [
+            [ValidationError(field=None, kind=ErrorKind.UNREADABLE, message=error).as_record()]
+            if isinstance(error, str) else list(errors)
+            for errors, error in zip(frame["validation_errors"], extracted[EXTRACT_ERROR_COLUMN], strict=True)
+        ]
+    return frame
 
 
 def waiting_ids(ledger: SyncLedger, entity: str) -> set[int]:
