@@ -146,9 +146,9 @@ def test_a_partition_of_people_shows_its_own_window_and_its_failed_record(launch
         rows = metadata_table_rows(page, "failed_records")
         expect(rows).to_have_count(1)  # the window's only failure
         cells = [cell.inner_text().strip() for cell in rows.first.get_by_role("cell").all()]
-        entity, outreach_id, _workbooks_id, field, kind, message, _first_failed_at, streak = cells
-        assert (entity, outreach_id, field, kind, streak) == (
-            "prospects", str(planted.failing_outreach_id), "person_first_name", "too_long", "1"), cells
+        direction, entity, outreach_id, _workbooks_id, field, kind, message, _first_failed_at, streak = cells
+        assert (direction, entity, outreach_id, field, kind, streak) == (
+            "to_workbooks", "prospects", str(planted.failing_outreach_id), "person_first_name", "too_long", "1"), cells
         assert TOO_LONG_MESSAGE in message, cells
         metadata_row(page, "failed_records").first.scroll_into_view_if_needed()
         launched.shot("partition-failed-record")
