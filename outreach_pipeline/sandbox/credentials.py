@@ -28,6 +28,9 @@ SANDBOX_REDIRECT_URI: Final = f"http://{SANDBOX_HOST}:{DEFAULT_OAUTH_CALLBACK_PO
 # Bootstrap refresh token: always accepted (never rotated away) and bound to the default user with every scope.
 SANDBOX_REFRESH_TOKEN: Final = "sandbox-refresh-token"
 
+# The org id the sandbox's webhook deliveries carry in their `outreach-org-id` header.
+SANDBOX_ORG_ID: Final = "1"
+
 SANDBOX_API_KEY: Final = "sandbox-api-key"
 SANDBOX_USERNAME: Final = "sandbox@example.com"
 SANDBOX_PASSWORD: Final = "sandbox"

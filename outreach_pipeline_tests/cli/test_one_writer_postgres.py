@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import yaml
+
 from outreach_pipeline_tests.cli.sync_processes import (
     PROJECT_INSTANCE_CONFIG,
     SLOW_PEOPLE,
@@ -23,8 +25,9 @@ def test_a_sync_on_a_postgres_instance_beside_another_instance_on_a_postgres_led
     home_a = tmp_path / "home_a"
     home_a.mkdir()
     # Instance A on Postgres (the project's pools and run monitoring kept), instance B on SQLite; one ledger.
-    (home_a / "dagster.yaml").write_text(PROJECT_INSTANCE_CONFIG.read_text()
-                                         + f"storage:\n  postgres:\n    postgres_url: {postgres_database_url}\n")
+    config = yaml.safe_load(PROJECT_INSTANCE_CONFIG.read_text())
+    config["storage"] = {"postgres": {"postgres_url": postgres_database_url}}
+    (home_a / "dagster.yaml").write_text(yaml.safe_dump(config))
     with sandbox_process(tmp_path / "sandbox", 70, faults=SLOW_PEOPLE) as info:
         env_a = sync_env(info, home_a, postgres_database_url)
         env_b = sync_env(info, tmp_path / "home_b", postgres_database_url)

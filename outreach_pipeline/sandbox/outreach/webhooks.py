@@ -32,6 +32,7 @@ from dataclasses import dataclass
 
 import requests
 
+from outreach_pipeline.sandbox.credentials import SANDBOX_ORG_ID
 from outreach_pipeline.sandbox.faults import RequestStats
 from outreach_pipeline.sandbox.outreach.render import ResourceRenderer
 from outreach_pipeline.sandbox.outreach.settings import OutreachSettings
@@ -42,7 +43,6 @@ log = logging.getLogger(__name__)
 
 SIGNATURE_HEADER = "Outreach-Webhook-Signature"
 ORG_HEADER = "outreach-org-id"
-SANDBOX_ORG_ID = "1"
 WEBHOOK_TYPE = "webhook"
 DELIVERY_TIMEOUT_SECONDS = 5.0
 MAX_WEBHOOKS = 1000
