@@ -47,15 +47,12 @@ from typing import Any
 import dagster as dg
 import sqlalchemy as sa
 import yaml
+from bench_pipeline import install_fields  # the script's directory is on sys.path, as for bench_engagement
 
-from outreach_pipeline.clients.workbooks import WorkbooksClient
 from outreach_pipeline.definitions import build_definitions as build_code_location
 from outreach_pipeline.defs.io_manager import WindowedParquetIOManager
 from outreach_pipeline.defs.jobs import SYNC_JOB
 from outreach_pipeline.defs.resources import LedgerResource, OutreachResource, SyncSettings, WorkbooksResource
-from outreach_pipeline.engine.install import install
-from outreach_pipeline.mapping.models import load_mapping_set
-from outreach_pipeline.sandbox.credentials import SANDBOX_WORKBOOKS_AUTH
 from outreach_pipeline.sandbox.runtime import RunningSandbox, SandboxConfig, start_sandbox
 from outreach_pipeline.settings import WINDOW_KEY_FORMAT, PipelineSettings
 
@@ -205,13 +202,7 @@ def start_seeded_sandbox(span: Span) -> RunningSandbox:
                                           workbooks_people=0, **SEED))
     pinned = span.seed_end - timedelta(seconds=1)
     sandbox.outreach_store.now = lambda: pinned
-    client = WorkbooksClient(sandbox.workbooks_url, **SANDBOX_WORKBOOKS_AUTH)
-    try:
-        report = install(client, load_mapping_set())
-    finally:
-        client.close()
-    if not report.ok:
-        raise RuntimeError(f"install failed: {[item.model_dump() for item in report.conflicts]}")
+    install_fields(sandbox.workbooks_url)
     return sandbox
 
 
