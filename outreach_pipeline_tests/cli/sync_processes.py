@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -20,16 +21,16 @@ import requests
 import sqlalchemy as sa
 
 from outreach_pipeline.clients.workbooks import WorkbooksClient
+from outreach_pipeline.engine.ledger import SyncLedger
+from outreach_pipeline.engine.writer_lock import hold_writer_lock
 
 BIN = Path(sys.executable).parent
 CLI = str(BIN / "outreach-pipeline")
 PROJECT_INSTANCE_CONFIG = Path(__file__).resolve().parents[2] / "dagster.yaml"
 LOCK_WAIT = "waiting for the writer lock on workbooks/people"
-#: Every Workbooks people request takes 6 s and every people write 20 s (one delay per request: the first rule that
-#: matches), so the people load of the run that writes them (lookups, then a 20 s write) lasts far longer than
-#: the two runs' difference in reaching it, even when one instance is much faster than the other (SQLite with
-#: batched events beside Postgres) and the machine is loaded: their loads overlap.
-SLOW_PEOPLE = "slow:delay_ms=20000:path=/crm/people:methods=PUT,slow:delay_ms=6000:path=/crm/people"
+#: Every Workbooks people write takes 3 s, so whichever sync writes people first still holds the lock when the
+#: other asks for it again (it polls every second).
+SLOW_PEOPLE_WRITES = "slow:delay_ms=3000:path=/crm/people:methods=PUT"
 
 
 @contextmanager
@@ -103,16 +104,59 @@ def set_faults(url: str, spec: str | None) -> None:
 
 
 def assert_two_overlapping_syncs_write_each_person_once(info: dict, env_a: dict, env_b: dict, ledger_url: str) -> None:
-    first = start_sync(env_a)
-    time.sleep(1)
-    second = start_sync(env_b)
-    code_a, _, err_a = finish(first)
-    code_b, _, err_b = finish(second)
+    """Two syncs whose people loads certainly overlap write each person once.
+
+    The overlap is arranged, not hoped for: the test holds the people writer lock itself until both syncs
+    report waiting for it, so both are inside their people load, with the same people to create, when it lets
+    go. Only the ledger's lock then stands between them and two copies of each person.
+    """
+    ledger = SyncLedger(ledger_url)  # creates the ledger's tables, the lock's among them
+    syncs: list[StreamedProcess] = []
+    try:
+        with hold_writer_lock(ledger.engine, target="workbooks", entity="people", run_id="test-gate") as gate:
+            syncs = [StreamedProcess(start_sync(env_a)), StreamedProcess(start_sync(env_b))]
+            deadline = time.monotonic() + 240
+            while not all(LOCK_WAIT in sync.stderr() for sync in syncs):
+                exited = [sync for sync in syncs if sync.process.poll() is not None]
+                assert not exited and time.monotonic() < deadline, "".join(sync.stderr()[-3000:] for sync in syncs)
+                time.sleep(0.5)
+            assert all(f"held by run {gate.run_id}" in sync.stderr() for sync in syncs)
+        (code_a, err_a), (code_b, err_b) = (sync.finish() for sync in syncs)
+    finally:
+        for sync in syncs:
+            if sync.process.poll() is None:
+                sync.process.kill()
+        ledger.dispose()
     assert (code_a, code_b) == (0, 0), err_a[-2000:] + err_b[-2000:]
     people = people_per_outreach_id(info)
     assert people and max(people.values()) == 1, {k: n for k, n in people.items() if n > 1}
-    # They did overlap: one of them waited for the other's people load, naming its run.
-    assert LOCK_WAIT in err_a + err_b and "held by run " in err_a + err_b, err_a + err_b
     linked = ledger_scalar(ledger_url, "SELECT count(*) FROM sync_record_state WHERE entity = 'prospects' "
                                        "AND workbooks_id IS NOT NULL")
     assert linked == len(people)
+
+
+class StreamedProcess:
+    """A process whose output is read as it comes (so a test can wait for a line) and kept."""
+
+    def __init__(self, process: subprocess.Popen[str]) -> None:
+        self.process = process
+        self._err: list[str] = []
+        self._out: list[str] = []
+        self._readers = [threading.Thread(target=self._drain, args=(stream, lines), daemon=True)
+                         for stream, lines in ((process.stderr, self._err), (process.stdout, self._out))]
+        for reader in self._readers:
+            reader.start()
+
+    @staticmethod
+    def _drain(stream: object, lines: list[str]) -> None:
+        for line in stream:  # type: ignore[attr-defined]
+            lines.append(line)
+
+    def stderr(self) -> str:
+        return "".join(self._err)
+
+    def finish(self, timeout: float = 240) -> tuple[int, str]:
+        code = self.process.wait(timeout)
+        for reader in self._readers:
+            reader.join(10)
+        return code, self.stderr()

@@ -1,6 +1,6 @@
 """One writer per target through the commands, on Postgres: a sync on a Postgres Dagster instance and one on a
 SQLite instance, sharing a Postgres ledger, write each person once (the ledger's writer lock, an advisory
-lock there, serialises their loads); slow people requests make the two loads overlap.
+lock there, serialises their loads); the test makes their people loads overlap.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import yaml
 
 from outreach_pipeline_tests.cli.sync_processes import (
     PROJECT_INSTANCE_CONFIG,
-    SLOW_PEOPLE,
+    SLOW_PEOPLE_WRITES,
     assert_two_overlapping_syncs_write_each_person_once,
     ledger_scalar,
     sandbox_process,
@@ -28,7 +28,7 @@ def test_a_sync_on_a_postgres_instance_beside_another_instance_on_a_postgres_led
     config = yaml.safe_load(PROJECT_INSTANCE_CONFIG.read_text())
     config["storage"] = {"postgres": {"postgres_url": postgres_database_url}}
     (home_a / "dagster.yaml").write_text(yaml.safe_dump(config))
-    with sandbox_process(tmp_path / "sandbox", 70, faults=SLOW_PEOPLE) as info:
+    with sandbox_process(tmp_path / "sandbox", 70, faults=SLOW_PEOPLE_WRITES) as info:
         env_a = sync_env(info, home_a, postgres_database_url)
         env_b = sync_env(info, tmp_path / "home_b", postgres_database_url)
         assert_two_overlapping_syncs_write_each_person_once(info, env_a, env_b, postgres_database_url)
