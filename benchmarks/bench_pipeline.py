@@ -22,6 +22,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import tracemalloc
 from collections.abc import Mapping
@@ -213,6 +214,47 @@ def _summed_metadata(result: dg.ExecuteInProcessResult, node: str) -> dict[str, 
     return summed
 
 
+class RssSampler(threading.Thread):
+    """Samples this process's resident memory every 50 ms, so the peak can be put on the step that made it."""
+
+    def __init__(self) -> None:
+        super().__init__(daemon=True)
+        self.samples: list[tuple[float, int]] = []  # (unix time, RSS bytes)
+        self._stop_event = threading.Event()
+        self._page = os.sysconf("SC_PAGE_SIZE")
+
+    def run(self) -> None:
+        while not self._stop_event.wait(0.05):
+            with open("/proc/self/statm") as statm:
+                self.samples.append((time.time(), int(statm.read().split()[1]) * self._page))
+
+    def stop(self) -> None:
+        self._stop_event.set()
+        self.join()
+
+
+def print_step_memory(instance: dg.DagsterInstance, run_id: str, sampler: RssSampler) -> None:
+    """Each step's peak RSS (sampled while it ran) and how much it grew the process, largest peak first."""
+    spans: dict[str, list[float]] = {}
+    for record in instance.get_records_for_run(run_id, of_type={
+        dg.DagsterEventType.STEP_START, dg.DagsterEventType.STEP_SUCCESS, dg.DagsterEventType.STEP_FAILURE,
+    }).records:
+        entry = record.event_log_entry
+        spans.setdefault(entry.step_key or "?", []).append(entry.timestamp)
+    rows = []
+    for step, stamps in spans.items():
+        start, end = min(stamps), max(stamps)
+        inside = [rss for at, rss in sampler.samples if start <= at <= end]
+        before = [rss for at, rss in sampler.samples if at <= start]
+        if inside:
+            rows.append((max(inside), max(inside) - (before[-1] if before else inside[0]), end - start, step))
+    first = sampler.samples[0][1] if sampler.samples else 0
+    print(f"RSS by step, the 12 that grew it most (MiB: peak while it ran, growth over its start; seconds); "
+          f"at the run's start {first / 1024**2:.0f} MiB:")
+    for peak, growth, seconds, step in sorted(rows, key=lambda row: -row[1])[:12]:
+        print(f"  {peak / 1024**2:8.0f} {growth / 1024**2:+8.0f} {seconds:8.1f}  {step}")
+
+
 def measure_run(
     defs: dg.Definitions, instance: dg.DagsterInstance, sandbox: SandboxProcess, windows: tuple[str, str],
     *, trace_memory: bool, profile_path: Path | None = None,
@@ -225,6 +267,8 @@ def measure_run(
     other processes, and waiting for the sandbox or for fsync is not client CPU.
     """
     sandbox.reset_stats()
+    sampler = RssSampler()
+    sampler.start()
     if trace_memory:
         tracemalloc.start()
     profiler = cProfile.Profile(time.process_time) if profile_path is not None else None
@@ -247,6 +291,8 @@ def measure_run(
         stats.sort_stats("tottime").print_stats(PROFILE_TOP_ENTRIES)
         stats.sort_stats("cumulative").print_stats(PROFILE_TOP_ENTRIES)
     server_cpu = sandbox.cpu_seconds() - server_cpu_before
+    sampler.stop()
+    print_step_memory(instance, result.run_id, sampler)
     peak_traced = tracemalloc.get_traced_memory()[1] if trace_memory else None
     tracemalloc.stop()
     for event in result.all_events:

@@ -39,6 +39,7 @@ from outreach_pipeline.clients.workbooks import (
     WorkbooksClient,
     WriteOp,
 )
+from outreach_pipeline.engine.chunks import key_sharing_chunks
 from outreach_pipeline.engine.extract import WINDOW_COLUMN
 from outreach_pipeline.engine.ledger import PendingRelation, RecordOutcome, SyncLedger, SyncWindow
 from outreach_pipeline.engine.outcome import Outcome
@@ -58,6 +59,10 @@ from outreach_pipeline.mapping.normalise import normalise_natural_key
 #: rest of the URL it stays under the 8 KB request-line limit common to web servers (about 115 emails of 30 characters).
 SHARER_QUERY_CHARS = 7000
 RECONCILE_ROUNDS = 3
+#: Staged rows looked up, planned, written and recorded at a time (50 lookups and write batches of 100): the
+#: load's working memory is bounded by this, not by the size of the range.
+LOAD_CHUNK_ROWS = 5_000
+PREVIEW_ROWS = 10
 OUTCOME_COLUMNS = ["outreach_id", "workbooks_id", "outcome", "reason", "error", "fields_written"]
 
 
@@ -253,15 +258,42 @@ class EntityLoader:
         self._windows: dict[int, datetime] = {}  # each record's own window (staged WINDOW_COLUMN), when known
 
     def load(self, staged: pd.DataFrame) -> LoadResult:
-        """Load the staged rows; every row ends with exactly one outcome in the ledger and the result."""
+        """Load the staged rows; every row ends with exactly one outcome in the ledger and the result.
+
+        The rows go through in chunks of about `LOAD_CHUNK_ROWS` (`engine.chunks`: rows sharing a key stay
+        together, so each chunk is decided as the whole would be), each looked up, planned, written and recorded
+        before the next: what the load holds besides the staged frame and the outcomes (twins, plans, ledger
+        states, outcome objects) is bounded by the chunk, not by the range.
+        """
         staged = staged.reset_index(drop=True)
+        self.ledger.start_run(self.run_id, self.entity.name, self.window)
+        frames: list[pd.DataFrame] = []
+        preview: list[dict[str, Any]] = []
+        pending = 0
+        try:
+            for rows in key_sharing_chunks(staged, self.entity, LOAD_CHUNK_ROWS):
+                chunk = self._load_chunk(rows)
+                frames.append(chunk.outcomes)
+                preview.extend(chunk.preview[: PREVIEW_ROWS - len(preview)])
+                pending += chunk.pending_relations
+        finally:
+            self.ledger.finish_run(self.run_id, self.entity.name)
+        frame = (pd.concat(frames).sort_values("outreach_id", ignore_index=True) if len(frames) > 1
+                 else frames[0] if frames else pd.DataFrame(columns=OUTCOME_COLUMNS))
+        counts = frame["outcome"].value_counts().to_dict() if len(frame) else {}
+        return LoadResult(outcomes=frame, counts={str(k): int(v) for k, v in counts.items()}, preview=preview,
+                          pending_relations=pending)
+
+    def _load_chunk(self, staged: pd.DataFrame) -> LoadResult:
+        """Look up, plan, write and record one chunk of staged rows."""
         ids = [int(i) for i in staged["outreach_id"]]
+        self._recorded = set()
+        self._windows = {}
         if WINDOW_COLUMN in staged.columns:
             self._windows = {
                 int(i): pd.Timestamp(w).to_pydatetime()
                 for i, w in zip(staged["outreach_id"], staged[WINDOW_COLUMN], strict=True) if not pd.isna(w)
             }
-        self.ledger.start_run(self.run_id, self.entity.name, self.window)
         states = self.ledger.get_states(self.entity.name, ids)
         final: dict[int, RecordOutcome] = {}
         try:
@@ -269,10 +301,9 @@ class EntityLoader:
         finally:
             # Whatever was written is recorded even when the load stops half way (an API down for longer
             # than the retries), so the audit trail and the stale-version guard hold for those records.
-            outcomes = [final[i] for i in sorted(final)]
             self._record(final, final.keys())
-            self.ledger.finish_run(self.run_id, self.entity.name)
         self.on_done(final.keys())
+        outcomes = [final[i] for i in sorted(final)]
         frame = pd.DataFrame(
             [
                 {
@@ -287,14 +318,13 @@ class EntityLoader:
             ],
             columns=OUTCOME_COLUMNS,
         )
-        counts = frame["outcome"].value_counts().to_dict() if len(frame) else {}
         preview = [
             {"outreach_id": o.outreach_id, "outcome": o.outcome, "changes": o.diff}
             for o in outcomes
             if o.outcome.wrote and o.diff
-        ][:10]
-        pending = sum(len(o.pending_relations) for o in outcomes)
-        return LoadResult(outcomes=frame, counts={str(k): int(v) for k, v in counts.items()}, preview=preview, pending_relations=pending)
+        ][:PREVIEW_ROWS]
+        return LoadResult(outcomes=frame, counts={}, preview=preview,
+                          pending_relations=sum(len(o.pending_relations) for o in outcomes))
 
     def _with_outreach_holders(self, staged: pd.DataFrame) -> pd.DataFrame:
         """Add, for each record, the other Outreach ids holding its natural key (as Outreach answered them).

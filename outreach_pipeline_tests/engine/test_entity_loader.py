@@ -14,6 +14,7 @@ import pytest
 from outreach_pipeline.clients.workbooks import WorkbooksClient
 from outreach_pipeline.engine.install import install
 from outreach_pipeline.engine.ledger import SyncLedger, SyncWindow
+from outreach_pipeline.engine import load as load_module
 from outreach_pipeline.engine.load import EntityLoader
 from outreach_pipeline.engine.plan import SHARERS_COLUMN
 from outreach_pipeline.mapping.models import load_mapping_set
@@ -118,3 +119,33 @@ def test_holders_handed_in_fail_every_holder_and_a_record_outreach_was_not_asked
     with pytest.raises(ValueError, match=r"^prospect 3 .*no answer from Outreach"):
         unasked.load(stage_records(_extracted({"id": 2}, {"id": 3}), PROSPECTS))
     assert not client.lookup("crm/people", "cf_person_outreach_id", [3], ["id"])  # never created unchecked
+
+
+def test_a_load_in_chunks_ends_as_the_load_in_one_piece(workbooks, tmp_path: Path, monkeypatch) -> None:
+    """Chunks of 4 rows: a duplicate email across chunks, a lost reply in the second chunk's write and an
+    invalid record give the same outcomes, ledger and Workbooks content as one chunk does on a fresh twin."""
+    rows = [{"id": i} for i in range(1, 12)]
+    rows[9] = {"id": 10, "emails": ["p2@example.com"]}  # the same email as record 2, three chunks later
+    rows[5] = {"id": 6, "lastName": None}  # invalid: a person needs a last name
+    client, app = workbooks
+
+    def people() -> list[tuple]:
+        found = client.iter_records("crm/people", select_columns=["cf_person_outreach_id", "main_location[email]"])
+        return sorted((row.get("cf_person_outreach_id"), row.get("main_location[email]")) for row in found)
+
+    monkeypatch.setattr(load_module, "LOAD_CHUNK_ROWS", 11)
+    whole = _load(client, ledger := SyncLedger(f"sqlite:///{tmp_path / 'whole.db'}"), _extracted(*rows), "run-1")
+    in_one_piece = (people(), ledger.run_summary("run-1", "prospects").counts)
+    client.close()
+
+    app.app = create_workbooks_app(WorkbooksStore("sqlite://"), WorkbooksSettings())  # a fresh Workbooks
+    install(client, MAPPINGS)
+    monkeypatch.setattr(load_module, "LOAD_CHUNK_ROWS", 4)
+    app.injector.add(parse_fault_spec("drop_after_write:count=1:methods=PUT:path=/crm/people"))
+    app.injector.add(parse_fault_spec("drop_after_write:count=0:methods=PUT:path=/crm/people"))
+    chunked = _load(client, ledger := SyncLedger(f"sqlite:///{tmp_path / 'chunked.db'}"), _extracted(*rows), "run-1")
+    assert (people(), ledger.run_summary("run-1", "prospects").counts) == in_one_piece
+    columns = ["outreach_id", "workbooks_id", "outcome"]
+    assert chunked.outcomes[columns].drop(columns="workbooks_id").equals(whole.outcomes[columns].drop(columns="workbooks_id"))
+    assert chunked.counts == whole.counts and whole.counts["failed"] >= 2
+    assert len(ledger.history("prospects", 10)) == 1
