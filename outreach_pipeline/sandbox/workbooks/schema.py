@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from enum import StrEnum
+from functools import cached_property
 
 from pydantic import BaseModel, ConfigDict
 
@@ -112,7 +113,7 @@ class RecordTypeSpec(BaseModel):
     def field(self, name: str) -> FieldSpec | None:
         return self.fields_by_name.get(name)
 
-    @property
+    @cached_property
     def fields_by_name(self) -> dict[str, FieldSpec]:
         return {field.name: field for field in self.fields}
 
@@ -429,4 +430,6 @@ def standard_record_types() -> list[RecordTypeSpec]:
 
 def with_extra_fields(spec: RecordTypeSpec, extra: Iterable[FieldSpec]) -> RecordTypeSpec:
     """Return `spec` with custom fields appended."""
-    return spec.model_copy(update={"fields": (*spec.fields, *extra)})
+    # A new model, not `model_copy`: a copy would carry the cached `fields_by_name` of the old fields.
+    values = {name: getattr(spec, name) for name in RecordTypeSpec.model_fields}
+    return RecordTypeSpec(**{**values, "fields": (*spec.fields, *extra)})

@@ -581,6 +581,9 @@ def _derive(
         merged["name"] = explicit["description"]
 
 
+_RECORD_ID = "_record_id"  # the bound id of `_BatchWriter.update_by_id` (not a column name)
+
+
 class _BatchWriter:
     """Applies one object of a batch inside the caller's transaction."""
 
@@ -593,6 +596,10 @@ class _BatchWriter:
         self.strict = strict
         self.actor = actor
         self.created_through = created_through
+        # Statements built once per batch with bound parameters: building `.values(...)` per object (SQLAlchemy's
+        # coercion and cache key of every value) was most of the sandbox's CPU on a bulk load.
+        self.insert = self.table.insert()
+        self.update_by_id = self.table.update().where(self.table.c.id == sa.bindparam(_RECORD_ID))
 
     def apply(self, conn: Connection, obj: BatchObject) -> ObjectOutcome:
         method = obj.method.upper()
@@ -677,10 +684,10 @@ class _BatchWriter:
         )
         if self.spec.discriminator:
             merged["type"] = self.spec.discriminator
-        new_id = conn.execute(self.table.insert().values(merged)).inserted_primary_key[0]
+        new_id = conn.execute(self.insert, merged).inserted_primary_key[0]
         if self.spec.object_ref_prefix:
             object_ref = f"{self.spec.object_ref_prefix}-{new_id}"
-            conn.execute(self.table.update().where(self.table.c.id == new_id).values(object_ref=object_ref))
+            conn.execute(self.update_by_id, {_RECORD_ID: new_id, "object_ref": object_ref})
         return self._succeeded(conn, new_id, warnings)
 
     def _change(
@@ -693,9 +700,7 @@ class _BatchWriter:
             return _failed({"lock_version": STALE_LOCK_MESSAGE})
         stamp = {"lock_version": lock_version + 1, "updated_at": self.store.now(), "updated_by": self.actor}
         if method == "DELETE":
-            conn.execute(
-                self.table.update().where(self.table.c.id == record_id).values(is_deleted=True, **stamp)
-            )
+            conn.execute(self.update_by_id, {_RECORD_ID: record_id, "is_deleted": True, **stamp})
             return ObjectOutcome(success=True, affected={"id": record_id, "lock_version": lock_version + 1})
         values, errors, warnings = self._coerce(obj.attributes, creating=False)
         merged = {**current, **values}
@@ -705,7 +710,7 @@ class _BatchWriter:
             values["name"] = merged["name"]
         if errors:
             return ObjectOutcome(success=False, affected={}, errors=errors, warnings=warnings)
-        conn.execute(self.table.update().where(self.table.c.id == record_id).values(**values, **stamp))
+        conn.execute(self.update_by_id, {_RECORD_ID: record_id, **values, **stamp})
         return self._succeeded(conn, record_id, warnings)
 
     def _succeeded(self, conn: Connection, record_id: int, warnings: dict[str, str]) -> ObjectOutcome:
