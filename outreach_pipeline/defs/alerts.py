@@ -1,8 +1,9 @@
 """Alerts: a failure rate at ERROR, a failed run, or a growing list of stuck records, POSTed to a webhook.
 
 * `alert_on_run_failure` (a run failure sensor) sends one message per failed run. A run whose `failure_rate`
-  check is at ERROR fails (`defs.failure_rate`), so that is the same message: kind `failure_rate`, naming the
-  run, the assets and their worst window's rate. Any other failure is kind `run_failed`, naming the failed
+  check is at ERROR fails (`defs.failure_rate`, either direction: the Outreach -> Workbooks loads and the
+  Workbooks -> Outreach writes), so that is the same message: kind `failure_rate`, naming the run, the assets
+  and their worst window's rate. Any other failure is kind `run_failed`, naming the failed
   steps and the assets the run did not materialise. Dagster keeps the sensor's cursor (the last run event it
   handled) in the instance, so a run is sent once however often the sensor ticks or the daemon restarts; a
   POST is tried three times, then the tick fails and shows the error (the run is not sent again).
@@ -28,7 +29,13 @@ from typing import Any, ClassVar, Protocol
 import dagster as dg
 import requests
 
-from outreach_pipeline.defs.failure_rate import CHECK_NAME, WindowRate, at_error, failure_rate_message
+from outreach_pipeline.defs.failure_rate import (
+    CHECK_NAME,
+    FailureRateAtError,
+    WindowRate,
+    at_error,
+    failure_rate_message,
+)
 from outreach_pipeline.defs.resources import LedgerResource, SyncSettings, _SecretMaskingResource
 from outreach_pipeline.settings import PipelineSettings, WebhookFormat
 
@@ -134,13 +141,15 @@ def run_failure_alert(instance: dg.DagsterInstance, run: dg.DagsterRun, failure_
                        extracted=int(values.get("extracted", 0))))
         error_above[evaluation.asset_key] = float(values.get("error_above", 0.0))
     common = {"run_id": run.run_id, "job": run.job_name, "dagster_url": webhook.run_url(run.run_id)}
-    failed_steps = [
-        record.event_log_entry.step_key or "?"
+    failures = [
+        (record.event_log_entry.step_key or "?", record.event_log_entry.dagster_event)
         for record in instance.get_records_for_run(run.run_id, of_type=dg.DagsterEventType.STEP_FAILURE).records
     ]
+    failed_steps = [step for step, _ in failures]
     if rates:
-        # Steps that failed for another reason than a rate at ERROR are named too: one message per run.
-        rate_steps = {f"{key.to_python_identifier()}_{CHECK_NAME}" for key in rates}
+        # Steps that failed for another reason than a rate at ERROR are named too: one message per run. A check
+        # step may judge several assets (the Workbooks -> Outreach writes'), so it is known by its error.
+        rate_steps = {step for step, event in failures if _failed_with(event, FailureRateAtError)}
         others = [step for step in failed_steps if step not in rate_steps]
         return Alert(
             kind=AlertKind.FAILURE_RATE,
@@ -161,6 +170,12 @@ def run_failure_alert(instance: dg.DagsterInstance, run: dg.DagsterRun, failure_
         details={"failed_steps": failed_steps},
         **common,
     )
+
+
+def _failed_with(event: dg.DagsterEvent | None, error: type[Exception]) -> bool:
+    """Whether a step failure event's error is `error` (Dagster keeps a raised `dg.Failure`'s class name)."""
+    info = event.step_failure_data.error if event is not None else None
+    return info is not None and info.cls_name == error.__name__
 
 
 def _unmaterialised(instance: dg.DagsterInstance, run_id: str) -> list[dg.AssetKey]:

@@ -26,6 +26,7 @@ from outreach_pipeline.defs.audit import (
     reverse_failed_rows,
     row_counts_per_window,
 )
+from outreach_pipeline.defs.failure_rate import CHECK_NAME, RateTarget, build_write_failure_rate_check
 from outreach_pipeline.defs.groups import Group
 from outreach_pipeline.defs.partitions import WINDOW_COLUMN
 from outreach_pipeline.defs.progress import load_progress, reporting_extract
@@ -270,9 +271,12 @@ def build_links(windows: dg.PartitionsDefinition) -> dg.AssetsDefinition:
     return links
 
 
-def build_reverse_assets(windows: dg.PartitionsDefinition) -> list[dg.AssetsDefinition]:
-    """Every Workbooks -> Outreach asset, partitioned by `windows`, in data-flow order."""
-    return [build_reads(windows), build_writes(windows), build_links(windows)]
+def build_reverse_assets(windows: dg.TimeWindowPartitionsDefinition) -> list[dg.AssetsDefinition]:
+    """Every Workbooks -> Outreach asset, partitioned by `windows`, in data-flow order, and the `failure_rate`
+    check of the writes (one step for every record type, as the writes are one step; `defs.failure_rate`)."""
+    rate_check = build_write_failure_rate_check([RateTarget(flow.write_key, flow.entity) for flow in REVERSE_FLOWS],
+                                                windows, name=f"{WRITE_STEP}_{CHECK_NAME}")
+    return [build_reads(windows), build_writes(windows), build_links(windows), rate_check]
 
 
 REVERSE_KEYS = tuple(key for flow in REVERSE_FLOWS for key in flow.keys)

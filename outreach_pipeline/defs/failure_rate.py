@@ -15,12 +15,25 @@ The rate of a window judges new failures: failed / all of its records, leaving o
 records (failed `SyncSettings.stuck_after_runs` runs in a row, this one included: `failed_retried`, reported). A record failing every run until its
 source is fixed would otherwise keep every quiet hour at ERROR (392 old failures of 395 records in a rerun of
 one hour of the 20,000-prospect backfill); such records are the stuck-records alert's (`defs.alerts`).
+
+Both directions are judged the same way, with the same settings:
+
+* Outreach -> Workbooks: one check per load asset (`workbooks/<records>`), each in its own step after its load
+  (the loads are steps of their own), over the load's outcomes by Outreach id;
+* Workbooks -> Outreach: one check for the write step's assets (`outreach/<resource>_written`: one step writes
+  every record type, so one check step judges them all, an evaluation per asset and window), over the write's
+  outcomes by Workbooks id: refused records / records the window selected. A refused record is flagged and not
+  read again until a person clears the flag; one refused `stuck_after_runs` times in a row (flag cleared, source
+  not fixed) is counted apart like a stuck record of the other direction.
+
+A check's step runs after the step it judges and nothing waits on it, so the link-back of refused records
+(their flags) still runs when the write's rate is at ERROR.
 """
 
 
 # No `from __future__ import annotations`: Dagster reads the `context` annotation at definition time.
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import dagster as dg
@@ -32,7 +45,7 @@ from dagster._core.definitions.asset_checks.asset_check_evaluation import (
 from outreach_pipeline.defs.partitions import WINDOW_COLUMN
 from outreach_pipeline.defs.resources import LedgerResource, SyncSettings
 from outreach_pipeline.engine.ledger import SyncLedger
-from outreach_pipeline.engine.outcome import Outcome
+from outreach_pipeline.engine.outcome import Outcome, SyncDirection
 
 CHECK_NAME = "failure_rate"
 PAGE = 1000  # materialisation records read at a time
@@ -102,11 +115,12 @@ class WindowCounts:
     failed_retried: int
 
 
-def window_counts(outcomes: pd.DataFrame, start: pd.Timestamp, failed_before: set[int]) -> WindowCounts:
-    """Counts of the window starting at `start` from the load's outcomes of the run."""
+def window_counts(outcomes: pd.DataFrame, start: pd.Timestamp, failed_before: set[int], *,
+                  id_column: str = "outreach_id") -> WindowCounts:
+    """Counts of the window starting at `start` from the outcomes of the run (each record by `id_column`)."""
     rows = outcomes[outcomes[WINDOW_COLUMN] == start] if len(outcomes) else outcomes
-    ids = set(rows["outreach_id"]) if len(rows) else set()
-    failed = set(rows.loc[rows["outcome"] == Outcome.FAILED.value, "outreach_id"]) if len(rows) else set()
+    ids = set(rows[id_column]) if len(rows) else set()
+    failed = set(rows.loc[rows["outcome"] == Outcome.FAILED.value, id_column]) if len(rows) else set()
     return WindowCounts(judged=len(ids - failed_before), failed=len(failed - failed_before),
                         failed_retried=len(failed & failed_before))
 
@@ -120,6 +134,14 @@ def failed_before(ledger: SyncLedger, entities: Iterable[str], outreach_ids: set
         before |= {i for i, state in states.items()
                    if state.last_outcome is Outcome.FAILED and state.fail_streak >= stuck_after_runs}
     return before
+
+
+def refused_before(ledger: SyncLedger, entity: str, run_id: str, stuck_after_runs: int) -> set[int]:
+    """Workbooks ids of the records of `entity` the run's Workbooks -> Outreach write refused for the
+    `stuck_after_runs`-th time in a row or more (the streak the run recorded)."""
+    return {failure.workbooks_id for failure in ledger.failures(run_id=run_id, entity=entity,
+                                                                direction=SyncDirection.TO_OUTREACH)
+            if failure.workbooks_id is not None and failure.streak >= stuck_after_runs}
 
 
 def run_materializations(instance: dg.DagsterInstance, run_id: str, key: dg.AssetKey) -> Iterator[dg.EventLogRecord]:
@@ -137,60 +159,102 @@ def run_materializations(instance: dg.DagsterInstance, run_id: str, key: dg.Asse
         cursor = page.cursor
 
 
+@dataclass(frozen=True)
+class RateTarget:
+    """An asset a `failure_rate` check judges, and the ledger's entity of its records."""
+
+    asset: dg.AssetKey
+    entity: str
+
+
+DESCRIPTION = ("New failures / records of each window (records that had failed before are counted apart), "
+               "against the WARN and ERROR thresholds "
+               "(SyncSettings failure_rate_warn, failure_rate_error). ERROR needs at least "
+               "failure_rate_min_records records in the window, or in the run's windows together with their "
+               "pooled rate above it too. At ERROR this step fails, so the run "
+               "fails, after the records are stored; the other steps still run.")
+
+
 def build_failure_rate_check(entity: str, load_key: dg.AssetKey,
                              windows: dg.TimeWindowPartitionsDefinition) -> dg.AssetChecksDefinition:
-    """The `failure_rate` check of the load asset `load_key` of `entity` (the ledger's name), reading the load's
-    outcomes: one evaluation per window the run materialised."""
+    """The `failure_rate` check of the Outreach -> Workbooks load asset `load_key` of `entity` (the ledger's
+    name), reading the load's outcomes: one evaluation per window the run materialised."""
+    return _build_check([RateTarget(load_key, entity)], windows, name=f"{load_key.to_python_identifier()}_{CHECK_NAME}",
+                        direction=SyncDirection.TO_WORKBOOKS)
+
+
+def build_write_failure_rate_check(targets: Sequence[RateTarget], windows: dg.TimeWindowPartitionsDefinition, *,
+                                   name: str) -> dg.AssetChecksDefinition:
+    """The `failure_rate` check of the Workbooks -> Outreach write assets `targets` (one step, named `name`),
+    reading the write's outcomes: one evaluation per asset and window the run materialised."""
+    return _build_check(targets, windows, name=name, direction=SyncDirection.TO_OUTREACH)
+
+
+def _build_check(targets: Sequence[RateTarget], windows: dg.TimeWindowPartitionsDefinition, *, name: str,
+                 direction: SyncDirection) -> dg.AssetChecksDefinition:
     # A partitioned check spec is what lets each window keep its own evaluation; labelled preview in 1.13.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", dg.PreviewWarning)
-        spec = dg.AssetCheckSpec(
-            CHECK_NAME, asset=load_key, partitions_def=windows,
-            description=("New failures / records of each window (records that had failed before are counted apart), "
-                         "against the WARN and ERROR thresholds "
-                         "(SyncSettings failure_rate_warn, failure_rate_error). ERROR needs at least "
-                         "failure_rate_min_records records in the window, or in the run's windows together with their "
-                         "pooled rate above it too. At ERROR this step fails, so the run "
-                         "fails, after the load's records are stored; the other loads still run."),
-        )
+        specs = {target.asset: dg.AssetCheckSpec(CHECK_NAME, asset=target.asset, partitions_def=windows,
+                                                 description=DESCRIPTION)
+                 for target in targets}
+    inputs = {target.asset.to_python_identifier(): target for target in targets}
+    id_column = "outreach_id" if direction is SyncDirection.TO_WORKBOOKS else "workbooks_id"
 
-    @dg.multi_asset_check(specs=[spec], name=f"{load_key.to_python_identifier()}_{CHECK_NAME}",
-                          ins={"outcomes": dg.AssetIn(load_key)})
-    def failure_rate(context: dg.AssetCheckExecutionContext, outcomes: pd.DataFrame, ledger: LedgerResource,
-                     sync_settings: SyncSettings):
-        at_error_windows: list[WindowRate] = []
-        failed_ids = set(outcomes.loc[outcomes["outcome"] == Outcome.FAILED.value, "outreach_id"]) if len(outcomes) else set()
+    @dg.multi_asset_check(specs=list(specs.values()), name=name,
+                          ins={input_name: dg.AssetIn(target.asset) for input_name, target in inputs.items()})
+    def failure_rate(context: dg.AssetCheckExecutionContext, ledger: LedgerResource, sync_settings: SyncSettings,
+                     **outcomes_by_input: pd.DataFrame):
+        at_error_windows: dict[dg.AssetKey, list[WindowRate]] = {}
+        run_id = context.run.run_id
         with ledger.open() as sync_ledger:
-            known = failed_before(sync_ledger, sync_settings.mappings().route_entities(entity), failed_ids,
-                                  sync_settings.stuck_after_runs)
-        materialized = [
-            (record, window_counts(outcomes, pd.Timestamp(windows.time_window_for_partition_key(
-                record.partition_key).start), known))
-            for record in run_materializations(context.instance, context.run.run_id, load_key)
-        ]
-        run_total = (sum(c.failed for _, c in materialized), sum(c.judged for _, c in materialized))
-        for record, counts in materialized:
-            partition = record.partition_key
-            window = WindowRate(window=partition, failed=counts.failed, extracted=counts.judged)
-            result = failure_rate_result(counts.failed, counts.judged, sync_settings,
-                                         failed_retried=counts.failed_retried, run_total=run_total)
-            yield dg.AssetCheckEvaluation(
-                asset_key=load_key, check_name=CHECK_NAME, passed=result.passed, severity=result.severity,
-                metadata=result.metadata, partition=partition, blocking=False,
-                target_materialization_data=AssetCheckEvaluationTargetMaterializationData(
-                    storage_id=record.storage_id, run_id=context.run.run_id, timestamp=record.timestamp),
-            )
-            if at_error(result):
-                at_error_windows.append(window)
+            for input_name, target in inputs.items():
+                outcomes = outcomes_by_input[input_name]
+                if direction is SyncDirection.TO_WORKBOOKS:
+                    failed_ids = (set(outcomes.loc[outcomes["outcome"] == Outcome.FAILED.value, id_column])
+                                  if len(outcomes) else set())
+                    known = failed_before(sync_ledger, sync_settings.mappings().route_entities(target.entity),
+                                          failed_ids, sync_settings.stuck_after_runs)
+                else:
+                    known = refused_before(sync_ledger, target.entity, run_id, sync_settings.stuck_after_runs)
+                for evaluation, window in _evaluations(context, target.asset, outcomes, known, windows, sync_settings,
+                                                       id_column=id_column):
+                    yield evaluation
+                    if at_error(evaluation):
+                        at_error_windows.setdefault(target.asset, []).append(window)
         if not at_error_windows:
-            # The check's output (no value): each window's evaluation was reported above.
-            yield dg.Output(None, output_name=spec.get_python_identifier())
+            # The check's outputs (no value): each window's evaluation was reported above.
+            for spec in specs.values():
+                yield dg.Output(None, output_name=spec.get_python_identifier())
             return
         raise FailureRateAtError(
-            description=failure_rate_message(load_key, at_error_windows, sync_settings.failure_rate_error),
-            metadata={"windows_at_error": [w.window or "" for w in at_error_windows],
-                      "worst_rate": max(w.rate for w in at_error_windows)},
+            description="; ".join(failure_rate_message(key, rates, sync_settings.failure_rate_error)
+                                  for key, rates in at_error_windows.items()),
+            metadata={"windows_at_error": [w.window or "" for rates in at_error_windows.values() for w in rates],
+                      "worst_rate": max(w.rate for rates in at_error_windows.values() for w in rates)},
             allow_retries=False,
         )
 
     return failure_rate
+
+
+def _evaluations(context: dg.AssetCheckExecutionContext, key: dg.AssetKey, outcomes: pd.DataFrame, known: set[int],
+                 windows: dg.TimeWindowPartitionsDefinition, settings: SyncSettings, *,
+                 id_column: str) -> Iterator[tuple[dg.AssetCheckEvaluation, WindowRate]]:
+    """One evaluation of `key` per window the run materialised, tied to that materialisation, with the
+    window's rate."""
+    materialized = [
+        (record, window_counts(outcomes, pd.Timestamp(windows.time_window_for_partition_key(
+            record.partition_key).start), known, id_column=id_column))
+        for record in run_materializations(context.instance, context.run.run_id, key)
+    ]
+    run_total = (sum(c.failed for _, c in materialized), sum(c.judged for _, c in materialized))
+    for record, counts in materialized:
+        result = failure_rate_result(counts.failed, counts.judged, settings,
+                                     failed_retried=counts.failed_retried, run_total=run_total)
+        yield dg.AssetCheckEvaluation(
+            asset_key=key, check_name=CHECK_NAME, passed=result.passed, severity=result.severity,
+            metadata=result.metadata, partition=record.partition_key, blocking=False,
+            target_materialization_data=AssetCheckEvaluationTargetMaterializationData(
+                storage_id=record.storage_id, run_id=context.run.run_id, timestamp=record.timestamp),
+        ), WindowRate(window=record.partition_key, failed=counts.failed, extracted=counts.judged)
