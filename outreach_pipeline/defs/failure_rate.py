@@ -1,4 +1,5 @@
-"""The `failure_rate` check of each load: new failures / records per window, and a run that fails at ERROR.
+"""The `failure_rate` check of each load (and of the Workbooks -> Outreach writes, below): new failures / records
+per window, and a run that fails at ERROR.
 
 The check runs in its own step after the load, so:
 
