@@ -331,20 +331,20 @@ def build_write_failure_rate_check(targets: Sequence[RateTarget], windows: dg.Ti
         ledger: LedgerResource = context.resources.ledger
         sync_settings: SyncSettings = context.resources.sync_settings
         run_id = context.run.run_id
-        at_error_windows: dict[dg.AssetKey, tuple[list[WindowRate], int]] = {}
+        at_error_windows: dict[dg.AssetKey, list[WindowRate]] = {}
         with ledger.open() as sync_ledger:
             for target, spec in zip(targets, specs, strict=True):
                 records = list(run_materializations(context.instance, run_id, target.asset))
                 if not records:  # not written by this run (an asset selection without it): nothing to judge
                     yield dg.Output(None, output_name=spec.get_python_identifier())
                     continue
-                outcomes = _run_outcomes(context, target.asset, [r.partition_key for r in records], windows)
+                outcomes = _run_outcomes(context, target.asset, sorted({r.partition_key for r in records}), windows)
                 known = refused_before(sync_ledger, target.entity, run_id, sync_settings.stuck_after_runs)
                 counts = [(record.partition_key, window_counts(
                     outcomes, pd.Timestamp(windows.time_window_for_partition_key(record.partition_key).start), known,
                     id_column="workbooks_id")) for record in records]
                 result, errors = judge_run(counts, sync_settings)
-                last = records[-1]
+                last = records[-1]  # oldest first
                 yield dg.AssetCheckEvaluation(
                     asset_key=target.asset, check_name=CHECK_NAME, passed=result.passed, severity=result.severity,
                     metadata=result.metadata, blocking=False,
@@ -353,15 +353,15 @@ def build_write_failure_rate_check(targets: Sequence[RateTarget], windows: dg.Ti
                         storage_id=last.storage_id, run_id=run_id, timestamp=last.timestamp),
                 )
                 if errors:
-                    at_error_windows[target.asset] = ([w.rate for w in errors], len(errors))
+                    at_error_windows[target.asset] = [w.rate for w in errors]
                 else:
                     yield dg.Output(None, output_name=spec.get_python_identifier())
         if at_error_windows:
             raise FailureRateAtError(
                 description="; ".join(failure_rate_message(key, rates, sync_settings.failure_rate_error)
-                                      for key, (rates, _) in at_error_windows.items()),
-                metadata={"windows_at_error": [w.window or "" for rates, _ in at_error_windows.values() for w in rates],
-                          "worst_rate": max(w.rate for rates, _ in at_error_windows.values() for w in rates)},
+                                      for key, rates in at_error_windows.items()),
+                metadata={"windows_at_error": [w.window or "" for rates in at_error_windows.values() for w in rates],
+                          "worst_rate": max(w.rate for rates in at_error_windows.values() for w in rates)},
                 allow_retries=False,
             )
 
