@@ -14,7 +14,7 @@ default); `postgres` is the same settings with dagster-postgres storage in a thr
 maintenance connection that creates and drops it uses `template1`, never the `postgres` database.
 
 `--floor` times Dagster alone: trivial partitioned assets with the real job's asset keys, dependencies and
-checks (partitioned checks evaluated once per window, as `failure_rate` is), no IO manager and no work, over
+checks (partitioned checks evaluated once per window, as the loads' `failure_rate` is), no IO manager and no work, over
 the same windows. That is the least a window of this graph can cost on the instance.
 
 Printed: wall time, time per window, events the run wrote to the event log (by type), window-store files
@@ -313,7 +313,8 @@ def measure_quiet_backfill(kind: str, span: Span, root: Path, *, profile: bool) 
 def floor_definitions(real: dg.Definitions, windows: dg.TimeWindowPartitionsDefinition) -> dg.Definitions:
     """Trivial stand-ins for the real job's assets: same keys, dependencies, check specs and windows, no work,
     no IO manager. Checks defined inside an asset pass once per run (as the staged checks do); partitioned
-    checks defined on their own report one evaluation per window (as `failure_rate` does)."""
+    checks defined on their own report one evaluation per window (as the loads' `failure_rate` does), unpartitioned
+    ones one per run (as the writes' does)."""
     graph = real.resolve_job_def(SYNC_JOB).asset_layer.asset_graph
     stand_ins: list[dg.AssetsDefinition | dg.AssetChecksDefinition] = []
     for assets_def in graph.assets_defs:  # an asset check definition is one without asset keys
@@ -345,7 +346,10 @@ def _stand_in_checks(checks_def: dg.AssetsDefinition, windows: dg.TimeWindowPart
     import warnings
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", dg.PreviewWarning)
-        stand_in_specs = [dg.AssetCheckSpec(spec.name, asset=spec.asset_key, partitions_def=windows) for spec in specs]
+        # As the real spec: partitioned (the loads' failure_rate) or not (the writes', once per run).
+        stand_in_specs = [dg.AssetCheckSpec(spec.name, asset=spec.asset_key,
+                                            partitions_def=windows if spec.partitions_def is not None else None)
+                          for spec in specs]
 
     @dg.multi_asset_check(specs=stand_in_specs, name=f"floor_{checks_def.node_def.name}")
     def stand_in(context):  # no annotation: Dagster reads it at definition time (postponed here)
@@ -353,7 +357,7 @@ def _stand_in_checks(checks_def: dg.AssetsDefinition, windows: dg.TimeWindowPart
         keys = windows.get_partition_keys_in_range(dg.PartitionKeyRange(
             tags["dagster/asset_partition_range_start"], tags["dagster/asset_partition_range_end"]))
         for spec in stand_in_specs:
-            for key in keys:
+            for key in (keys if spec.partitions_def is not None else [None]):
                 yield dg.AssetCheckEvaluation(asset_key=spec.asset_key, check_name=spec.name, passed=True,
                                               partition=key)
             yield dg.Output(None, output_name=spec.get_python_identifier())

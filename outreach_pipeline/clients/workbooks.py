@@ -283,11 +283,29 @@ class WorkbooksClient:
         match: str = "and",
         count_total: bool = False,
     ) -> Iterator[dict[str, Any]]:
-        """Yield every matching record, paging with ``_start``/``_limit`` (at most 100 rows a page).
+        """Yield every matching record, paging with ``_start``/``_limit`` (at most 100 rows a page): the rows of
+        ``iter_pages``."""
+        for rows in self.iter_pages(controller, filters, select_columns, sort, page_size, match=match,
+                                    count_total=count_total):
+            yield from rows
+
+    def iter_pages(
+        self,
+        controller: str,
+        filters: Sequence[Filter] = (),
+        select_columns: Iterable[str] = (),
+        sort: Sequence[tuple[str, Literal["ASC", "DESC"]]] = (("id", "ASC"),),
+        page_size: int = MAX_PAGE_SIZE,
+        *,
+        match: str = "and",
+        count_total: bool = False,
+    ) -> Iterator[list[dict[str, Any]]]:
+        """Yield every matching record a page (one request) at a time, paging with ``_start``/``_limit``, so a
+        caller can count a long read as it goes.
 
         Without ``count_total`` the last page is the first short one, so a full last page costs one more,
         empty, request; with it the reply's ``total`` says when the answer is complete. Sorting by a unique
-        key (``id`` by default) keeps offset paging stable between pages.
+        key (``id`` by default), or ending with one, keeps offset paging stable between pages.
         """
         if not 1 <= page_size <= MAX_PAGE_SIZE:
             raise ValueError(f"page_size must be 1..{MAX_PAGE_SIZE}, got {page_size}")
@@ -298,7 +316,7 @@ class WorkbooksClient:
                 controller, filters=filters, match=match, select_columns=columns, sort=sort,
                 start=start, limit=page_size, count_total=count_total,
             )
-            yield from rows
+            yield rows
             start += len(rows)
             if len(rows) < page_size or (total is not None and start >= total):
                 return

@@ -1,8 +1,10 @@
 """Alerts: a failure rate at ERROR, a failed run, or a growing list of stuck records, POSTed to a webhook.
 
 * `alert_on_run_failure` (a run failure sensor) sends one message per failed run. A run whose `failure_rate`
-  check is at ERROR fails (`defs.failure_rate`), so that is the same message: kind `failure_rate`, naming the
-  run, the assets and their worst window's rate. Any other failure is kind `run_failed`, naming the failed
+  check is at ERROR fails (`defs.failure_rate`, either direction: the Outreach -> Workbooks loads and the
+  Workbooks -> Outreach writes), so that is the same message: kind `failure_rate`, naming the run, the assets
+  and their worst window's rate and window (the loads' checks report one evaluation per window; the writes'
+  one per run, listing its windows at ERROR in its metadata). Any other failure is kind `run_failed`, naming the failed
   steps and the assets the run did not materialise. Dagster keeps the sensor's cursor (the last run event it
   handled) in the instance, so a run is sent once however often the sensor ticks or the daemon restarts; a
   POST is tried three times, then the tick fails and shows the error (the run is not sent again).
@@ -28,7 +30,14 @@ from typing import Any, ClassVar, Protocol
 import dagster as dg
 import requests
 
-from outreach_pipeline.defs.failure_rate import CHECK_NAME, WindowRate, at_error, failure_rate_message
+from outreach_pipeline.defs.failure_rate import (
+    CHECK_NAME,
+    FailureRateAtError,
+    WindowRate,
+    at_error,
+    error_windows,
+    failure_rate_message,
+)
 from outreach_pipeline.defs.resources import LedgerResource, SyncSettings, _SecretMaskingResource
 from outreach_pipeline.settings import PipelineSettings, WebhookFormat
 
@@ -124,27 +133,36 @@ def run_failure_alert(instance: dg.DagsterInstance, run: dg.DagsterRun, failure_
         if record.event_log_entry.dagster_event is not None
     ]
     rates: dict[dg.AssetKey, list[WindowRate]] = {}
+    counts: dict[dg.AssetKey, int] = {}  # windows at ERROR, where an evaluation lists only some of them
     error_above: dict[dg.AssetKey, float] = {}
     for evaluation in evaluations:
         if evaluation.check_name != CHECK_NAME or not at_error(evaluation):
             continue
         values = {key: value.value for key, value in evaluation.metadata.items()}
-        rates.setdefault(evaluation.asset_key, []).append(
-            WindowRate(window=evaluation.partition, failed=int(values.get("failed", 0)),
-                       extracted=int(values.get("extracted", 0))))
+        per_run = error_windows(values)  # the Workbooks -> Outreach writes' check: one evaluation per run
+        if per_run is not None:
+            rates.setdefault(evaluation.asset_key, []).extend(per_run[0])
+            counts[evaluation.asset_key] = per_run[1]
+        else:  # the loads' checks: one evaluation per window
+            rates.setdefault(evaluation.asset_key, []).append(
+                WindowRate(window=evaluation.partition, failed=int(values.get("failed", 0)),
+                           extracted=int(values.get("extracted", 0))))
         error_above[evaluation.asset_key] = float(values.get("error_above", 0.0))
     common = {"run_id": run.run_id, "job": run.job_name, "dagster_url": webhook.run_url(run.run_id)}
-    failed_steps = [
-        record.event_log_entry.step_key or "?"
+    failures = [
+        (record.event_log_entry.step_key or "?", record.event_log_entry.dagster_event)
         for record in instance.get_records_for_run(run.run_id, of_type=dg.DagsterEventType.STEP_FAILURE).records
     ]
+    failed_steps = [step for step, _ in failures]
     if rates:
-        # Steps that failed for another reason than a rate at ERROR are named too: one message per run.
-        rate_steps = {f"{key.to_python_identifier()}_{CHECK_NAME}" for key in rates}
+        # Steps that failed for another reason than a rate at ERROR are named too: one message per run. A check
+        # step may judge several assets (the Workbooks -> Outreach writes'), so it is known by its error.
+        rate_steps = {step for step, event in failures if _failed_with(event, FailureRateAtError)}
         others = [step for step in failed_steps if step not in rate_steps]
         return Alert(
             kind=AlertKind.FAILURE_RATE,
-            message="; ".join(failure_rate_message(key, windows, error_above[key]) for key, windows in rates.items())
+            message="; ".join(failure_rate_message(key, windows, error_above[key], count=counts.get(key))
+                              for key, windows in rates.items())
             + (f"; steps {', '.join(others)} also failed" if others else ""),
             assets=tuple(key.to_user_string() for key in rates),
             rate=max(window.rate for windows in rates.values() for window in windows),
@@ -161,6 +179,12 @@ def run_failure_alert(instance: dg.DagsterInstance, run: dg.DagsterRun, failure_
         details={"failed_steps": failed_steps},
         **common,
     )
+
+
+def _failed_with(event: dg.DagsterEvent | None, error: type[Exception]) -> bool:
+    """Whether a step failure event's error is `error` (Dagster keeps a raised `dg.Failure`'s class name)."""
+    info = event.step_failure_data.error if event is not None else None
+    return info is not None and info.cls_name == error.__name__
 
 
 def _unmaterialised(instance: dg.DagsterInstance, run_id: str) -> list[dg.AssetKey]:

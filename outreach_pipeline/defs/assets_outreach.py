@@ -26,9 +26,10 @@ from outreach_pipeline.defs.audit import (
     reverse_failed_rows,
     row_counts_per_window,
 )
+from outreach_pipeline.defs.failure_rate import CHECK_NAME, RateTarget, build_write_failure_rate_check
 from outreach_pipeline.defs.groups import Group
 from outreach_pipeline.defs.partitions import WINDOW_COLUMN
-from outreach_pipeline.defs.progress import load_progress
+from outreach_pipeline.defs.progress import load_progress, reporting_extract
 from outreach_pipeline.defs.resources import LedgerResource, OutreachResource, SyncSettings, WorkbooksResource
 from outreach_pipeline.defs.run_options import DryRunConfig, WorkbooksReadConfig
 from outreach_pipeline.engine.dry_run import DryRunOutreachWriter, planned_links
@@ -132,8 +133,9 @@ def build_reads(windows: dg.PartitionsDefinition) -> dg.AssetsDefinition:
             for flow in REVERSE_FLOWS:
                 entity = mappings.entity(flow.entity)
                 written = sync_ledger.written_in_window(flow.entity, window, to_outreach=False)
-                frame = read_workbooks_changes(client, entity, window, [w for _, w in written if w is not None],
-                                               from_beginning=config.from_beginning)
+                with reporting_extract(context, flow.read_key, sync_settings):  # progress lines per page read
+                    frame = read_workbooks_changes(client, entity, window, [w for _, w in written if w is not None],
+                                                   from_beginning=config.from_beginning)
                 # Each record is stored with the window of its Updated At (a never-linked older one in the first).
                 times = pd.Series([record_time(value) for value in frame[UPDATED_AT]], index=frame.index, dtype=object)
                 frame[WINDOW_COLUMN] = window_of(pd.to_datetime(times, utc=True), window.start, window.end)
@@ -269,9 +271,12 @@ def build_links(windows: dg.PartitionsDefinition) -> dg.AssetsDefinition:
     return links
 
 
-def build_reverse_assets(windows: dg.PartitionsDefinition) -> list[dg.AssetsDefinition]:
-    """Every Workbooks -> Outreach asset, partitioned by `windows`, in data-flow order."""
-    return [build_reads(windows), build_writes(windows), build_links(windows)]
+def build_reverse_assets(windows: dg.TimeWindowPartitionsDefinition) -> list[dg.AssetsDefinition]:
+    """Every Workbooks -> Outreach asset, partitioned by `windows`, in data-flow order, and the `failure_rate`
+    check of the writes (one step for every record type, as the writes are one step; `defs.failure_rate`)."""
+    rate_check = build_write_failure_rate_check([RateTarget(flow.write_key, flow.entity) for flow in REVERSE_FLOWS],
+                                                windows, name=f"{WRITE_STEP}_{CHECK_NAME}")
+    return [build_reads(windows), build_writes(windows), build_links(windows), rate_check]
 
 
 REVERSE_KEYS = tuple(key for flow in REVERSE_FLOWS for key in flow.keys)

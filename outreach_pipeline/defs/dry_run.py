@@ -118,7 +118,8 @@ def execute_dry_run(
             build_assets(windows),
             # The plan reports failures; it does not judge them (the failure_rate check steps would fail it).
             selection=dg.AssetSelection.all() - dg.AssetSelection.checks(
-                *(dg.AssetCheckKey(flow.load_key, FAILURE_RATE_CHECK) for flow in FLOWS)),
+                *(dg.AssetCheckKey(flow.load_key, FAILURE_RATE_CHECK) for flow in FLOWS),
+                *(dg.AssetCheckKey(flow.write_key, FAILURE_RATE_CHECK) for flow in REVERSE_FLOWS)),
             resources={**{name: resources[name] for name in ("outreach", "workbooks", "ledger", "sync_settings")},
                        "window_io_manager": memory},
             instance=instance,

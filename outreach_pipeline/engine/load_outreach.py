@@ -24,8 +24,10 @@ Three steps, each speaking to one API (so each asset holds one API pool):
 3. ``write_links`` (Workbooks, ``engine/link_back.py``): the Outreach Id of created and adopted records, and
    the flags, written back.
 
-Steps 2 and 3 tell an ``on_done`` callback the Workbooks ids whose outcome is known (per record, per batch):
-the assets' progress lines.
+Progress (the assets' progress lines): step 1 reads in Updated At order and counts each page it reads for the
+running step's reporter (``engine.progress.page_read``, as the Outreach extracts do), so the lines say how many
+windows are read through; steps 2 and 3 tell an ``on_done`` callback the Workbooks ids whose outcome is known
+(per record, per batch).
 
 Writer lock: the Outreach writes of step 2 and the Workbooks writes of step 3 belong under the sync's writer
 lock (``engine/writer_lock.py`` after the merge), as the Outreach -> Workbooks load's writes do.
@@ -37,7 +39,7 @@ import json
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 import pandas as pd
 
@@ -49,6 +51,7 @@ from outreach_pipeline.clients.workbooks import LOOKUP_BATCH_SIZE, Filter, Workb
 from outreach_pipeline.engine.extract import WINDOW_COLUMN, extract_entity, opportunity_lookups
 from outreach_pipeline.engine.ledger import TO_OUTREACH_REASON, RecordOutcome, SyncLedger, SyncWindow
 from outreach_pipeline.engine.ledger_failures import ToOutreachAttempt
+from outreach_pipeline.engine.merge import record_time
 from outreach_pipeline.engine.outcome import Outcome
 from outreach_pipeline.engine.plan import ERROR_MESSAGE_LIMIT
 from outreach_pipeline.engine.plan_outreach import (
@@ -61,6 +64,7 @@ from outreach_pipeline.engine.plan_outreach import (
     outreach_link,
     plan_to_outreach,
 )
+from outreach_pipeline.engine.progress import page_read
 from outreach_pipeline.mapping.errors import ErrorKind
 from outreach_pipeline.mapping.models import EntityMapping, LinkTransform, MappingSet
 from outreach_pipeline.mapping.transform import stage_records
@@ -78,6 +82,8 @@ NEWEST_SCAN = 1000
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 #: JSON:API pointer prefixes of a refused attribute or relationship (``/data/attributes/title``).
 ATTRIBUTE_POINTER, RELATIONSHIP_POINTER = "/data/attributes/", "/data/relationships/"
+#: The order of the window read: by Updated At, so the pages go through the windows in turn.
+READ_ORDER: tuple[tuple[str, Literal["ASC", "DESC"]], ...] = ((UPDATED_AT, "ASC"), ("id", "ASC"))
 #: The result outcome of an adopted prospect (linked and merged): an update in the ledger's vocabulary.
 ADOPTED = "adopted"
 
@@ -123,14 +129,27 @@ def read_workbooks_changes(
     ]
     expression = f"{flag_terms} AND (({n + 1} AND {n + 2}) OR {n + 3})"
     columns = workbooks_columns(entity)
-    rows = {int(r["id"]): r for r in client.iter_records(entity.workbooks_controller, filters, columns, match=expression)}
+    rows: dict[int, dict[str, Any]] = {}
+    # Oldest change first (id breaks ties, so offset paging stays stable): each page tells the progress reporter
+    # how far through the range's windows the read is, as the Outreach extracts' pages do.
+    for page in client.iter_pages(entity.workbooks_controller, filters, columns, sort=READ_ORDER, match=expression):
+        rows.update((int(r["id"]), r) for r in page)
+        _page_read(page)
     extra = sorted({int(i) for i in also_ids} - rows.keys())
     for offset in range(0, len(extra), LOOKUP_BATCH_SIZE):
         by_id = [*selected, Filter(field="id", op="eq", value=extra[offset : offset + LOOKUP_BATCH_SIZE])]
-        for row in client.iter_records(entity.workbooks_controller, by_id, columns, count_total=True):
-            rows[int(row["id"])] = row
+        for page in client.iter_pages(entity.workbooks_controller, by_id, columns, count_total=True):
+            rows.update((int(r["id"]), r) for r in page)
+            _page_read(page, read_through=window.end)  # after the range's read: every window is read through
     ordered = [rows[i] for i in sorted(rows)]
     return pd.DataFrame(ordered) if ordered else pd.DataFrame(columns=columns)
+
+
+def _page_read(page: Sequence[dict[str, Any]], *, read_through: datetime | None = None) -> None:
+    """Count a page of the read for the running step's progress reporter (`engine.progress`), if any."""
+    if page:
+        times = [moment for row in page if (moment := record_time(row.get(UPDATED_AT))) is not None]
+        page_read(len(page), read_through or max(times, default=None))
 
 
 def read_outreach_twins(

@@ -11,7 +11,7 @@ import pytest
 
 from outreach_pipeline.definitions import build_definitions
 from outreach_pipeline.defs.assets import FLOWS, OUTREACH_PREFLIGHT_KEY, PREFLIGHT_KEY
-from outreach_pipeline.defs.assets_outreach import REVERSE_KEYS
+from outreach_pipeline.defs.assets_outreach import REVERSE_FLOWS, REVERSE_KEYS, WRITE_STEP
 from outreach_pipeline.defs.dry_run import PLAN_KEY
 from outreach_pipeline.defs.graph import MAPPING_METADATA_KEY, mapped_entities
 from outreach_pipeline.defs.groups import GROUP_DESCRIPTIONS, Group
@@ -103,6 +103,25 @@ def test_staged_assets_declare_checks_and_loads_declare_failure_rate(defs: dg.De
         assert (flow.staged_key, "no_duplicate_outreach_ids") in check_keys
         assert (flow.staged_key, "required_fields_present") in check_keys
         assert (flow.load_key, "failure_rate") in check_keys
+    # Workbooks -> Outreach: each write asset has the check too, all in one step after the one write step.
+    for flow in REVERSE_FLOWS:
+        assert (flow.write_key, "failure_rate") in check_keys
+    job = defs.resolve_job_def("outreach_to_workbooks_job")
+    steps = [name for name in job.graph.node_names() if name.endswith("_failure_rate")]
+    assert sorted(steps) == sorted([f"{flow.load_key.to_python_identifier()}_failure_rate" for flow in FLOWS]
+                                   + [f"{WRITE_STEP}_failure_rate"])
+    # The loads' checks are evaluated per window (partitioned), the writes' once per run (not partitioned),
+    # still checks of the partitioned write assets, in the step after the write step.
+    graph = job.asset_layer.asset_graph
+    for flow in FLOWS:
+        assert graph.get(dg.AssetCheckKey(flow.load_key, "failure_rate")).partitions_def is not None
+    for flow in REVERSE_FLOWS:
+        write_check = graph.get(dg.AssetCheckKey(flow.write_key, "failure_rate"))
+        assert write_check.partitions_def is None
+        assert graph.get(flow.write_key).partitions_def is not None
+    upstream = {dep.node.name for dep in job.graph.dependency_structure.all_upstream_outputs_from_node(
+        f"{WRITE_STEP}_failure_rate")}
+    assert upstream == {WRITE_STEP}
 
 
 def test_assets_launched_from_the_graph_run_on_the_jobs_executor(defs: dg.Definitions) -> None:

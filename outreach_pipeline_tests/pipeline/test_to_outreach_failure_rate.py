@@ -1,0 +1,157 @@
+"""Acceptance: a Workbooks -> Outreach write whose refused records are above the ERROR rate fails its
+`failure_rate` check, so the run fails, after the writes and the link-back (the refused records' flags) are
+stored; the alert sensor POSTs one message naming the run, the asset, the rate and the window. The check is
+evaluated once per run and write asset (not per window): its metadata names the worst window and lists the
+windows at WARN or ERROR (the per-window judging over many windows is in defs/test_failure_rate_check.py).
+
+Four People selected for Outreach in one window, three of which Outreach refuses (two invalid email
+addresses, and the email of the first, whose prospect the same write creates first; as in
+test_to_outreach_failures.py): 75 % refused, with `failure_rate_min_records` at 4 so the window is judged.
+Then an operator clears the three flags without fixing anything: refused a second time in a row they are
+stuck (counted apart, the stuck-records alert's), so the next run passes and sends nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+
+import dagster as dg
+import pytest
+
+from outreach_pipeline.defs.alerts import AlertKind, AlertWebhook
+from outreach_pipeline.defs.assets_outreach import LINK_STEP, REVERSE_FLOWS, WRITE_STEP
+from outreach_pipeline.defs.failure_rate import CHECK_NAME
+from outreach_pipeline.defs.jobs import SYNC_JOB
+from outreach_pipeline.defs.resources import SyncSettings
+from outreach_pipeline_tests.pipeline.harness import QUIET_LOGS, Pipeline, partition_key
+from outreach_pipeline_tests.pipeline.test_alerts import Receiver, Sensor
+from outreach_pipeline_tests.pipeline.two_way import (
+    FIRST_EDIT_WINDOW,
+    HOUR,
+    TO_OUTREACH,
+    create_workbooks,
+    edit_workbooks,
+    person_fields,
+    set_clocks,
+    two_way_pipeline,
+)
+
+PROSPECTS_WRITTEN = dg.AssetKey(["outreach", "prospects_written"])
+RATE_STEP = f"{WRITE_STEP}_{CHECK_NAME}"
+HELD = "held@rate.example"
+REFUSED = {"bad_email_1": "not an email", "bad_email_2": "missing-at.example", "duplicate": HELD}
+CLEARED = {"cf_person_outreach_sync_error": False, "cf_person_outreach_duplicate": False}
+#: The default thresholds (WARN above 1 %, ERROR above 10 %), judged from 4 records a window.
+SETTINGS = SyncSettings(failure_rate_min_records=4)
+
+
+@dataclass
+class Refused:
+    pipe: Pipeline
+    receiver: Receiver
+    sensor: Sensor
+    ids: dict[str, int]  # Workbooks ids of the refused People
+
+
+def _run(pipe: Pipeline, window: datetime) -> dg.ExecuteInProcessResult:
+    """The Workbooks -> Outreach steps of the scheduled job over one window, as the schedule runs it."""
+    return pipe.defs.resolve_job_def(SYNC_JOB).execute_in_process(
+        instance=pipe.instance, partition_key=partition_key(window), asset_selection=TO_OUTREACH,
+        raise_on_error=False, run_config=dg.RunConfig(loggers=QUIET_LOGS["loggers"]))
+
+
+def _rates(result: dg.ExecuteInProcessResult) -> dict[dg.AssetKey, dg.AssetCheckEvaluation]:
+    """The run's `failure_rate` evaluations by asset: one per asset and run, whatever its windows."""
+    evaluations = [e for e in result.get_asset_check_evaluations() if e.check_name == CHECK_NAME]
+    assert len(evaluations) == len({e.asset_key for e in evaluations}), evaluations
+    return {evaluation.asset_key: evaluation for evaluation in evaluations}
+
+
+@pytest.fixture(scope="module")
+def refused(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Refused]:
+    receiver = Receiver()
+    try:
+        with two_way_pipeline(tmp_path_factory.mktemp("to_outreach_rate"), sync_settings=SETTINGS, prospects=5,
+                              accounts=2, opportunities=0, seed_days=1) as pipe:
+            sensor = Sensor(pipe.instance, AlertWebhook(url=receiver.url, dagster_url="http://127.0.0.1:3000"))
+            sensor.tick()  # the first tick only sets the cursor
+            set_clocks(pipe, FIRST_EDIT_WINDOW + HOUR / 6)
+            create_workbooks(pipe, "crm/people", {"person_first_name": "Holds", "person_last_name": "Email",
+                                                  "main_location[email]": HELD, "cf_person_sync_to_outreach": True})
+            ids = {name: int(create_workbooks(pipe, "crm/people", {
+                "person_first_name": "Refused", "person_last_name": name, "main_location[email]": email,
+                "cf_person_sync_to_outreach": True})["id"]) for name, email in REFUSED.items()}
+            yield Refused(pipe, receiver, sensor, ids)
+    finally:
+        receiver.close()
+
+
+def test_refused_records_above_the_error_rate_fail_the_run_after_the_writes_and_alert_once(refused: Refused) -> None:
+    pipe, receiver, sensor = refused.pipe, refused.receiver, refused.sensor
+    result = _run(pipe, FIRST_EDIT_WINDOW)
+
+    assert not result.success
+    failed = [event for event in result.all_events if event.is_step_failure]
+    assert [event.step_key for event in failed] == [RATE_STEP]
+    assert "outreach/prospects_written: failure rate 75.0% (3 of 4 records)" in failed[0].step_failure_data.error.message
+    # One evaluation per write asset and run (not per window): prospects at ERROR, the record types without
+    # records pass. The window is in its metadata, not its partition.
+    window = partition_key(FIRST_EDIT_WINDOW)
+    rates = _rates(result)
+    assert set(rates) == {flow.write_key for flow in REVERSE_FLOWS}
+    prospects = rates[PROSPECTS_WRITTEN]
+    assert (prospects.passed, prospects.severity) == (False, dg.AssetCheckSeverity.ERROR)
+    assert prospects.partition is None
+    assert {name: prospects.metadata[name].value for name in (
+        "failed", "extracted", "failed_retried", "worst_window", "windows_judged", "windows_at_warn",
+        "windows_at_error")} == {"failed": 3, "extracted": 4, "failed_retried": 0, "worst_window": window,
+                                 "windows_judged": 1, "windows_at_warn": 0, "windows_at_error": 1}
+    assert prospects.metadata["failure_rate"].value == pytest.approx(0.75)
+    assert prospects.metadata["windows_flagged"].value == [
+        {"window": window, "failed": 3, "selected": 4, "rate": 0.75, "severity": "ERROR"}]
+    assert "window " + window in failed[0].step_failure_data.error.message
+    assert all(evaluation.passed for key, evaluation in rates.items() if key != PROSPECTS_WRITTEN)
+    # The writes were stored and the link-back still ran: the refused People carry their flags.
+    assert [m.asset_key for m in result.asset_materializations_for_node(WRITE_STEP)].count(PROSPECTS_WRITTEN) == 1
+    assert dg.AssetKey(["workbooks", "people_linked"]) in {
+        m.asset_key for m in result.asset_materializations_for_node(LINK_STEP)}
+    people = {name: person_fields(pipe, workbooks_id) for name, workbooks_id in refused.ids.items()}
+    assert people["bad_email_1"]["cf_person_outreach_sync_error"] is True
+    assert people["duplicate"]["cf_person_outreach_duplicate"] is True
+
+    sensor.tick()
+    sensor.tick()  # once per run: a later tick sends nothing more
+
+    assert len(receiver.bodies) == 1, receiver.bodies
+    body = receiver.bodies[0]
+    assert body["kind"] == AlertKind.FAILURE_RATE
+    assert body["run_id"] == result.run_id and result.run_id in body["dagster_url"]
+    assert body["assets"] == ["outreach/prospects_written"]
+    assert body["rate"] == pytest.approx(0.75)
+    assert body["failed_steps"] == [RATE_STEP]
+    assert "outreach/prospects_written: failure rate 75.0%" in body["message"]
+    assert body["message"].endswith(f"in window {window}")
+    assert body["windows"] == {"outreach/prospects_written": {window: 0.75}}
+    assert "also failed" not in body["message"]  # the check's own step is the rate's, not another failure
+    receiver.bodies.clear()
+
+
+def test_records_refused_again_after_their_flags_are_cleared_are_stuck_not_judged(refused: Refused) -> None:
+    pipe, receiver, sensor = refused.pipe, refused.receiver, refused.sensor
+    window = FIRST_EDIT_WINDOW + HOUR
+    set_clocks(pipe, window + HOUR / 6)
+    for workbooks_id in refused.ids.values():
+        edit_workbooks(pipe, "crm/people", workbooks_id, CLEARED)
+
+    result = _run(pipe, window)
+
+    assert result.success, [event.step_key for event in result.all_events if event.is_step_failure]
+    prospects = _rates(result)[PROSPECTS_WRITTEN]
+    assert prospects.passed
+    assert {name: prospects.metadata[name].value for name in ("failed", "extracted", "failed_retried")} == {
+        "failed": 0, "extracted": 0, "failed_retried": 3}
+    assert (prospects.metadata["windows_judged"].value, prospects.metadata["windows_flagged"].value) == (1, [])
+    sensor.tick()
+    assert receiver.bodies == []
