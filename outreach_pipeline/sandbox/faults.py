@@ -27,7 +27,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, unquote_plus
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -225,6 +225,16 @@ class FaultInjector:
         return list(fired.values())
 
 
+def _form_value(body: bytes, name: bytes) -> str | None:
+    """The first value of `name` in a form-urlencoded body, without decoding the rest of it (a write batch's
+    body is large, and the app parses it in full anyway)."""
+    prefix = name + b"="
+    for pair in body.split(b"&"):
+        if pair.startswith(prefix):
+            return unquote_plus(pair[len(prefix):].decode("latin-1"))
+    return None
+
+
 def endpoint_of(path: str) -> str:
     """`/api/v2/prospects/12` -> `/api/v2/prospects/{id}`, so counts group by endpoint."""
     return _NUMERIC_SEGMENT.sub("/{id}", path)
@@ -329,7 +339,7 @@ class SandboxMiddleware:
             if not message.get("more_body"):
                 break
         body = b"".join(chunks)
-        form_method = parse_qs(body.decode("latin-1")).get("_method")
+        form_method = _form_value(body, b"_method")
         replayed = False
 
         async def replay() -> Message:
@@ -339,7 +349,7 @@ class SandboxMiddleware:
             replayed = True
             return {"type": "http.request", "body": body, "more_body": False}
 
-        return replay, (form_method[0].upper() if form_method else method)
+        return replay, (form_method.upper() if form_method else method)
 
     async def _admin(self, scope: Scope, receive: Receive, send: Send) -> bool:
         path, method = scope["path"].rstrip("/"), scope["method"]
