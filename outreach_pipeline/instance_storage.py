@@ -12,10 +12,6 @@ Rules:
   keeps its history when it switches) whose event log writes a batch in one transaction per database: the
   run's rows in one, the index rows (asset events, asset-key entries, event tags) in the other. Each event
   is stored as `SqliteEventLogStorage.store_event` stores it, in the same order; only the transactions differ.
-* Commits do not wait for an fsync: the event log's databases are in WAL mode (Dagster sets it) and each
-  connection sets `synchronous=NORMAL`, which SQLite documents as safe from corruption in WAL mode; what a
-  process crash cannot lose, a power cut may (the last events before it). The sync's own record, the ledger,
-  is not affected. An instance that must survive power cuts event by event belongs on Postgres.
 * Whether a table exists is asked of SQLite once per table that exists (Dagster asks before each asset
   check row, on a new connection); a missing table is asked again, so a migration is still seen.
 * Only the event types Dagster batches (`BATCH_WRITABLE_EVENTS`) arrive here; a batch that fails is stored
@@ -27,8 +23,7 @@ Rules:
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from dagster._core.events import ASSET_CHECK_EVENTS, ASSET_EVENTS
@@ -50,16 +45,7 @@ def use_event_batches(environ: os._Environ[str] | dict[str, str] = os.environ) -
 
 
 class BatchingSqliteEventLogStorage(SqliteEventLogStorage):
-    """`SqliteEventLogStorage` that writes a batch of events in one transaction per database, and commits without
-    waiting for the disk (`synchronous=NORMAL` in WAL mode)."""
-
-    @contextmanager
-    def _connect(self, shard: str) -> Iterator[Connection]:
-        with super()._connect(shard) as conn:
-            # Each event Dagster stores alone (step starts, check evaluations...) commits on its own connection;
-            # with the default FULL each commit waited for an fsync (~5 ms on this machine's disk).
-            conn.exec_driver_sql("PRAGMA synchronous=NORMAL")
-            yield conn
+    """`SqliteEventLogStorage` that writes a batch of events in one transaction per database."""
 
     def has_table(self, table_name: str) -> bool:
         # Dagster asks before every asset check row and every tagged asset event, each time on a new
