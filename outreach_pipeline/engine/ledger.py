@@ -93,6 +93,8 @@ class RecordOutcome(LedgerModel):
         window_start: the record's own sync window (the hour its change belongs to); ``window_end`` defaults to
             one hour later. Without it the record is stored with the whole window the run was given.
         error_field, error_kind: what a failure concerns (``mapping.errors.ErrorKind``); None when unknown.
+        workbooks_lock_version: the Workbooks record's lock_version that ``values`` correspond to (after an
+            Outreach -> Workbooks write, or as read for a Workbooks -> Outreach write); the ledger keeps the highest.
     """
 
     entity: str
@@ -109,6 +111,7 @@ class RecordOutcome(LedgerModel):
     window_end: datetime | None = None
     error_field: str | None = None
     error_kind: ErrorKind | None = None
+    workbooks_lock_version: int | None = None
 
     def own_window(self, run_window: SyncWindow) -> SyncWindow:
         """The record's own window if it has one, else the run's."""
@@ -138,6 +141,7 @@ class RecordState(LedgerModel):
     error_kind: str | None = None
     first_failed_at: datetime | None = None
     fail_streak: int = 0
+    workbooks_lock_version: int | None = None
 
 
 class HistoryEntry(LedgerModel):
@@ -627,6 +631,9 @@ def _state_row(
         "error_kind": outcome.error_kind.value if failed and outcome.error_kind is not None else None,
         "first_failed_at": first_failed if failed else None,
         "fail_streak": streak,
+        "workbooks_lock_version": max(
+            (v for v in (_get(previous, "workbooks_lock_version"), outcome.workbooks_lock_version if applied else None)
+             if v is not None), default=None),
     }
     if keeps_failure:
         assert previous is not None
@@ -685,6 +692,7 @@ def _record_state(row: Any) -> RecordState:
         error_kind=row["error_kind"],
         first_failed_at=row["first_failed_at"],
         fail_streak=int(row["fail_streak"] or 0),
+        workbooks_lock_version=row["workbooks_lock_version"],
     )
 
 

@@ -44,6 +44,8 @@ record_state = sa.Table(
     sa.Column("error_kind", sa.String(32)),
     sa.Column("first_failed_at", UtcDateTime()),
     sa.Column("fail_streak", sa.Integer, nullable=False, server_default=sa.text("0")),
+    # The Workbooks lock_version the values above came from (revision 0008): a Workbooks read older than it is stale.
+    sa.Column("workbooks_lock_version", sa.Integer),
 )
 
 history = sa.Table(

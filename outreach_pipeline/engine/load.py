@@ -472,4 +472,6 @@ class EntityLoader:
             # A record failing validation: its first error's field and kind (the message joins them all).
             error_field=decision.errors[0].field if decision.errors else None,
             error_kind=decision.errors[0].kind if decision.errors else None,
+            # The Workbooks version these values are: the write's, or the twin's when nothing was written.
+            workbooks_lock_version=applied.lock_version if applied is not None and applied.ok else decision.lock_version,
         )

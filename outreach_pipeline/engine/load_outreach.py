@@ -434,6 +434,7 @@ class OutreachWriter:
             values=values if values is not None or outcome is Outcome.CREATED else decision.values,
             diff={**decision.attributes, **{f"{k}Id": v for k, v in decision.relationships.items()}} or None,
             reason=TO_OUTREACH_REASON,
+            workbooks_lock_version=decision.workbooks_lock_version,
         )
 
 

@@ -7,6 +7,10 @@ the ledger states by Workbooks id (the base of the three-way merge) and id maps 
 Rules per record:
 
 1. Flags: Sync to Outreach must be TRUE, Outreach Sync Error and Outreach Duplicate FALSE (``flagged``).
+1a. A stale read: the record's lock_version is older than the one the ledger's values came from (another run,
+   overlapping this one, synced a newer version either way since this read): ``skip`` (``stale_read``), so
+   an older read never writes its values back over a newer sync, nor creates a second twin of a record that
+   run linked.
 2. Unlinked (blank Outreach Id): ``create`` with every non-blank field the mapping writes to Outreach
    (``to_outreach`` and ``both``), including the key written on create (``externalId``/``customId`` =
    ``object_ref``) by which a create whose reply was lost is found again. The key is written on create only:
@@ -98,6 +102,7 @@ class OutreachDecision(BaseModel):
     create_key: tuple[str, str] | None = None
     email: str | None = None
     outreach_won: dict[str, Any] = Field(default_factory=dict)
+    workbooks_lock_version: int | None = None  # of the Workbooks record as read
 
 
 class OutreachTwin(BaseModel):
@@ -159,14 +164,23 @@ class _OutreachPlanner:
             return OutreachDecision(workbooks_id=workbooks_id, action=OutreachAction.SKIP, reason="flagged")
         outreach_id = outreach_link(self.entity, read_field(record, self.entity.match.link_key))
         if outreach_id is None:
-            return self._create(record, workbooks_id)
+            if read_is_stale(record, self.states.get(workbooks_id)):
+                # Another run linked it since this read: creating from the read would make a second record.
+                return OutreachDecision(workbooks_id=workbooks_id, action=OutreachAction.SKIP, reason="stale_read")
+            return self._create(record, workbooks_id).model_copy(
+                update={"workbooks_lock_version": _lock_version(record)})
         twin = self.twins.get(outreach_id)
         if twin is None:
             return OutreachDecision(
                 workbooks_id=workbooks_id, outreach_id=outreach_id, action=OutreachAction.SKIP,
                 reason="outreach_missing",
             )
-        return self._update(record, workbooks_id, twin, self.states.get(workbooks_id))
+        state = self.states.get(workbooks_id)
+        if read_is_stale(record, state):
+            return OutreachDecision(workbooks_id=workbooks_id, outreach_id=outreach_id, action=OutreachAction.SKIP,
+                                    reason="stale_read")
+        return self._update(record, workbooks_id, twin, state).model_copy(
+            update={"workbooks_lock_version": _lock_version(record)})
 
     def _create(self, record: dict[str, Any], workbooks_id: int) -> OutreachDecision:
         attributes: dict[str, Any] = {}
@@ -333,6 +347,23 @@ class _OutreachPlanner:
 
 class _Unresolved(Exception):
     """A link whose target is not synced on the side it must be written to."""
+
+
+def read_is_stale(record: Mapping[str, Any], state: RecordState | None) -> bool:
+    """Whether this Workbooks read is older than the version the ledger's values came from.
+
+    Another run wrote the record since it was read (its Workbooks -> Outreach write of a newer version, or an
+    Outreach -> Workbooks write into Workbooks): planning from the read would write the older values back over
+    what that run synced. The newer version is synced already; a later change is read by its own window.
+    """
+    read = _lock_version(record)
+    known = state.workbooks_lock_version if state is not None else None
+    return read is not None and known is not None and read < known
+
+
+def _lock_version(record: Mapping[str, Any]) -> int | None:
+    value = record.get("lock_version")
+    return None if value is None or value != value else int(value)  # value != value: NaN from a frame
 
 
 def outreach_link(entity: EntityMapping, value: Any) -> int | None:
