@@ -631,15 +631,21 @@ def _state_row(
         "error_kind": outcome.error_kind.value if failed and outcome.error_kind is not None else None,
         "first_failed_at": first_failed if failed else None,
         "fail_streak": streak,
-        "workbooks_lock_version": max(
-            (v for v in (_get(previous, "workbooks_lock_version"), outcome.workbooks_lock_version if applied else None)
-             if v is not None), default=None),
+        "workbooks_lock_version": _workbooks_lock_version(outcome, previous),
     }
     if keeps_failure:
         assert previous is not None
         row |= {"error_field": previous.error_field, "error_kind": previous.error_kind,
                 "first_failed_at": previous.first_failed_at, "fail_streak": previous.fail_streak}
     return row
+
+
+def _workbooks_lock_version(outcome: RecordOutcome, previous: RecordState | None) -> int | None:
+    """The highest Workbooks version the record's values are known from; a new Workbooks twin starts afresh."""
+    new = outcome.workbooks_lock_version if outcome.outcome.applied else None
+    if previous is None or (outcome.workbooks_id is not None and outcome.workbooks_id != previous.workbooks_id):
+        return new
+    return max((v for v in (previous.workbooks_lock_version, new) if v is not None), default=None)
 
 
 def _history_row(

@@ -12,9 +12,9 @@ import pandas as pd
 import pytest
 
 from outreach_pipeline.clients.workbooks import WorkbooksClient
+from outreach_pipeline.engine import load as load_module
 from outreach_pipeline.engine.install import install
 from outreach_pipeline.engine.ledger import SyncLedger, SyncWindow
-from outreach_pipeline.engine import load as load_module
 from outreach_pipeline.engine.load import EntityLoader
 from outreach_pipeline.engine.plan import SHARERS_COLUMN
 from outreach_pipeline.mapping.models import load_mapping_set

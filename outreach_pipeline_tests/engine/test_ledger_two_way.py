@@ -12,6 +12,7 @@ from outreach_pipeline.engine.ledger import (
     SyncLedger,
     SyncWindow,
 )
+from outreach_pipeline.engine.outcome import Outcome
 
 START = datetime(2026, 11, 3, 5, tzinfo=UTC)
 WINDOW = SyncWindow(start=START, end=START + timedelta(hours=1))
@@ -50,4 +51,22 @@ def test_each_direction_sees_only_what_the_other_updated_for_the_window(tmp_path
     state = ledger.get_states("prospects", [4])[4]
     assert (state.workbooks_id, state.values, state.last_reason) == (None, None, "unlinked")
     assert (4, 40) not in ledger.linked_ids("prospects")
+    ledger.dispose()
+
+
+def test_the_workbooks_version_only_grows_and_starts_afresh_with_a_new_twin(tmp_path) -> None:
+    ledger = SyncLedger(f"sqlite:///{tmp_path / 'ledger.db'}")
+    window = SyncWindow(start=datetime(2026, 11, 20, 5, tzinfo=UTC), end=datetime(2026, 11, 20, 6, tzinfo=UTC))
+
+    def record(outcome: Outcome, workbooks_id: int, version: int | None) -> int | None:
+        ledger.record_outcomes("run", window, [RecordOutcome(
+            entity="prospects", outreach_id=1, outcome=outcome, workbooks_id=workbooks_id,
+            values={"person_last_name": "Lee"} if outcome.applied else None, workbooks_lock_version=version)])
+        return ledger.get_states("prospects", [1])[1].workbooks_lock_version
+
+    assert record(Outcome.CREATED, 10, 0) == 0
+    assert record(Outcome.UPDATED, 10, 4) == 4
+    assert record(Outcome.UNCHANGED, 10, 3) == 4  # an older version seen later does not lower it
+    assert record(Outcome.FAILED, 10, 9) == 4  # nothing applied: the values are still version 4's
+    assert record(Outcome.CREATED, 11, 0) == 0  # the twin was deleted and made again: its versions start over
     ledger.dispose()
