@@ -205,8 +205,9 @@ class Lane:
         for flow in LANE_FLOWS:
             entity = self.mappings.entity(flow.entity)
             # Read, write and link back under the lock: no other writer's Outreach write of the entity lands
-            # between this read and the plan made from it (the merge has no stale-read guard for the Workbooks
-            # side), and the next writer reads the Outreach ids this one created.
+            # between this read and the plan made from it (a read older than another run's sync would only be
+            # skipped as `stale_read`, leaving the lane's change to that run), and the next writer reads the
+            # Outreach ids this one created.
             with hold_writer_lock(self.ledger.engine, target=OUTREACH_TARGET, entity=flow.outreach_name,
                                   run_id=self.run_id, settings=self.locks, on_wait=self.on_wait):
                 changes = read_workbooks_changes(self.workbooks, entity, span.read_window)
