@@ -26,6 +26,18 @@ def _scratch_in_memory() -> None:
 
 _scratch_in_memory()
 
+@pytest.fixture(autouse=True)
+def _no_definitions_state_storage_from_an_earlier_test() -> Iterator[None]:
+    """Each test starts without a "current" definitions-state storage. Entering a Dagster instance makes its
+    storage current (a context variable) until the instance is left; one left set by an earlier test in the
+    same worker, whose instance is gone, made `dg.materialize` fail at definition load ("undefined DagsterInstance
+    weakref") in whichever test the worker ran next."""
+    from dagster._core.storage.defs_state.base import set_defs_state_storage
+
+    with set_defs_state_storage(None):
+        yield
+
+
 #: The server the Postgres tests create throwaway databases on (trust auth by default, as on CI).
 POSTGRES_SERVER = os.environ.get("OUTREACH_PIPELINE_TEST_POSTGRES", "postgresql+psycopg2://postgres@127.0.0.1:5432")
 

@@ -156,14 +156,17 @@ def test_the_preflight_asset_fails_naming_the_attribute(
     }
     partition = datetime(2026, 11, 2, 10, tzinfo=UTC).strftime("%Y-%m-%d-%H:%M")
 
-    result = dg.materialize([_outreach_preflight_asset()], resources=resources, partition_key=partition, raise_on_error=False,
-                            instance=dg.DagsterInstance.ephemeral())
+    # Instances entered, so Dagster's current definitions-state storage is theirs, whatever an earlier test left.
+    with dg.DagsterInstance.ephemeral() as instance:
+        result = dg.materialize([_outreach_preflight_asset()], resources=resources, partition_key=partition,
+                                raise_on_error=False, instance=instance)
 
     assert not result.success
     failure = next(event for event in result.all_events if event.event_type_value == "STEP_FAILURE")
     assert "prospects: Outreach has no attribute fristName on prospect" in str(failure.step_failure_data.error)
     assert str(mapping_file) in str(failure.step_failure_data.error)
 
-    passing = dg.materialize([_outreach_preflight_asset()], resources={**resources, "sync_settings": SyncSettings()},
-                             partition_key=partition, instance=dg.DagsterInstance.ephemeral())
+    with dg.DagsterInstance.ephemeral() as instance:
+        passing = dg.materialize([_outreach_preflight_asset()], resources={**resources, "sync_settings": SyncSettings()},
+                                 partition_key=partition, instance=instance)
     assert passing.success

@@ -35,22 +35,23 @@ def _materialize(instance: dg.DagsterInstance, outreach_url: str, tmp_path: Path
 def test_a_passing_preflight_is_reused_until_the_mapping_changes_or_a_check_fails(
     outreach_url, mapping_variant, tmp_path
 ):
-    instance = dg.DagsterInstance.ephemeral()
-    _, first = _materialize(instance, outreach_url, tmp_path, SyncSettings())
-    assert first is not None and first["preflight"] == "ran"
-    _, second = _materialize(instance, outreach_url, tmp_path, SyncSettings())
-    assert second is not None and second["preflight"] == "reused"
-    assert second["checked_at"] == first["checked_at"] and second["reused_from_run"]
-    assert (second["mapping_hash"], second["api_base_url"]) == (first["mapping_hash"], outreach_url)
-    _, every_run = _materialize(instance, outreach_url, tmp_path, SyncSettings(preflight_max_age_minutes=0))
-    assert every_run is not None and every_run["preflight"] == "ran"
+    # Entered, so Dagster's current definitions-state storage is this instance's, whatever an earlier test left.
+    with dg.DagsterInstance.ephemeral() as instance:
+        _, first = _materialize(instance, outreach_url, tmp_path, SyncSettings())
+        assert first is not None and first["preflight"] == "ran"
+        _, second = _materialize(instance, outreach_url, tmp_path, SyncSettings())
+        assert second is not None and second["preflight"] == "reused"
+        assert second["checked_at"] == first["checked_at"] and second["reused_from_run"]
+        assert (second["mapping_hash"], second["api_base_url"]) == (first["mapping_hash"], outreach_url)
+        _, every_run = _materialize(instance, outreach_url, tmp_path, SyncSettings(preflight_max_age_minutes=0))
+        assert every_run is not None and every_run["preflight"] == "ran"
 
-    broken = write_mapping(mapping_variant(misspell_first_name), tmp_path / "broken.yaml")
-    failed, nothing = _materialize(instance, outreach_url, tmp_path, SyncSettings(mapping_path=str(broken)))
-    assert not failed.success and nothing is None  # another mapping: checked, and it fails
-    # The failure ends the reuse of the older pass: the default mapping is checked again.
-    _, after_failure = _materialize(instance, outreach_url, tmp_path, SyncSettings())
-    assert after_failure is not None and after_failure["preflight"] == "ran"
+        broken = write_mapping(mapping_variant(misspell_first_name), tmp_path / "broken.yaml")
+        failed, nothing = _materialize(instance, outreach_url, tmp_path, SyncSettings(mapping_path=str(broken)))
+        assert not failed.success and nothing is None  # another mapping: checked, and it fails
+        # The failure ends the reuse of the older pass: the default mapping is checked again.
+        _, after_failure = _materialize(instance, outreach_url, tmp_path, SyncSettings())
+        assert after_failure is not None and after_failure["preflight"] == "ran"
 
 
 def test_the_reuse_rules() -> None:
