@@ -23,26 +23,24 @@ import pytest
 from outreach_pipeline.defs.alerts import AlertKind, AlertWebhook
 from outreach_pipeline.defs.assets_outreach import LINK_STEP, REVERSE_FLOWS, WRITE_STEP
 from outreach_pipeline.defs.failure_rate import CHECK_NAME
-from outreach_pipeline.defs.jobs import SYNC_JOB
 from outreach_pipeline.defs.resources import SyncSettings
-from outreach_pipeline_tests.pipeline.harness import QUIET_LOGS, Pipeline, partition_key
+from outreach_pipeline_tests.pipeline.harness import Pipeline, partition_key
 from outreach_pipeline_tests.pipeline.test_alerts import Receiver, Sensor
 from outreach_pipeline_tests.pipeline.two_way import (
+    CLEARED_FLAGS,
     FIRST_EDIT_WINDOW,
     HOUR,
     TO_OUTREACH,
-    create_workbooks,
+    create_refused_people,
     edit_workbooks,
     person_fields,
+    run_assets,
     set_clocks,
     two_way_pipeline,
 )
 
 PROSPECTS_WRITTEN = dg.AssetKey(["outreach", "prospects_written"])
 RATE_STEP = f"{WRITE_STEP}_{CHECK_NAME}"
-HELD = "held@rate.example"
-REFUSED = {"bad_email_1": "not an email", "bad_email_2": "missing-at.example", "duplicate": HELD}
-CLEARED = {"cf_person_outreach_sync_error": False, "cf_person_outreach_duplicate": False}
 #: The default thresholds (WARN above 1 %, ERROR above 10 %), judged from 4 records a window.
 SETTINGS = SyncSettings(failure_rate_min_records=4)
 
@@ -57,9 +55,7 @@ class Refused:
 
 def _run(pipe: Pipeline, window: datetime) -> dg.ExecuteInProcessResult:
     """The Workbooks -> Outreach steps of the scheduled job over one window, as the schedule runs it."""
-    return pipe.defs.resolve_job_def(SYNC_JOB).execute_in_process(
-        instance=pipe.instance, partition_key=partition_key(window), asset_selection=TO_OUTREACH,
-        raise_on_error=False, run_config=dg.RunConfig(loggers=QUIET_LOGS["loggers"]))
+    return run_assets(pipe, window, TO_OUTREACH, expect_success=False)
 
 
 def _rates(result: dg.ExecuteInProcessResult) -> dict[dg.AssetKey, dg.AssetCheckEvaluation]:
@@ -78,11 +74,7 @@ def refused(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Refused]:
             sensor = Sensor(pipe.instance, AlertWebhook(url=receiver.url, dagster_url="http://127.0.0.1:3000"))
             sensor.tick()  # the first tick only sets the cursor
             set_clocks(pipe, FIRST_EDIT_WINDOW + HOUR / 6)
-            create_workbooks(pipe, "crm/people", {"person_first_name": "Holds", "person_last_name": "Email",
-                                                  "main_location[email]": HELD, "cf_person_sync_to_outreach": True})
-            ids = {name: int(create_workbooks(pipe, "crm/people", {
-                "person_first_name": "Refused", "person_last_name": name, "main_location[email]": email,
-                "cf_person_sync_to_outreach": True})["id"]) for name, email in REFUSED.items()}
+            ids = create_refused_people(pipe)
             yield Refused(pipe, receiver, sensor, ids)
     finally:
         receiver.close()
@@ -143,7 +135,7 @@ def test_records_refused_again_after_their_flags_are_cleared_are_stuck_not_judge
     window = FIRST_EDIT_WINDOW + HOUR
     set_clocks(pipe, window + HOUR / 6)
     for workbooks_id in refused.ids.values():
-        edit_workbooks(pipe, "crm/people", workbooks_id, CLEARED)
+        edit_workbooks(pipe, "crm/people", workbooks_id, CLEARED_FLAGS)
 
     result = _run(pipe, window)
 

@@ -26,14 +26,16 @@ from click.testing import CliRunner
 
 from outreach_pipeline.cli import main
 from outreach_pipeline.defs.alerts import current_stuck_records
+from outreach_pipeline.defs.assets_outreach import WRITE_STEP
 from outreach_pipeline.defs.resources import LedgerResource, SyncSettings
 from outreach_pipeline.engine.ledger import SyncLedger
 from outreach_pipeline.engine.outcome import SyncDirection
 from outreach_pipeline_tests.pipeline.two_way import (
+    CLEARED_FLAGS,
     FIRST_EDIT_WINDOW,
     HOUR,
     TO_OUTREACH,
-    create_workbooks,
+    create_refused_people,
     edit_workbooks,
     person_fields,
     run_assets,
@@ -42,10 +44,6 @@ from outreach_pipeline_tests.pipeline.two_way import (
 )
 
 PROSPECTS_WRITTEN = dg.AssetKey(["outreach", "prospects_written"])
-WRITE_STEP = "outreach_writes_from_workbooks"
-HELD = "held@ok.example"
-REFUSED = {"bad_email_1": "not an email", "bad_email_2": "missing-at.example", "duplicate": HELD}
-CLEARED = {"cf_person_outreach_sync_error": False, "cf_person_outreach_duplicate": False}
 SETTINGS = SyncSettings(progress_every_records=1)  # a progress line per record or batch: the runs are small
 
 
@@ -67,20 +65,14 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runs]:
                           seed_days=1) as pipe:
         window = FIRST_EDIT_WINDOW
         set_clocks(pipe, window + HOUR / 6)
-        # Created before the others (a lower Workbooks id): the first run creates and links it, then meets the
-        # duplicate of its email, which is refused, not adopted.
-        create_workbooks(pipe, "crm/people", {"person_first_name": "Holds", "person_last_name": "Email",
-                                              "main_location[email]": HELD, "cf_person_sync_to_outreach": True})
-        ids = {name: int(create_workbooks(pipe, "crm/people", {
-            "person_first_name": "Refused", "person_last_name": name, "main_location[email]": email,
-            "cf_person_sync_to_outreach": True})["id"]) for name, email in REFUSED.items()}
+        ids = create_refused_people(pipe)
         failing = []
         for _ in range(3):
             failing.append(run_assets(pipe, window, TO_OUTREACH))
             window += HOUR
             set_clocks(pipe, window + HOUR / 6)
             for workbooks_id in ids.values():
-                edit_workbooks(pipe, "crm/people", workbooks_id, CLEARED)
+                edit_workbooks(pipe, "crm/people", workbooks_id, CLEARED_FLAGS)
         edit_workbooks(pipe, "crm/people", ids["bad_email_1"], {"main_location[email]": "fixed@ok.example"})
         healed = run_assets(pipe, window, TO_OUTREACH)
         people = {name: person_fields(pipe, workbooks_id) for name, workbooks_id in ids.items()}

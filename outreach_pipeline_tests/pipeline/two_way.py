@@ -134,14 +134,36 @@ def two_way_pipeline(home: Path, mapping_path: Path | None = None, sync_settings
         sandbox.stop()
 
 
-def run_assets(pipe: Pipeline, window: datetime, keys: list[dg.AssetKey]) -> dg.ExecuteInProcessResult:
-    """Materialise only `keys` of the scheduled job for one window; fails the caller's test on a failed step."""
+def run_assets(pipe: Pipeline, window: datetime, keys: list[dg.AssetKey], *, expect_success: bool = True
+               ) -> dg.ExecuteInProcessResult:
+    """Materialise only `keys` of the scheduled job for one window; fails the caller's test on a failed step
+    unless `expect_success` is False."""
     result = pipe.defs.resolve_job_def(SYNC_JOB).execute_in_process(
         instance=pipe.instance, partition_key=partition_key(window), asset_selection=keys, raise_on_error=False,
         run_config=dg.RunConfig(loggers=QUIET_LOGS["loggers"]),
     )
-    assert result.success, step_failures(result)
+    assert result.success or not expect_success, step_failures(result)
     return result
+
+
+#: A Person whose email the "duplicate" of `REFUSED_PEOPLE` also has.
+HELD_EMAIL = "held@refused.example"
+#: People Outreach refuses, by last name: two invalid emails and a duplicate of `HELD_EMAIL`.
+REFUSED_PEOPLE = {"bad_email_1": "not an email", "bad_email_2": "missing-at.example", "duplicate": HELD_EMAIL}
+#: The flags a person clears on a refused Person so the next window reads it again.
+CLEARED_FLAGS = {"cf_person_outreach_sync_error": False, "cf_person_outreach_duplicate": False}
+
+
+def create_refused_people(pipe: Pipeline) -> dict[str, int]:
+    """The Person holding `HELD_EMAIL`, then the `REFUSED_PEOPLE` (all to sync); their Workbooks ids by name.
+
+    The holder is created first (a lower Workbooks id): a run creates and links it, then meets the duplicate of
+    its email, which is refused, not adopted."""
+    create_workbooks(pipe, "crm/people", {"person_first_name": "Holds", "person_last_name": "Email",
+                                          "main_location[email]": HELD_EMAIL, "cf_person_sync_to_outreach": True})
+    return {name: int(create_workbooks(pipe, "crm/people", {
+        "person_first_name": "Refused", "person_last_name": name, "main_location[email]": email,
+        "cf_person_sync_to_outreach": True})["id"]) for name, email in REFUSED_PEOPLE.items()}
 
 
 def person_fields(pipe: Pipeline, person_id: int) -> dict[str, Any]:
