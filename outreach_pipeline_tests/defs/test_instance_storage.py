@@ -1,13 +1,17 @@
 """The sandbox profile's storage (BatchingSqliteStorage): a ranged run's per-window events written in batches
-land as Dagster's own SQLite storage would hold them, per partition, metadata and checks included."""
+land as Dagster's own SQLite storage would hold them, per partition, metadata and checks included; check
+evaluations, held until the step's next event, are stored before it."""
 
 
+import time
 import warnings
 from pathlib import Path
 
 import dagster as dg
 import pytest
 import yaml
+from dagster._core.events import EngineEventData
+from dagster._core.events.log import EventLogEntry
 
 from outreach_pipeline.instance_storage import EVENT_BATCH_VARIABLE, BatchingSqliteEventLogStorage
 from outreach_pipeline.profiles import Profile, instance_config_source
@@ -65,3 +69,54 @@ def test_a_ranged_run_on_the_sandbox_profile_stores_every_window(tmp_path: Path,
         executions = instance.event_log_storage.get_asset_check_execution_history(check_key, limit=100)
         assert sorted(e.partition for e in executions) == keys
         assert {e.status.value for e in executions} == {"SUCCEEDED"}
+        # Each row points at its stored evaluation event (the run's events hold one per window).
+        evaluations = instance.get_records_for_run(result.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION)
+        by_partition = {r.event_log_entry.dagster_event.asset_check_evaluation_data.partition: r.storage_id
+                        for r in evaluations.records}
+        assert sorted(by_partition) == keys
+        assert {e.partition: e.event.dagster_event.asset_check_evaluation_data.partition for e in executions} == {
+            key: key for key in keys}
+
+
+def _engine_event(run_id: str, message: str) -> EventLogEntry:
+    event = dg.DagsterEvent(event_type_value=dg.DagsterEventType.ENGINE_EVENT.value, job_name="counted_job",
+                            message=message, event_specific_data=EngineEventData())
+    return EventLogEntry(error_info=None, level="INFO", user_message=message, run_id=run_id, timestamp=time.time(),
+                         dagster_event=event, job_name="counted_job")
+
+
+def _evaluation_event(run_id: str, partition: str) -> EventLogEntry:
+    evaluation = dg.AssetCheckEvaluation(asset_key=dg.AssetKey("counted"), check_name="rows_ok", passed=False,
+                                         partition=partition)
+    event = dg.DagsterEvent(event_type_value=dg.DagsterEventType.ASSET_CHECK_EVALUATION.value,
+                            job_name="counted_job", event_specific_data=evaluation)
+    return EventLogEntry(error_info=None, level="INFO", user_message="", run_id=run_id, timestamp=time.time(),
+                         dagster_event=event, job_name="counted_job")
+
+
+def test_check_evaluations_are_stored_before_the_next_event_of_the_process_in_order(tmp_path: Path) -> None:
+    """Evaluations are held until the next other event (a step's output, success or failure follows its
+    evaluations), then stored together: before that event, in their order, with their check rows."""
+    storage = BatchingSqliteEventLogStorage(str(tmp_path))
+    run_id = "run-held-checks"
+    check_key = dg.AssetCheckKey(dg.AssetKey("counted"), "rows_ok")
+    storage.store_event(_engine_event(run_id, "step started"))
+    for partition in (FIRST, LAST):
+        storage.store_event(_evaluation_event(run_id, partition))
+    assert [r.event_log_entry.user_message for r in storage.get_records_for_run(run_id).records] == ["step started"]
+
+    storage.store_event(_engine_event(run_id, "step output"))
+
+    records = storage.get_records_for_run(run_id).records
+    assert [(r.event_log_entry.dagster_event_type, r.event_log_entry.user_message) for r in records] == [
+        (dg.DagsterEventType.ENGINE_EVENT, "step started"), (dg.DagsterEventType.ASSET_CHECK_EVALUATION, ""),
+        (dg.DagsterEventType.ASSET_CHECK_EVALUATION, ""), (dg.DagsterEventType.ENGINE_EVENT, "step output")]
+    history = storage.get_asset_check_execution_history(check_key, limit=10)
+    assert sorted((e.partition, e.status.value) for e in history) == [(FIRST, "FAILED"), (LAST, "FAILED")]
+    # Held evaluations are stored when the storage is disposed of, too.
+    storage.store_event(_evaluation_event("run-disposed", FIRST))
+    storage.dispose()
+    reopened = BatchingSqliteEventLogStorage(str(tmp_path))
+    assert [r.event_log_entry.dagster_event_type for r in reopened.get_records_for_run("run-disposed").records] == [
+        dg.DagsterEventType.ASSET_CHECK_EVALUATION]
+    reopened.dispose()
