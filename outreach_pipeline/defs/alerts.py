@@ -35,7 +35,6 @@ from outreach_pipeline.defs.failure_rate import (
     FailureRateAtError,
     WindowRate,
     at_error,
-    error_windows,
     failure_rate_message,
 )
 from outreach_pipeline.defs.resources import LedgerResource, SyncSettings, _SecretMaskingResource
@@ -133,20 +132,14 @@ def run_failure_alert(instance: dg.DagsterInstance, run: dg.DagsterRun, failure_
         if record.event_log_entry.dagster_event is not None
     ]
     rates: dict[dg.AssetKey, list[WindowRate]] = {}
-    counts: dict[dg.AssetKey, int] = {}  # windows at ERROR, where an evaluation lists only some of them
     error_above: dict[dg.AssetKey, float] = {}
     for evaluation in evaluations:
         if evaluation.check_name != CHECK_NAME or not at_error(evaluation):
             continue
         values = {key: value.value for key, value in evaluation.metadata.items()}
-        per_run = error_windows(values)  # the Workbooks -> Outreach writes' check: one evaluation per run
-        if per_run is not None:
-            rates.setdefault(evaluation.asset_key, []).extend(per_run[0])
-            counts[evaluation.asset_key] = per_run[1]
-        else:  # the loads' checks: one evaluation per window
-            rates.setdefault(evaluation.asset_key, []).append(
-                WindowRate(window=evaluation.partition, failed=int(values.get("failed", 0)),
-                           extracted=int(values.get("extracted", 0))))
+        rates.setdefault(evaluation.asset_key, []).append(  # one evaluation per asset and window
+            WindowRate(window=evaluation.partition, failed=int(values.get("failed", 0)),
+                       extracted=int(values.get("extracted", 0))))
         error_above[evaluation.asset_key] = float(values.get("error_above", 0.0))
     common = {"run_id": run.run_id, "job": run.job_name, "dagster_url": webhook.run_url(run.run_id)}
     failures = [
@@ -161,7 +154,7 @@ def run_failure_alert(instance: dg.DagsterInstance, run: dg.DagsterRun, failure_
         others = [step for step in failed_steps if step not in rate_steps]
         return Alert(
             kind=AlertKind.FAILURE_RATE,
-            message="; ".join(failure_rate_message(key, windows, error_above[key], count=counts.get(key))
+            message="; ".join(failure_rate_message(key, windows, error_above[key])
                               for key, windows in rates.items())
             + (f"; steps {', '.join(others)} also failed" if others else ""),
             assets=tuple(key.to_user_string() for key in rates),

@@ -24,7 +24,7 @@ import pandas as pd
 
 from outreach_pipeline.defs.audit import extract_audit, load_audit, row_counts_per_window
 from outreach_pipeline.defs.budget import outreach_budget
-from outreach_pipeline.defs.failure_rate import build_failure_rate_check
+from outreach_pipeline.defs.failure_rate import CHECK_NAME, RateTarget, build_failure_rate_check
 from outreach_pipeline.defs.groups import Group
 from outreach_pipeline.defs.partitions import WINDOW_COLUMN
 from outreach_pipeline.defs.preflight_reuse import checked_or_reused, now_utc
@@ -47,7 +47,7 @@ from outreach_pipeline.engine.extract_engagement import (
 from outreach_pipeline.engine.ledger import SyncWindow
 from outreach_pipeline.engine.link_targets import with_targets
 from outreach_pipeline.engine.load import EntityLoader, outreach_sharers
-from outreach_pipeline.engine.outcome import Outcome
+from outreach_pipeline.engine.outcome import Outcome, SyncDirection
 from outreach_pipeline.engine.plan import SHARERS_COLUMN
 from outreach_pipeline.engine.preflight import outreach_preflight, workbooks_preflight
 from outreach_pipeline.engine.preflight_reuse import PreflightStamp, mapping_hash
@@ -490,7 +490,9 @@ def build_assets(windows: dg.PartitionsDefinition) -> list[dg.AssetsDefinition]:
         assets += [build_extract(flow, windows), *([build_referenced(flow, windows)] if flow.referenced_by else []),
                    build_staged(flow, windows),
                    *([build_holders(flow, windows)] if flow.holders_name else []), build_load(flow, windows),
-                   build_failure_rate_check(flow.entity, flow.load_key, windows)]
+                   build_failure_rate_check([RateTarget(flow.load_key, flow.entity)], windows,
+                                            name=f"{flow.load_key.to_python_identifier()}_{CHECK_NAME}",
+                                            direction=SyncDirection.TO_WORKBOOKS)]
     return [*assets, *build_reverse_assets(windows)]
 
 

@@ -26,7 +26,7 @@ from outreach_pipeline.defs.audit import (
     reverse_failed_rows,
     row_counts_per_window,
 )
-from outreach_pipeline.defs.failure_rate import CHECK_NAME, RateTarget, build_write_failure_rate_check
+from outreach_pipeline.defs.failure_rate import CHECK_NAME, RateTarget, build_failure_rate_check
 from outreach_pipeline.defs.groups import Group
 from outreach_pipeline.defs.partitions import WINDOW_COLUMN
 from outreach_pipeline.defs.progress import load_progress, reporting_extract
@@ -38,7 +38,7 @@ from outreach_pipeline.engine.ledger import SyncWindow
 from outreach_pipeline.engine.link_back import write_links
 from outreach_pipeline.engine.load_outreach import OutreachWriter, read_workbooks_changes
 from outreach_pipeline.engine.merge import record_time
-from outreach_pipeline.engine.outcome import Outcome
+from outreach_pipeline.engine.outcome import Outcome, SyncDirection
 from outreach_pipeline.engine.plan_outreach import UPDATED_AT
 from outreach_pipeline.engine.writer_lock import hold_writer_lock
 
@@ -274,8 +274,8 @@ def build_links(windows: dg.PartitionsDefinition) -> dg.AssetsDefinition:
 def build_reverse_assets(windows: dg.TimeWindowPartitionsDefinition) -> list[dg.AssetsDefinition]:
     """Every Workbooks -> Outreach asset, partitioned by `windows`, in data-flow order, and the `failure_rate`
     check of the writes (one step for every record type, as the writes are one step; `defs.failure_rate`)."""
-    rate_check = build_write_failure_rate_check([RateTarget(flow.write_key, flow.entity) for flow in REVERSE_FLOWS],
-                                                windows, name=f"{WRITE_STEP}_{CHECK_NAME}")
+    rate_check = build_failure_rate_check([RateTarget(flow.write_key, flow.entity) for flow in REVERSE_FLOWS],
+                                          windows, name=f"{WRITE_STEP}_{CHECK_NAME}", direction=SyncDirection.TO_OUTREACH)
     return [build_reads(windows), build_writes(windows), build_links(windows), rate_check]
 
 

@@ -130,6 +130,6 @@ def run_sync(
 
 
 def _short(value: object) -> str:
-    if isinstance(value, list):  # a table (the writes' failure_rate: its flagged windows): its size, not its rows
+    if isinstance(value, list):  # a table: its size, not its rows
         return f"{len(value)} rows"
     return f"{value:.1%}" if isinstance(value, float) and 0 <= value <= 1 else str(value)

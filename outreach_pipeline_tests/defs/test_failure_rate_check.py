@@ -2,25 +2,25 @@
 
 The README promises WARN above 1 % and ERROR above 10 % ("above": a rate equal to a threshold is on the
 lower side). A real run that reports ERROR is in pipeline/test_bad_records.py (the Workbooks -> Outreach writes':
-pipeline/test_to_outreach_failure_rate.py). The writes' check judges a run's windows in one evaluation
-(`judge_run`), each window as above.
+pipeline/test_to_outreach_failure_rate.py).
 """
 
 from __future__ import annotations
 
 import dagster as dg
+import pandas as pd
 import pytest
 
 from outreach_pipeline.defs.failure_rate import (
-    FLAGGED_ROWS,
     WindowCounts,
     WindowRate,
-    error_windows,
+    counts_by_window,
     failure_rate_message,
-    judge_run,
 )
 from outreach_pipeline.defs.failure_rate import failure_rate_result as _failure_rate_check
+from outreach_pipeline.defs.partitions import WINDOW_COLUMN
 from outreach_pipeline.defs.resources import SyncSettings
+from outreach_pipeline.engine.outcome import Outcome
 
 PASS = (True, dg.AssetCheckSeverity.WARN)
 WARN = (False, dg.AssetCheckSeverity.WARN)
@@ -78,52 +78,27 @@ def _window(hour: int) -> str:
     return f"2026-11-02-{hour:02d}:00"
 
 
-def test_the_per_run_write_check_judges_each_window_and_reports_the_worst() -> None:
-    """The Workbooks -> Outreach writes' check: one result for the run's windows, each judged as above."""
-    counts = [
-        (_window(0), WindowCounts(judged=0, failed=0, failed_retried=0)),  # quiet
-        (_window(1), WindowCounts(judged=3, failed=1, failed_retried=2)),  # 33 %, too few records for ERROR
-        (_window(2), WindowCounts(judged=40, failed=6, failed_retried=0)),  # 15 %: ERROR
-        (_window(3), WindowCounts(judged=100, failed=2, failed_retried=0)),  # 2 %: WARN
-        (_window(4), WindowCounts(judged=50, failed=0, failed_retried=0)),
-    ]
-    result, errors = judge_run(counts, SyncSettings())  # pooled 9 / 196 = 4.6 %: small windows stay WARN
-    values = {key: value.value for key, value in result.metadata.items()}
-
-    assert _verdict(result) == ERROR
-    assert [w.window for w in errors] == [_window(2)]
-    assert (values["worst_window"], values["failed"], values["extracted"]) == (_window(2), 6, 40)
-    assert values["failure_rate"] == pytest.approx(0.15)
-    assert (values["windows_judged"], values["windows_at_warn"], values["windows_at_error"]) == (5, 2, 1)
-    assert values["failed_retried"] == 2
-    assert values["windows_flagged"] == [  # ERROR first, then WARN by rate
-        {"window": _window(2), "failed": 6, "selected": 40, "rate": 0.15, "severity": "ERROR"},
-        {"window": _window(1), "failed": 1, "selected": 3, "rate": 0.3333, "severity": "WARN"},
-        {"window": _window(3), "failed": 2, "selected": 100, "rate": 0.02, "severity": "WARN"},
-    ]
-    windows, count = error_windows(values)
-    assert (windows, count) == ([WindowRate(_window(2), 6, 40)], 1)
-    assert failure_rate_message(PROSPECTS, windows, 0.1, count=count).endswith(f"in window {_window(2)}")
+def test_each_window_is_counted_from_its_own_outcomes_and_stuck_records_apart() -> None:
+    """The check step's counts: per window start, records by id (a record with two outcomes counts once),
+    failures of records that had failed before counted apart on both sides."""
+    first, second = pd.Timestamp("2026-11-02 00:00", tz="UTC"), pd.Timestamp("2026-11-02 01:00", tz="UTC")
+    outcomes = pd.DataFrame({
+        WINDOW_COLUMN: [first, first, first, first, second, second],
+        "workbooks_id": [1, 2, 3, 3, 4, 5],
+        "outcome": [Outcome.CREATED.value, Outcome.FAILED.value, Outcome.FAILED.value, Outcome.FAILED.value,
+                    Outcome.FAILED.value, Outcome.UNCHANGED.value],
+    })
+    counts = counts_by_window(outcomes, {2}, id_column="workbooks_id")
+    assert counts == {first: WindowCounts(judged=2, failed=1, failed_retried=1),
+                      second: WindowCounts(judged=2, failed=1, failed_retried=0)}
+    assert counts_by_window(outcomes.iloc[0:0], set(), id_column="workbooks_id") == {}
 
 
-def test_the_per_run_write_check_passes_quiet_runs_and_pools_small_windows() -> None:
-    quiet = [(_window(hour), WindowCounts(judged=0, failed=0, failed_retried=0)) for hour in range(24)]
-    result, errors = judge_run(quiet, SyncSettings())
-    assert _verdict(result) == PASS and errors == []
-    assert (result.metadata["windows_judged"].value, result.metadata["windows_flagged"].value) == (24, [])
-    # Small windows bad together: the pooled rate (8 / 24) makes each bad one ERROR, as per window.
-    small = [(_window(hour), WindowCounts(judged=3, failed=1, failed_retried=0)) for hour in range(8)]
-    result, errors = judge_run(small, SyncSettings())
-    assert _verdict(result) == ERROR and len(errors) == 8
-    assert result.metadata["windows_at_error"].value == 8
-    # The table lists the worst FLAGGED_ROWS; the count covers them all, and so does the alert's message.
-    many = [(_window(hour % 24).replace("-02-", f"-{2 + hour // 24:02d}-"), WindowCounts(judged=20, failed=5,
-                                                                                          failed_retried=0))
-            for hour in range(FLAGGED_ROWS + 6)]
-    result, errors = judge_run(many, SyncSettings())
-    values = {key: value.value for key, value in result.metadata.items()}
-    assert len(values["windows_flagged"]) == FLAGGED_ROWS and values["windows_at_error"] == FLAGGED_ROWS + 6
-    windows, count = error_windows(values)
-    assert f"in {FLAGGED_ROWS + 6} windows, worst" in failure_rate_message(PROSPECTS, windows, 0.1, count=count)
-    # A per-window evaluation (the loads') has no table.
-    assert error_windows({"failed": 1, "extracted": 3}) is None
+def test_the_message_names_the_worst_window_and_how_many_are_at_error() -> None:
+    one = [WindowRate(_window(2), 6, 40)]
+    assert failure_rate_message(PROSPECTS, one, 0.1) == (
+        f"outreach/prospects_written: failure rate 15.0% (6 of 40 records) above the ERROR threshold 10.0% "
+        f"in window {_window(2)}")
+    several = [WindowRate(_window(hour), hour, 20) for hour in range(3, 6)]
+    assert failure_rate_message(PROSPECTS, several, 0.1).endswith(f"25.0% (5 of 20 records) above the ERROR "
+                                                                   f"threshold 10.0% in 3 windows, worst {_window(5)}")

@@ -1,8 +1,8 @@
 """Acceptance: a Workbooks -> Outreach write whose refused records are above the ERROR rate fails its
 `failure_rate` check, so the run fails, after the writes and the link-back (the refused records' flags) are
 stored; the alert sensor POSTs one message naming the run, the asset, the rate and the window. The check is
-evaluated once per run and write asset (not per window): its metadata names the worst window and lists the
-windows at WARN or ERROR (the per-window judging over many windows is in defs/test_failure_rate_check.py).
+evaluated per write asset and window, and leaves none of the check rows Dagster plans for the run's windows
+unresolved (they would show as "Skipped").
 
 Four People selected for Outreach in one window, three of which Outreach refuses (two invalid email
 addresses, and the email of the first, whose prospect the same write creates first; as in
@@ -58,11 +58,23 @@ def _run(pipe: Pipeline, window: datetime) -> dg.ExecuteInProcessResult:
     return run_assets(pipe, window, TO_OUTREACH, expect_success=False)
 
 
-def _rates(result: dg.ExecuteInProcessResult) -> dict[dg.AssetKey, dg.AssetCheckEvaluation]:
-    """The run's `failure_rate` evaluations by asset: one per asset and run, whatever its windows."""
+def _rates(result: dg.ExecuteInProcessResult, window: str) -> dict[dg.AssetKey, dg.AssetCheckEvaluation]:
+    """The run's `failure_rate` evaluations by asset: one per asset and window (the run has one, `window`)."""
     evaluations = [e for e in result.get_asset_check_evaluations() if e.check_name == CHECK_NAME]
     assert len(evaluations) == len({e.asset_key for e in evaluations}), evaluations
+    assert {e.partition for e in evaluations} == {window}
     return {evaluation.asset_key: evaluation for evaluation in evaluations}
+
+
+def _unresolved_check_rows(pipe: Pipeline, run_id: str) -> list[tuple[str, str | None, str]]:
+    """The write checks' execution rows of the run that are not SUCCEEDED or FAILED (planned, never evaluated)."""
+    rows = [(flow.write_key.to_user_string(), record.partition, record.status.value)
+            for flow in REVERSE_FLOWS
+            for record in pipe.instance.event_log_storage.get_asset_check_execution_history(
+                dg.AssetCheckKey(flow.write_key, CHECK_NAME), limit=20)
+            if record.run_id == run_id]
+    assert rows, run_id
+    return [row for row in rows if row[2] not in {"SUCCEEDED", "FAILED"}]
 
 
 @pytest.fixture(scope="module")
@@ -88,22 +100,17 @@ def test_refused_records_above_the_error_rate_fail_the_run_after_the_writes_and_
     failed = [event for event in result.all_events if event.is_step_failure]
     assert [event.step_key for event in failed] == [RATE_STEP]
     assert "outreach/prospects_written: failure rate 75.0% (3 of 4 records)" in failed[0].step_failure_data.error.message
-    # One evaluation per write asset and run (not per window): prospects at ERROR, the record types without
-    # records pass. The window is in its metadata, not its partition.
+    # One evaluation per write asset and window: prospects at ERROR, the record types without records pass.
     window = partition_key(FIRST_EDIT_WINDOW)
-    rates = _rates(result)
+    rates = _rates(result, window)
     assert set(rates) == {flow.write_key for flow in REVERSE_FLOWS}
     prospects = rates[PROSPECTS_WRITTEN]
     assert (prospects.passed, prospects.severity) == (False, dg.AssetCheckSeverity.ERROR)
-    assert prospects.partition is None
-    assert {name: prospects.metadata[name].value for name in (
-        "failed", "extracted", "failed_retried", "worst_window", "windows_judged", "windows_at_warn",
-        "windows_at_error")} == {"failed": 3, "extracted": 4, "failed_retried": 0, "worst_window": window,
-                                 "windows_judged": 1, "windows_at_warn": 0, "windows_at_error": 1}
+    assert {name: prospects.metadata[name].value for name in ("failed", "extracted", "failed_retried")} == {
+        "failed": 3, "extracted": 4, "failed_retried": 0}
     assert prospects.metadata["failure_rate"].value == pytest.approx(0.75)
-    assert prospects.metadata["windows_flagged"].value == [
-        {"window": window, "failed": 3, "selected": 4, "rate": 0.75, "severity": "ERROR"}]
     assert "window " + window in failed[0].step_failure_data.error.message
+    assert _unresolved_check_rows(pipe, result.run_id) == []
     assert all(evaluation.passed for key, evaluation in rates.items() if key != PROSPECTS_WRITTEN)
     # The writes were stored and the link-back still ran: the refused People carry their flags.
     assert [m.asset_key for m in result.asset_materializations_for_node(WRITE_STEP)].count(PROSPECTS_WRITTEN) == 1
@@ -140,10 +147,10 @@ def test_records_refused_again_after_their_flags_are_cleared_are_stuck_not_judge
     result = _run(pipe, window)
 
     assert result.success, [event.step_key for event in result.all_events if event.is_step_failure]
-    prospects = _rates(result)[PROSPECTS_WRITTEN]
+    prospects = _rates(result, partition_key(window))[PROSPECTS_WRITTEN]
     assert prospects.passed
     assert {name: prospects.metadata[name].value for name in ("failed", "extracted", "failed_retried")} == {
         "failed": 0, "extracted": 0, "failed_retried": 3}
-    assert (prospects.metadata["windows_judged"].value, prospects.metadata["windows_flagged"].value) == (1, [])
+    assert _unresolved_check_rows(pipe, result.run_id) == []
     sensor.tick()
     assert receiver.bodies == []
