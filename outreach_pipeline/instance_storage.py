@@ -1,31 +1,38 @@
-"""The sandbox profile's Dagster storage: Dagster's SQLite storage, with batched event writes.
+"""The profiles' Dagster storage: Dagster's SQLite (sandbox) and Postgres (production) storage, with batched
+event writes.
 
-Why: a ranged run reports one materialization per asset per window, and one "planned" event per asset per
-window when it starts (about 80 events a window for this job's ~40 asset keys). Dagster's SQLite event log
-stores each event in its own two transactions (the run's database, then the cross-run index), each on a new
-connection, so a quiet 30-day backfill spent most of its time opening, committing and closing SQLite files.
-Dagster batches those events when `DAGSTER_EVENT_BATCH_SIZE` is set (`EVENT_BATCH_SIZE` below; dagster-postgres
-writes a batch in one statement), but the SQLite event log's `store_event_batch` is a loop over `store_event`.
+Why: a ranged run reports one materialization per asset per window, one "planned" event per asset per window
+when it starts, and one check evaluation per partitioned check per window (about 90 events a window for this
+job's ~40 asset keys and 11 checks). Dagster's SQLite event log stores each event in its own two or three
+transactions (the run's database, the cross-run index, a check's execution row), each on a new connection;
+dagster-postgres opens a new connection per event too. So a quiet 30-day backfill spent most of its time
+opening, committing and closing connections. Dagster batches materializations and planned events when
+`DAGSTER_EVENT_BATCH_SIZE` is set (`EVENT_BATCH_SIZE` below; dagster-postgres writes a batch of
+materializations in one statement), but the SQLite event log's `store_event_batch` is a loop over
+`store_event`, and neither batches check evaluations.
 
 Rules:
 * `BatchingSqliteStorage` is `DagsterSqliteStorage` (same files under the same `base_dir`, so an instance
   keeps its history when it switches) whose event log writes a batch in one transaction per database: the
-  run's rows in one, the index rows (asset events, asset-key entries, event tags) in the other. Each event
-  is stored as `SqliteEventLogStorage.store_event` stores it, in the same order; only the transactions differ.
+  run's rows in one, the index rows (asset events, asset-key entries, event tags, check rows) in the other.
+  Each event is stored as `SqliteEventLogStorage.store_event` stores it, in the same order; only the
+  transactions differ.
+* `BatchingPostgresStorage` is `DagsterPostgresStorage` (same database, same tables) whose event log stores
+  held check evaluations (below) in one transaction.
 * Whether a table exists is asked of SQLite once per table that exists (Dagster asks before each asset
   check row, on a new connection); a missing table is asked again, so a migration is still seen.
-* Only the event types Dagster batches (`BATCH_WRITABLE_EVENTS`) arrive here; a batch that fails is stored
-  again event by event by Dagster itself.
-* A run's check evaluations, which Dagster does not batch (a partitioned check reports one per window: seven
-  loads' checks made ~15,000 of the 15,800 commits of a quiet 30-day backfill), are held by the storage until
-  the next other event it is given (the step's output, success or failure always follows them, from the same
-  process), a full batch, or `dispose`, then stored as a batch: the run's rows in one transaction, their
-  mirrors in the index and their check execution rows (through Dagster's own method, on the same connection)
-  in another. They are stored before that next event, in their order. A process killed between an
+* Only the event types Dagster batches (`BATCH_WRITABLE_EVENTS`) arrive in `store_event_batch`; a batch that
+  fails is stored again event by event by Dagster itself.
+* A run's check evaluations, which Dagster does not batch (a partitioned check reports one per window: the
+  loads' checks made ~15,000 of the 15,800 SQLite commits of a quiet 30-day backfill), are held by the event
+  log until the next other event it is given (the step's output, success or failure always follows them, from
+  the same process), a full batch (`EVENT_BATCH_SIZE`), or `dispose`, then stored as a batch: their event
+  rows, their index mirrors and their check execution rows (through Dagster's own method, on the batch's
+  connection). They are stored before that next event, in their order. A process killed between an
   evaluation and its step's next event loses the evaluation; the run then fails, and Dagster shows the check
   as not executed. Runless evaluations (no run id) are stored at once.
 * `use_event_batches()` sets `DAGSTER_EVENT_BATCH_SIZE` for this process unless it is set already; the code
-  location calls it, so every run worker and `execute_in_process` batches (Postgres instances too).
+  location calls it, so every run worker and `execute_in_process` batches.
 """
 
 from __future__ import annotations
@@ -42,6 +49,8 @@ from dagster._core.storage.event_log import SqliteEventLogStorage
 from dagster._core.storage.event_log.schema import SqlEventLogStorageTable
 from dagster._core.storage.sqlite_storage import DagsterSqliteStorage, _event_logs_directory
 from dagster._serdes import ConfigurableClassData
+from dagster_postgres import DagsterPostgresStorage, PostgresEventLogStorage
+from dagster_postgres.utils import pg_url_from_config
 from sqlalchemy.engine import Connection
 
 #: Events per batch: one step's materializations of one asset over a 30-day range (720) fit in one.
@@ -54,16 +63,15 @@ def use_event_batches(environ: os._Environ[str] | dict[str, str] = os.environ) -
     environ.setdefault(EVENT_BATCH_VARIABLE, str(EVENT_BATCH_SIZE))
 
 
-class BatchingSqliteEventLogStorage(SqliteEventLogStorage):
-    """`SqliteEventLogStorage` that writes a batch of events in one transaction per database."""
+class HeldCheckEvaluations:
+    """Event log behaviour: a run's check evaluations are held until the next other event, then stored as one
+    batch by `_store_checks` (each storage's own). Mixed in before Dagster's event log class."""
 
-    def __init__(self, base_dir: str, inst_data: ConfigurableClassData | None = None) -> None:
+    def _hold_checks(self) -> None:
+        # Called before the event log's own __init__, which may already open the index.
         self._pending_checks: list[EventLogEntry] = []
         self._pending_lock = threading.Lock()
         self._shared_index = threading.local()
-        super().__init__(base_dir, inst_data=inst_data)  # opens the index, through `index_connection`
-
-    # ---- check evaluations: held until the next other event, then stored as one batch
 
     def store_event(self, event: EventLogEntry) -> None:
         if _deferrable(event):
@@ -74,36 +82,58 @@ class BatchingSqliteEventLogStorage(SqliteEventLogStorage):
                 self.store_pending_checks()
             return
         self.store_pending_checks()
-        super().store_event(event)
+        super().store_event(event)  # type: ignore[misc]
+
+    def store_event_batch(self, events: Sequence[EventLogEntry]) -> None:
+        self.store_pending_checks()
+        super().store_event_batch(events)  # type: ignore[misc]
 
     def store_pending_checks(self) -> None:
-        """Store the check evaluations held so far (each run's in one transaction per database)."""
+        """Store the check evaluations held so far."""
         with self._pending_lock:
             pending, self._pending_checks = self._pending_checks, []
         if pending:
-            self._store_batch(pending)
+            self._store_checks(pending)
 
     def dispose(self) -> None:
         self.store_pending_checks()
-        super().dispose()
+        super().dispose()  # type: ignore[misc]
+
+    def _store_checks(self, events: list[EventLogEntry]) -> None:
+        raise NotImplementedError
 
     @contextmanager
     def index_connection(self) -> Iterator[Connection]:
         shared = getattr(self._shared_index, "conn", None)
-        if shared is not None:  # inside `_one_index_transaction` on this thread: Dagster's own calls join it
+        if shared is not None:  # inside `_sharing_index` on this thread: Dagster's own calls join its transaction
             yield shared
             return
-        with super().index_connection() as conn:
+        with super().index_connection() as conn:  # type: ignore[misc]
             yield conn
 
     @contextmanager
-    def _one_index_transaction(self) -> Iterator[Connection]:
-        with super().index_connection() as conn:
-            self._shared_index.conn = conn
-            try:
-                yield conn
-            finally:
-                self._shared_index.conn = None
+    def _sharing_index(self, conn: Connection) -> Iterator[Connection]:
+        """While open, `index_connection` on this thread yields `conn` (in its transaction)."""
+        self._shared_index.conn = conn
+        try:
+            yield conn
+        finally:
+            self._shared_index.conn = None
+
+    def _store_check_rows(self, conn: Connection, events: list[EventLogEntry], rows: list[dict[str, Any]]) -> None:
+        """Mirror the evaluations' rows on `conn` and store each one's check execution row there too."""
+        event_ids = _insert_returning_ids(conn, rows)
+        with self._sharing_index(conn):
+            for event, event_id in zip(events, event_ids, strict=True):
+                self.store_asset_check_event(event, event_id)  # type: ignore[attr-defined]
+
+
+class BatchingSqliteEventLogStorage(HeldCheckEvaluations, SqliteEventLogStorage):
+    """`SqliteEventLogStorage` that writes a batch of events in one transaction per database."""
+
+    def __init__(self, base_dir: str, inst_data: ConfigurableClassData | None = None) -> None:
+        self._hold_checks()
+        super().__init__(base_dir, inst_data=inst_data)
 
     def has_table(self, table_name: str) -> bool:
         # Dagster asks before every asset check row and every tagged asset event, each time on a new
@@ -115,6 +145,9 @@ class BatchingSqliteEventLogStorage(SqliteEventLogStorage):
 
     def store_event_batch(self, events: Sequence[EventLogEntry]) -> None:
         self.store_pending_checks()
+        self._store_batch(events)
+
+    def _store_checks(self, events: list[EventLogEntry]) -> None:
         self._store_batch(events)
 
     def _store_batch(self, events: Sequence[EventLogEntry]) -> None:
@@ -142,12 +175,26 @@ class BatchingSqliteEventLogStorage(SqliteEventLogStorage):
                 for event, event_id in last.values():
                     self._store_asset_event(conn, event, event_id)
         if checks and self.supports_asset_checks:  # asked first: SQLite answers on a connection of its own
-            # The events mirrored and each check's execution row, in one transaction: Dagster's own method
-            # stores the rows, on this transaction's connection.
-            with self._one_index_transaction() as conn:
-                check_ids = _insert_returning_ids(conn, [rows[i] for i in checks])
-                for i, event_id in zip(checks, check_ids, strict=True):
-                    self.store_asset_check_event(events[i], event_id)
+            # The events mirrored and each check's execution row, in one transaction.
+            with SqliteEventLogStorage.index_connection(self) as conn:
+                self._store_check_rows(conn, [events[i] for i in checks], [rows[i] for i in checks])
+
+
+class BatchingPostgresEventLogStorage(HeldCheckEvaluations, PostgresEventLogStorage):
+    """`PostgresEventLogStorage` that stores held check evaluations in one transaction."""
+
+    def __init__(self, postgres_url: str, should_autocreate_tables: bool = True,
+                 inst_data: ConfigurableClassData | None = None) -> None:
+        self._hold_checks()
+        super().__init__(postgres_url, should_autocreate_tables, inst_data=inst_data)
+
+    def _store_checks(self, events: list[EventLogEntry]) -> None:
+        events = [event for event in events if event.is_dagster_event]
+        if not events:
+            return
+        # One table holds every run's events on Postgres: the rows and the check rows in one transaction.
+        with PostgresEventLogStorage.index_transaction(self) as conn:
+            self._store_check_rows(conn, events, [self._event_to_row(event) for event in events])
 
 
 def _deferrable(event: EventLogEntry) -> bool:
@@ -175,3 +222,24 @@ class BatchingSqliteStorage(DagsterSqliteStorage):
     @classmethod
     def from_config_value(cls, inst_data: ConfigurableClassData | None, config_value: Mapping[str, Any]) -> BatchingSqliteStorage:
         return cls(inst_data=inst_data, **config_value)
+
+
+class BatchingPostgresStorage(DagsterPostgresStorage):
+    """Dagster's Postgres storage (dagster-postgres' config: `postgres_url` or `postgres_db`) with
+    `BatchingPostgresEventLogStorage` as its event log.
+
+    In dagster.yaml: ``storage: {custom: {module: outreach_pipeline.instance_storage, class:
+    BatchingPostgresStorage, config: {postgres_url: {env: DAGSTER_PG_URL}}}}``.
+    """
+
+    def __init__(self, postgres_url: str, should_autocreate_tables: bool = True,
+                 inst_data: ConfigurableClassData | None = None) -> None:
+        super().__init__(postgres_url, should_autocreate_tables, inst_data=inst_data)
+        self._event_log_storage.dispose()  # Dagster's own, replaced before first use
+        self._event_log_storage = BatchingPostgresEventLogStorage(postgres_url, should_autocreate_tables)
+
+    @classmethod
+    def from_config_value(cls, inst_data: ConfigurableClassData | None,  # type: ignore[override]
+                          config_value: Mapping[str, Any]) -> BatchingPostgresStorage:
+        return cls(inst_data=inst_data, postgres_url=pg_url_from_config(config_value),  # type: ignore[arg-type]
+                   should_autocreate_tables=config_value.get("should_autocreate_tables", True))

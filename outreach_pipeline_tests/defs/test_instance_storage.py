@@ -12,8 +12,13 @@ import pytest
 import yaml
 from dagster._core.events import EngineEventData
 from dagster._core.events.log import EventLogEntry
+from dagster_postgres import PostgresEventLogStorage
 
-from outreach_pipeline.instance_storage import EVENT_BATCH_VARIABLE, BatchingSqliteEventLogStorage
+from outreach_pipeline.instance_storage import (
+    EVENT_BATCH_VARIABLE,
+    BatchingSqliteEventLogStorage,
+    HeldCheckEvaluations,
+)
 from outreach_pipeline.profiles import Profile, instance_config_source
 
 WINDOWS = dg.HourlyPartitionsDefinition(start_date="2026-11-01-00:00", timezone="UTC")
@@ -37,15 +42,23 @@ def rows_ok(context: dg.AssetCheckExecutionContext):
     yield dg.Output(None, output_name=CHECK.get_python_identifier())
 
 
-def test_a_ranged_run_on_the_sandbox_profile_stores_every_window(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("profile", [Profile.SANDBOX, Profile.PRODUCTION])
+def test_a_ranged_run_on_a_profiles_storage_stores_every_window(profile: Profile, tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch,
+                                                                 request: pytest.FixtureRequest) -> None:
+    """The sandbox profile's SQLite storage, and the production profile's on the real Postgres."""
     monkeypatch.setenv(EVENT_BATCH_VARIABLE, "1000")
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
-    config = yaml.safe_load(instance_config_source(Profile.SANDBOX).read_text())
-    (tmp_path / "dagster.yaml").write_text(yaml.safe_dump(config))
+    if profile is Profile.PRODUCTION:
+        monkeypatch.setenv("DAGSTER_PG_URL", request.getfixturevalue("postgres_database_url"))
+    config = yaml.safe_load(instance_config_source(profile).read_text())
+    (tmp_path / "dagster.yaml").write_text(yaml.safe_dump({"storage": config["storage"]}))
     defs = dg.Definitions(assets=[counted], asset_checks=[rows_ok],
                           jobs=[dg.define_asset_job("counted_job", executor_def=dg.in_process_executor)])
     with dg.DagsterInstance.from_config(str(tmp_path)) as instance:
-        assert isinstance(instance.event_log_storage, BatchingSqliteEventLogStorage)
+        assert isinstance(instance.event_log_storage, HeldCheckEvaluations)
+        assert isinstance(instance.event_log_storage, BatchingSqliteEventLogStorage if profile is Profile.SANDBOX
+                          else PostgresEventLogStorage)
         result = defs.resolve_job_def("counted_job").execute_in_process(
             instance=instance,
             tags={"dagster/asset_partition_range_start": FIRST, "dagster/asset_partition_range_end": LAST},

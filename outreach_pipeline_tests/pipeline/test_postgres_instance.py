@@ -111,7 +111,7 @@ def test_sync_with_the_production_profile_keeps_instance_and_ledger_on_postgres(
     monkeypatch.setenv("DAGSTER_PG_URL", postgres_database_url)
     with dg.DagsterInstance.from_config(str(home)) as instance:
         assert type(instance.run_storage).__name__ == "PostgresRunStorage"
-        assert type(instance.event_log_storage).__name__ == "PostgresEventLogStorage"
+        assert type(instance.event_log_storage).__name__ == "BatchingPostgresEventLogStorage"  # dagster-postgres'
         assert type(instance.schedule_storage).__name__ == "PostgresScheduleStorage"
         assert instance.run_monitoring_enabled and instance.run_retries_enabled
         assert instance.run_retries_max_retries == 2
