@@ -1,7 +1,7 @@
 """Quiet-window benchmark: one single-run backfill of the scheduled sync job over N days where nothing changed.
 
-    .venv/bin/python benchmarks/bench_quiet_backfill.py [--days 30] [--instance sqlite|postgres|both]
-                                                        [--profile] [--floor]
+    .venv/bin/python benchmarks/bench_quiet_backfill.py [--days 30]
+        [--instance sqlite|postgres|postgres-dagster|both] [--profile] [--floor]
 
 Setup (not timed): an in-process sandbox seeded with a small day of records (the harness's way: in memory,
 fields installed, the Outreach clock pinned), and one initial sync of that day. Timed: one run of
@@ -9,9 +9,11 @@ fields installed, the Outreach clock pinned), and one initial sync of that day. 
 What a quiet window costs is Dagster's bookkeeping and the window store's files, not the APIs.
 
 Instances: `sqlite` is a DAGSTER_HOME holding the project's dagster.yaml (SQLite storage under it, the
-default); `postgres` is the same settings with dagster-postgres storage in a throw-away database created on
-127.0.0.1:5432 (trust auth; OUTREACH_PIPELINE_TEST_POSTGRES overrides the server) and dropped afterwards. The
-maintenance connection that creates and drops it uses `template1`, never the `postgres` database.
+default); `postgres` is the same settings with the production profile's storage (dagster-postgres', check
+evaluations stored in batches) in a throw-away database created on 127.0.0.1:5432 (trust auth;
+OUTREACH_PIPELINE_TEST_POSTGRES overrides the server) and dropped afterwards; `postgres-dagster` the same with
+Dagster's own `storage: postgres`. The maintenance connection that creates and drops the database uses
+`template1`, never the `postgres` database.
 
 `--floor` times Dagster alone: trivial partitioned assets with the real job's asset keys, dependencies and
 checks (partitioned checks evaluated once per window, as the loads' `failure_rate` is), no IO manager and no work, over
@@ -53,6 +55,7 @@ from outreach_pipeline.definitions import build_definitions as build_code_locati
 from outreach_pipeline.defs.io_manager import WindowedParquetIOManager
 from outreach_pipeline.defs.jobs import SYNC_JOB
 from outreach_pipeline.defs.resources import LedgerResource, OutreachResource, SyncSettings, WorkbooksResource
+from outreach_pipeline.profiles import Profile, instance_config_source
 from outreach_pipeline.sandbox.runtime import RunningSandbox, SandboxConfig, start_sandbox
 from outreach_pipeline.settings import WINDOW_KEY_FORMAT, PipelineSettings
 
@@ -150,7 +153,8 @@ def postgres_database() -> Iterator[str]:
 
 @contextmanager
 def open_instance(kind: str, root: Path) -> Iterator[dg.DagsterInstance]:
-    """A fresh instance of `kind` (``sqlite`` or ``postgres``) under `root`, with the project's settings."""
+    """A fresh instance of `kind` (``sqlite``, ``postgres`` or ``postgres-dagster``) under `root`, with the project's
+    settings."""
     home = root / f"dagster_{kind}"
     home.mkdir(parents=True)
     os.environ["DAGSTER_HOME"] = str(home)  # the project's SQLite storage lives under it
@@ -160,7 +164,12 @@ def open_instance(kind: str, root: Path) -> Iterator[dg.DagsterInstance]:
             yield instance
         return
     with postgres_database() as url:
-        (home / "dagster.yaml").write_text(instance_yaml({"postgres": {"postgres_url": url}}))
+        if kind == "postgres":  # the production profile's storage class, on the throw-away database
+            storage = yaml.safe_load(instance_config_source(Profile.PRODUCTION).read_text())["storage"]
+            storage["custom"]["config"]["postgres_url"] = url
+        else:  # postgres-dagster: Dagster's own `storage: postgres`
+            storage = {"postgres": {"postgres_url": url}}
+        (home / "dagster.yaml").write_text(instance_yaml(storage))
         with dg.DagsterInstance.from_config(str(home)) as instance:
             yield instance
 
@@ -389,7 +398,7 @@ def main(argv: list[str] | None = None) -> int:
     """Parse the command line, run the chosen measurements and print the figures; exit 1 if a run failed."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--days", type=int, default=30, help="quiet days to backfill (24 windows each)")
-    parser.add_argument("--instance", choices=("sqlite", "postgres", "both"), default="both")
+    parser.add_argument("--instance", choices=("sqlite", "postgres", "postgres-dagster", "both"), default="both")
     parser.add_argument("--profile", action="store_true", help="print cProfile's top functions of the timed run")
     parser.add_argument("--floor", action="store_true",
                         help="time trivial stand-ins of the job's assets and checks (Dagster's own cost) instead")

@@ -18,7 +18,8 @@ Rules:
   Each event is stored as `SqliteEventLogStorage.store_event` stores it, in the same order; only the
   transactions differ.
 * `BatchingPostgresStorage` is `DagsterPostgresStorage` (same database, same tables) whose event log stores
-  held check evaluations (below) in one transaction.
+  a batch of planned events in one transaction (it already writes a batch of materializations in one
+  statement), and held check evaluations (below) in one transaction.
 * Whether a table exists is asked of SQLite once per table that exists (Dagster asks before each asset
   check row, on a new connection); a missing table is asked again, so a migration is still seen.
 * Only the event types Dagster batches (`BATCH_WRITABLE_EVENTS`) arrive in `store_event_batch`; a batch that
@@ -181,12 +182,30 @@ class BatchingSqliteEventLogStorage(HeldCheckEvaluations, SqliteEventLogStorage)
 
 
 class BatchingPostgresEventLogStorage(HeldCheckEvaluations, PostgresEventLogStorage):
-    """`PostgresEventLogStorage` that stores held check evaluations in one transaction."""
+    """`PostgresEventLogStorage` that stores a batch of planned events, and held check evaluations, in one
+    transaction (dagster-postgres writes a batch of materializations in one statement, but planned events one
+    by one: two connections each)."""
 
     def __init__(self, postgres_url: str, should_autocreate_tables: bool = True,
                  inst_data: ConfigurableClassData | None = None) -> None:
         self._hold_checks()
         super().__init__(postgres_url, should_autocreate_tables, inst_data=inst_data)
+
+    def store_event_batch(self, events: Sequence[EventLogEntry]) -> None:
+        self.store_pending_checks()
+        if not events or {event.dagster_event_type for event in events} != {
+                DagsterEventType.ASSET_MATERIALIZATION_PLANNED}:
+            super().store_event_batch(events)
+            return
+        # As `store_event` stores each: the event's row, its tags, its asset's entry; in one transaction.
+        with PostgresEventLogStorage.index_transaction(self) as conn:
+            event_ids = _insert_returning_ids(conn, [self._event_to_row(event) for event in events])
+            self._store_asset_event_tags(conn, events, event_ids)
+            # Each event would overwrite its asset's entry in turn: the last one per asset is what stays.
+            last = {event.get_dagster_event().asset_key: (event, event_id)
+                    for event, event_id in zip(events, event_ids, strict=True)}
+            for event, event_id in last.values():
+                self._store_asset_event(conn, event, event_id)
 
     def _store_checks(self, events: list[EventLogEntry]) -> None:
         events = [event for event in events if event.is_dagster_event]
