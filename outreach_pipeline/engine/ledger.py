@@ -5,28 +5,39 @@ with one statement per table per batch. Writers are serialised so that two proce
 for the same entity cannot interleave their read-merge-write: SQLite takes the write lock up front
 (``BEGIN IMMEDIATE``, WAL, busy timeout), PostgreSQL takes a transaction-scoped advisory lock per entity.
 
-The tables are in ``ledger_schema.py``, versioned by the Alembic revisions in ``engine/migrations``, applied
+The records a run gives and reads back are in ``ledger_models.py``, the rules that turn an outcome into its state
+and history rows in ``ledger_rows.py`` (pure). The tables are in ``ledger_schema.py``, versioned by the Alembic revisions in ``engine/migrations``, applied
 when a ledger is opened: a change to them needs a revision. Timestamps are ``UtcDateTime`` columns, stored as UTC and read
 back aware in UTC on both databases.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import zlib
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy.engine import Connection, Engine
 
 from outreach_pipeline.engine import migrations
 from outreach_pipeline.engine.ledger_failures import FailureQueries
+from outreach_pipeline.engine.ledger_models import (
+    FieldConflict,
+    HistoryEntry,
+    PendingRelation,
+    RecordOutcome,
+    RecordState,
+    RunSummary,
+    SyncWindow,
+    from_json,
+    to_json,
+    values_hash,
+)
+from outreach_pipeline.engine.ledger_rows import history_from_row, history_row, state_from_row, state_row
 from outreach_pipeline.engine.ledger_schema import (
     OUTCOMES,
     conflict,
@@ -39,165 +50,26 @@ from outreach_pipeline.engine.ledger_schema import (
 )
 from outreach_pipeline.engine.ledger_schema import writer_lock as writer_lock  # re-exported: its table
 from outreach_pipeline.engine.outcome import Outcome
-from outreach_pipeline.engine.utc_datetime import to_utc
-from outreach_pipeline.mapping.errors import ErrorKind
 
-HOUR = timedelta(hours=1)
+# The records are the ledger's vocabulary: importers take them from here.
+__all__ = [
+    "TO_OUTREACH_REASON",
+    "FieldConflict",
+    "HistoryEntry",
+    "PendingRelation",
+    "RecordOutcome",
+    "RecordState",
+    "RunSummary",
+    "SyncLedger",
+    "SyncWindow",
+    "values_hash",
+    "writer_lock",
+]
+
 _IN_CLAUSE_CHUNK = 500
 #: The reason recorded with the outcomes of the Workbooks -> Outreach direction (history rows without it are
 #: the Outreach -> Workbooks direction's).
 TO_OUTREACH_REASON = "to_outreach"
-
-
-class LedgerModel(BaseModel):
-    """Base of ledger records: immutable, unknown keys rejected, datetimes aware and in UTC."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    @field_validator("*", mode="after")
-    @classmethod
-    def _datetimes_in_utc(cls, value: Any) -> Any:
-        # A naive datetime is refused where it enters, naming the field, rather than at the database.
-        if isinstance(value, datetime):
-            if value.tzinfo is None:
-                raise ValueError("datetimes must be timezone-aware")
-            return to_utc(value)
-        return value
-
-
-class SyncWindow(LedgerModel):
-    """A half-open sync window ``[start, end)`` in UTC."""
-
-    start: datetime
-    end: datetime
-
-
-class PendingRelation(LedgerModel):
-    """A link from ``entity``/``outreach_id`` that could not be resolved because its target is not synced yet."""
-
-    entity: str
-    outreach_id: int
-    field: str
-    target_entity: str
-    target_outreach_id: int
-
-
-class RecordOutcome(LedgerModel):
-    """What happened to one record in one run (input to :meth:`SyncLedger.record_outcomes`).
-
-    Attributes:
-        values: the full set of normalised values now in Workbooks (applied outcomes only); hashed.
-        diff: what was written (fields -> new values), kept in the history with each field's previous value
-            (from the ledger's last applied values; absent when the ledger had none).
-        pending_relations: the record's complete set of unresolved links after this run (replaces the old set).
-        window_start: the record's own sync window (the hour its change belongs to); ``window_end`` defaults to
-            one hour later. Without it the record is stored with the whole window the run was given.
-        error_field, error_kind: what a failure concerns (``mapping.errors.ErrorKind``); None when unknown.
-        workbooks_lock_version: the Workbooks record's lock_version that ``values`` correspond to (after an
-            Outreach -> Workbooks write, or as read for a Workbooks -> Outreach write); the ledger keeps the highest.
-    """
-
-    entity: str
-    outreach_id: int
-    outcome: Outcome
-    workbooks_id: int | None = None
-    outreach_updated_at: datetime | None = None
-    values: dict[str, Any] | None = None
-    diff: dict[str, Any] | None = None
-    reason: str | None = None
-    error: str | None = None
-    pending_relations: list[PendingRelation] = Field(default_factory=list)
-    window_start: datetime | None = None
-    window_end: datetime | None = None
-    error_field: str | None = None
-    error_kind: ErrorKind | None = None
-    workbooks_lock_version: int | None = None
-
-    def own_window(self, run_window: SyncWindow) -> SyncWindow:
-        """The record's own window if it has one, else the run's."""
-        if self.window_start is None:
-            return run_window
-        return SyncWindow(start=self.window_start, end=self.window_end or self.window_start + HOUR)
-
-
-class RecordState(LedgerModel):
-    """The ledger's latest knowledge of one record."""
-
-    entity: str
-    outreach_id: int
-    workbooks_id: int | None
-    outreach_updated_at: datetime | None
-    values_hash: str | None
-    values: dict[str, Any] | None
-    last_outcome: Outcome
-    last_reason: str | None
-    last_error: str | None
-    window_start: datetime | None
-    window_end: datetime | None
-    last_run_id: str
-    needs_retry: bool
-    recorded_at: datetime
-    error_field: str | None = None
-    error_kind: str | None = None
-    first_failed_at: datetime | None = None
-    fail_streak: int = 0
-    workbooks_lock_version: int | None = None
-
-
-class HistoryEntry(LedgerModel):
-    """One row of the append-only history."""
-
-    run_id: str
-    entity: str
-    outreach_id: int
-    workbooks_id: int | None
-    outcome: Outcome
-    reason: str | None
-    error: str | None
-    outreach_updated_at: datetime | None
-    window_start: datetime | None
-    window_end: datetime | None
-    values_hash: str | None
-    diff: dict[str, Any] | None
-    recorded_at: datetime
-    old: dict[str, Any] | None = None
-    error_field: str | None = None
-    error_kind: str | None = None
-    fail_streak: int | None = None
-
-
-class RunSummary(LedgerModel):
-    """Counts per outcome of one run of one entity."""
-
-    run_id: str
-    entity: str
-    window_start: datetime | None
-    window_end: datetime | None
-    counts: dict[str, int]
-    started_at: datetime
-    finished_at: datetime | None
-
-
-class FieldConflict(LedgerModel):
-    """A field changed on both sides since they last agreed: both values, the base, and who won."""
-
-    entity: str
-    outreach_id: int
-    workbooks_id: int | None
-    field: str
-    base: Any
-    had_base: bool
-    outreach_value: Any
-    workbooks_value: Any
-    winner: str
-    policy: str
-
-
-def values_hash(values: dict[str, Any] | None) -> str | None:
-    """Stable SHA-256 of a values dict (sorted keys, JSON)."""
-    if values is None:
-        return None
-    return hashlib.sha256(_dumps(values).encode()).hexdigest()
 
 
 class SyncLedger(FailureQueries):
@@ -304,10 +176,10 @@ class SyncLedger(FailureQueries):
         now = _now()
         with self._write(entity) as connection:
             previous = self._read_states(connection, entity, [outcome.outreach_id for outcome in outcomes])
-            state_rows = [_state_row(o, previous.get(o.outreach_id), run_id, window, now) for o in outcomes]
+            state_rows = [state_row(o, previous.get(o.outreach_id), run_id, window, now) for o in outcomes]
             connection.execute(upsert(connection, record_state, ["entity", "outreach_id"]), state_rows)
             connection.execute(history.insert(), [
-                _history_row(o, previous.get(o.outreach_id), state, run_id, window, now)
+                history_row(o, previous.get(o.outreach_id), state, run_id, window, now)
                 for o, state in zip(outcomes, state_rows, strict=True)
             ])
             self._replace_pending(connection, entity, outcomes, run_id, now)
@@ -321,8 +193,8 @@ class SyncLedger(FailureQueries):
         rows = [
             {
                 "run_id": run_id, "entity": c.entity, "outreach_id": c.outreach_id, "workbooks_id": c.workbooks_id,
-                "field": c.field, "base_json": _dumps({"value": c.base}) if c.had_base else None,
-                "outreach_json": _dumps(c.outreach_value), "workbooks_json": _dumps(c.workbooks_value),
+                "field": c.field, "base_json": to_json({"value": c.base}) if c.had_base else None,
+                "outreach_json": to_json(c.outreach_value), "workbooks_json": to_json(c.workbooks_value),
                 "winner": c.winner, "policy": c.policy, "recorded_at": now,
             }
             for c in conflicts
@@ -340,8 +212,8 @@ class SyncLedger(FailureQueries):
                 FieldConflict(
                     entity=row["entity"], outreach_id=row["outreach_id"], workbooks_id=row["workbooks_id"],
                     field=row["field"], had_base=row["base_json"] is not None,
-                    base=(_loads(row["base_json"]) or {}).get("value"),
-                    outreach_value=_loads(row["outreach_json"]), workbooks_value=_loads(row["workbooks_json"]),
+                    base=(from_json(row["base_json"]) or {}).get("value"),
+                    outreach_value=from_json(row["outreach_json"]), workbooks_value=from_json(row["workbooks_json"]),
                     winner=row["winner"], policy=row["policy"],
                 )
                 for row in connection.execute(query).mappings()
@@ -358,7 +230,7 @@ class SyncLedger(FailureQueries):
                     record_state.c.workbooks_id.in_(ids[start : start + _IN_CLAUSE_CHUNK]),
                 )
                 for row in connection.execute(query).mappings():
-                    found[int(row["workbooks_id"])] = _record_state(row)
+                    found[int(row["workbooks_id"])] = state_from_row(row)
         return found
 
     def written_in_window(self, entity: str, window: SyncWindow, *, to_outreach: bool) -> list[tuple[int, int | None]]:
@@ -439,7 +311,7 @@ class SyncLedger(FailureQueries):
         key = history.c.outreach_id == outreach_id if workbooks_id is None else history.c.workbooks_id == workbooks_id
         query = sa.select(history).where(history.c.entity == entity, key).order_by(history.c.id)
         with self._engine.connect() as connection:
-            return [_history_entry(row) for row in connection.execute(query).mappings()]
+            return [history_from_row(row) for row in connection.execute(query).mappings()]
 
     # --- internals ---------------------------------------------------------------------------------------
 
@@ -457,7 +329,7 @@ class SyncLedger(FailureQueries):
                 record_state.c.entity == entity, record_state.c.outreach_id.in_(chunk)
             )
             for row in connection.execute(query).mappings():
-                states[row["outreach_id"]] = _record_state(row)
+                states[row["outreach_id"]] = state_from_row(row)
         return states
 
     def _replace_pending(
@@ -594,150 +466,8 @@ def _single_entity(outcomes: Sequence[RecordOutcome]) -> str:
     return entities.pop()
 
 
-def _state_row(
-    outcome: RecordOutcome, previous: RecordState | None, run_id: str, window: SyncWindow, now: datetime
-) -> dict[str, Any]:
-    applied = outcome.outcome.applied
-    keep_values = not applied and previous is not None
-    own = outcome.own_window(window)
-    failed = outcome.outcome is Outcome.FAILED
-    # A stale-version skip (an old window reloaded) says nothing about the record's failures: it keeps them.
-    keeps_failure = outcome.reason == "stale_version" and previous is not None and previous.fail_streak > 0
-    streak = (previous.fail_streak if previous is not None else 0) + 1 if failed else 0
-    first_failed = (previous.first_failed_at if previous is not None and previous.fail_streak > 0 else None) or now
-    row = {
-        "entity": outcome.entity,
-        "outreach_id": outcome.outreach_id,
-        "workbooks_id": outcome.workbooks_id
-        if outcome.workbooks_id is not None
-        else _get(previous, "workbooks_id"),
-        "outreach_updated_at": outcome.outreach_updated_at
-        if applied
-        else _get(previous, "outreach_updated_at"),
-        "values_hash": previous.values_hash if keep_values else values_hash(outcome.values),
-        "values_json": _dumps(previous.values if keep_values else outcome.values),
-        "last_outcome": outcome.outcome,
-        "last_reason": outcome.reason,
-        "last_error": outcome.error,
-        "window_start": own.start,
-        "window_end": own.end,
-        "last_run_id": run_id,
-        # Only failures are retried. A flag skip is terminal for this version; a stale-version skip (an old
-        # window reloaded) says nothing about the record's retry state, so it keeps it.
-        "needs_retry": outcome.outcome is Outcome.FAILED
-        or (outcome.reason == "stale_version" and bool(_get(previous, "needs_retry"))),
-        "recorded_at": now,
-        "error_field": outcome.error_field if failed else None,
-        "error_kind": outcome.error_kind.value if failed and outcome.error_kind is not None else None,
-        "first_failed_at": first_failed if failed else None,
-        "fail_streak": streak,
-        "workbooks_lock_version": _workbooks_lock_version(outcome, previous),
-    }
-    if keeps_failure:
-        assert previous is not None
-        row |= {"error_field": previous.error_field, "error_kind": previous.error_kind,
-                "first_failed_at": previous.first_failed_at, "fail_streak": previous.fail_streak}
-    return row
-
-
-def _workbooks_lock_version(outcome: RecordOutcome, previous: RecordState | None) -> int | None:
-    """The highest Workbooks version the record's values are known from; a new Workbooks twin starts afresh."""
-    new = outcome.workbooks_lock_version if outcome.outcome.applied else None
-    if previous is None or (outcome.workbooks_id is not None and outcome.workbooks_id != previous.workbooks_id):
-        return new
-    return max((v for v in (previous.workbooks_lock_version, new) if v is not None), default=None)
-
-
-def _history_row(
-    outcome: RecordOutcome, previous: RecordState | None, state: dict[str, Any], run_id: str, window: SyncWindow,
-    now: datetime,
-) -> dict[str, Any]:
-    own = outcome.own_window(window)
-    known = previous.values if previous is not None and previous.values is not None else None
-    old = {name: known.get(name) for name in outcome.diff if name in known} if outcome.diff and known else None
-    failed = outcome.outcome is Outcome.FAILED
-    return {
-        "run_id": run_id,
-        "entity": outcome.entity,
-        "outreach_id": outcome.outreach_id,
-        "workbooks_id": outcome.workbooks_id,
-        "outcome": outcome.outcome,
-        "reason": outcome.reason,
-        "error": outcome.error,
-        "outreach_updated_at": outcome.outreach_updated_at,
-        "window_start": own.start,
-        "window_end": own.end,
-        "values_hash": values_hash(outcome.values),
-        "diff_json": _dumps(outcome.diff),
-        "recorded_at": now,
-        "old_json": _dumps(old),
-        "error_field": state["error_field"] if failed else None,
-        "error_kind": state["error_kind"] if failed else None,
-        "fail_streak": state["fail_streak"] if failed else None,
-        "first_failed_at": state["first_failed_at"] if failed else None,
-    }
-
-
-def _record_state(row: Any) -> RecordState:
-    return RecordState(
-        entity=row["entity"],
-        outreach_id=row["outreach_id"],
-        workbooks_id=row["workbooks_id"],
-        outreach_updated_at=row["outreach_updated_at"],
-        values_hash=row["values_hash"],
-        values=_loads(row["values_json"]),
-        last_outcome=row["last_outcome"],
-        last_reason=row["last_reason"],
-        last_error=row["last_error"],
-        window_start=row["window_start"],
-        window_end=row["window_end"],
-        last_run_id=row["last_run_id"],
-        needs_retry=bool(row["needs_retry"]),
-        recorded_at=row["recorded_at"],
-        error_field=row["error_field"],
-        error_kind=row["error_kind"],
-        first_failed_at=row["first_failed_at"],
-        fail_streak=int(row["fail_streak"] or 0),
-        workbooks_lock_version=row["workbooks_lock_version"],
-    )
-
-
-def _history_entry(row: Any) -> HistoryEntry:
-    return HistoryEntry(
-        run_id=row["run_id"],
-        entity=row["entity"],
-        outreach_id=row["outreach_id"],
-        workbooks_id=row["workbooks_id"],
-        outcome=row["outcome"],
-        reason=row["reason"],
-        error=row["error"],
-        outreach_updated_at=row["outreach_updated_at"],
-        window_start=row["window_start"],
-        window_end=row["window_end"],
-        values_hash=row["values_hash"],
-        diff=_loads(row["diff_json"]),
-        recorded_at=row["recorded_at"],
-        old=_loads(row["old_json"]),
-        error_field=row["error_field"],
-        error_kind=row["error_kind"],
-        fail_streak=row["fail_streak"],
-    )
-
-
 def _pending_key(relation: PendingRelation) -> tuple:
     return (relation.outreach_id, relation.field, relation.target_entity, relation.target_outreach_id)
-
-
-def _get(state: RecordState | None, attribute: str) -> Any:
-    return getattr(state, attribute) if state is not None else None
-
-
-def _dumps(value: Any) -> str | None:
-    return None if value is None else json.dumps(value, sort_keys=True, default=str, separators=(",", ":"))
-
-
-def _loads(text: str | None) -> Any:
-    return None if text is None else json.loads(text)
 
 
 def _now() -> datetime:
