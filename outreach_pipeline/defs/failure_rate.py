@@ -13,7 +13,7 @@ The check runs in its own step after the step it judges, so:
   whether or not the check is partitioned; an evaluation without a partition would leave every one of those
   rows "Skipped" (77 of 78 after a 78-window backfill). Dagster stores evaluations one by one, three
   transactions each; the sandbox profile's storage holds a step's evaluations and stores them as one batch
-  (`outreach_pipeline.instance_storage`), so a quiet window's seven cost little.
+  (`outreach_pipeline.instance_storage`), so a quiet window's eleven (seven loads, four writes) cost little.
 
 The rate of a window judges new failures: failed / all of its records, leaving out on both sides the stuck
 records (failed `SyncSettings.stuck_after_runs` runs in a row, this one included: `failed_retried`, reported). A
