@@ -18,8 +18,8 @@ Rules:
   Each event is stored as `SqliteEventLogStorage.store_event` stores it, in the same order; only the
   transactions differ.
 * `BatchingPostgresStorage` is `DagsterPostgresStorage` (same database, same tables) whose event log stores
-  a batch of planned events in one transaction (it already writes a batch of materializations in one
-  statement), and held check evaluations (below) in one transaction.
+  a batch of planned events (materializations and checks) in one transaction (it already writes a batch of
+  materializations in one statement), and held check evaluations (below) in one transaction.
 * Whether a table exists is asked of SQLite once per table that exists (Dagster asks before each asset
   check row, on a new connection); a missing table is asked again, so a migration is still seen.
 * Only the event types Dagster batches (`BATCH_WRITABLE_EVENTS`) arrive in `store_event_batch`; a batch that
@@ -193,19 +193,24 @@ class BatchingPostgresEventLogStorage(HeldCheckEvaluations, PostgresEventLogStor
 
     def store_event_batch(self, events: Sequence[EventLogEntry]) -> None:
         self.store_pending_checks()
-        if not events or {event.dagster_event_type for event in events} != {
-                DagsterEventType.ASSET_MATERIALIZATION_PLANNED}:
+        if not events or not {event.dagster_event_type for event in events} <= _PLANNED:
             super().store_event_batch(events)
             return
-        # As `store_event` stores each: the event's row, its tags, its asset's entry; in one transaction.
+        # As `store_event` stores each (the event's row; an asset's tags and entry; a check's planned row), in one
+        # transaction. A run's planned batch holds both kinds, each step's checks after its assets.
         with PostgresEventLogStorage.index_transaction(self) as conn:
             event_ids = _insert_returning_ids(conn, [self._event_to_row(event) for event in events])
-            self._store_asset_event_tags(conn, events, event_ids)
+            assets = [(event, event_id) for event, event_id in zip(events, event_ids, strict=True)
+                      if event.dagster_event_type in ASSET_EVENTS]
+            self._store_asset_event_tags(conn, [event for event, _ in assets], [event_id for _, event_id in assets])
             # Each event would overwrite its asset's entry in turn: the last one per asset is what stays.
-            last = {event.get_dagster_event().asset_key: (event, event_id)
-                    for event, event_id in zip(events, event_ids, strict=True)}
+            last = {event.get_dagster_event().asset_key: (event, event_id) for event, event_id in assets}
             for event, event_id in last.values():
                 self._store_asset_event(conn, event, event_id)
+            with self._sharing_index(conn):
+                for event, event_id in zip(events, event_ids, strict=True):
+                    if event.dagster_event_type in ASSET_CHECK_EVENTS:
+                        self.store_asset_check_event(event, event_id)
 
     def _store_checks(self, events: list[EventLogEntry]) -> None:
         events = [event for event in events if event.is_dagster_event]
@@ -214,6 +219,10 @@ class BatchingPostgresEventLogStorage(HeldCheckEvaluations, PostgresEventLogStor
         # One table holds every run's events on Postgres: the rows and the check rows in one transaction.
         with PostgresEventLogStorage.index_transaction(self) as conn:
             self._store_check_rows(conn, events, [self._event_to_row(event) for event in events])
+
+
+#: The events Dagster stores when a run starts, in batches: planned materializations and planned checks.
+_PLANNED = {DagsterEventType.ASSET_MATERIALIZATION_PLANNED, DagsterEventType.ASSET_CHECK_EVALUATION_PLANNED}
 
 
 def _deferrable(event: EventLogEntry) -> bool:
