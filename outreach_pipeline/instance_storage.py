@@ -42,7 +42,7 @@ import os
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dagster._core.events import ASSET_CHECK_EVENTS, ASSET_EVENTS, DagsterEventType
 from dagster._core.events.log import EventLogEntry
@@ -51,8 +51,11 @@ from dagster._core.storage.event_log.schema import SqlEventLogStorageTable
 from dagster._core.storage.sqlite_storage import DagsterSqliteStorage, _event_logs_directory
 from dagster._serdes import ConfigurableClassData
 from dagster_postgres import DagsterPostgresStorage, PostgresEventLogStorage
-from dagster_postgres.utils import pg_url_from_config
+from dagster_postgres.utils import get_token_provider_from_config, pg_url_from_config
 from sqlalchemy.engine import Connection
+
+if TYPE_CHECKING:
+    from dagster_postgres.auth import PgTokenProvider
 
 #: Events per batch: one step's materializations of one asset over a 30-day range (720) fit in one.
 EVENT_BATCH_SIZE = 1000
@@ -187,9 +190,9 @@ class BatchingPostgresEventLogStorage(HeldCheckEvaluations, PostgresEventLogStor
     by one: two connections each)."""
 
     def __init__(self, postgres_url: str, should_autocreate_tables: bool = True,
-                 inst_data: ConfigurableClassData | None = None) -> None:
+                 inst_data: ConfigurableClassData | None = None, token_provider: PgTokenProvider | None = None) -> None:
         self._hold_checks()
-        super().__init__(postgres_url, should_autocreate_tables, inst_data=inst_data)
+        super().__init__(postgres_url, should_autocreate_tables, inst_data=inst_data, token_provider=token_provider)
 
     def store_event_batch(self, events: Sequence[EventLogEntry]) -> None:
         self.store_pending_checks()
@@ -253,21 +256,23 @@ class BatchingSqliteStorage(DagsterSqliteStorage):
 
 
 class BatchingPostgresStorage(DagsterPostgresStorage):
-    """Dagster's Postgres storage (dagster-postgres' config: `postgres_url` or `postgres_db`) with
-    `BatchingPostgresEventLogStorage` as its event log.
+    """Dagster's Postgres storage (dagster-postgres' config: `postgres_url` or `postgres_db`, its token provider)
+    with `BatchingPostgresEventLogStorage` as its event log.
 
     In dagster.yaml: ``storage: {custom: {module: outreach_pipeline.instance_storage, class:
     BatchingPostgresStorage, config: {postgres_url: {env: DAGSTER_PG_URL}}}}``.
     """
 
     def __init__(self, postgres_url: str, should_autocreate_tables: bool = True,
-                 inst_data: ConfigurableClassData | None = None) -> None:
-        super().__init__(postgres_url, should_autocreate_tables, inst_data=inst_data)
+                 inst_data: ConfigurableClassData | None = None, token_provider: PgTokenProvider | None = None) -> None:
+        super().__init__(postgres_url, should_autocreate_tables, inst_data=inst_data, token_provider=token_provider)
         self._event_log_storage.dispose()  # Dagster's own, replaced before first use
-        self._event_log_storage = BatchingPostgresEventLogStorage(postgres_url, should_autocreate_tables)
+        self._event_log_storage = BatchingPostgresEventLogStorage(postgres_url, should_autocreate_tables,
+                                                                  token_provider=token_provider)
 
     @classmethod
     def from_config_value(cls, inst_data: ConfigurableClassData | None,  # type: ignore[override]
                           config_value: Mapping[str, Any]) -> BatchingPostgresStorage:
         return cls(inst_data=inst_data, postgres_url=pg_url_from_config(config_value),  # type: ignore[arg-type]
-                   should_autocreate_tables=config_value.get("should_autocreate_tables", True))
+                   should_autocreate_tables=config_value.get("should_autocreate_tables", True),
+                   token_provider=get_token_provider_from_config(config_value))  # type: ignore[arg-type]
