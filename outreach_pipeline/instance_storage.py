@@ -20,7 +20,7 @@ Rules:
 * `BatchingPostgresStorage` is `DagsterPostgresStorage` (same database, same tables) whose event log stores
   a batch of planned events (materializations and checks) in one transaction (it already writes a batch of
   materializations in one statement), and held check evaluations (below) in one transaction.
-* Whether a table exists is asked of SQLite once per table that exists (Dagster asks before each asset
+* Whether a table exists is asked of the database once per table that exists (Dagster asks before each asset
   check row, on a new connection); a missing table is asked again, so a migration is still seen.
 * Only the event types Dagster batches (`BATCH_WRITABLE_EVENTS`) arrive in `store_event_batch`; a batch that
   fails is stored again event by event by Dagster itself.
@@ -76,6 +76,14 @@ class HeldCheckEvaluations:
         self._pending_checks: list[EventLogEntry] = []
         self._pending_lock = threading.Lock()
         self._shared_index = threading.local()
+
+    def has_table(self, table_name: str) -> bool:
+        # Dagster asks before every asset check row and every tagged asset event, each time on a new
+        # connection; a table that exists stays (migrations add tables, wiping keeps them).
+        known: set[str] = self.__dict__.setdefault("_tables_seen", set())
+        if table_name not in known and super().has_table(table_name):  # type: ignore[misc]
+            known.add(table_name)
+        return table_name in known
 
     def store_event(self, event: EventLogEntry) -> None:
         if _deferrable(event):
@@ -138,14 +146,6 @@ class BatchingSqliteEventLogStorage(HeldCheckEvaluations, SqliteEventLogStorage)
     def __init__(self, base_dir: str, inst_data: ConfigurableClassData | None = None) -> None:
         self._hold_checks()
         super().__init__(base_dir, inst_data=inst_data)
-
-    def has_table(self, table_name: str) -> bool:
-        # Dagster asks before every asset check row and every tagged asset event, each time on a new
-        # connection; a table that exists stays (migrations add tables, wiping keeps them).
-        known: set[str] = self.__dict__.setdefault("_tables_seen", set())
-        if table_name not in known and super().has_table(table_name):
-            known.add(table_name)
-        return table_name in known
 
     def store_event_batch(self, events: Sequence[EventLogEntry]) -> None:
         self.store_pending_checks()
