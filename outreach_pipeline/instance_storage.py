@@ -67,9 +67,10 @@ def use_event_batches(environ: os._Environ[str] | dict[str, str] = os.environ) -
     environ.setdefault(EVENT_BATCH_VARIABLE, str(EVENT_BATCH_SIZE))
 
 
-class HeldCheckEvaluations:
-    """Event log behaviour: a run's check evaluations are held until the next other event, then stored as one
-    batch by `_store_checks` (each storage's own). Mixed in before Dagster's event log class."""
+class BatchingEventLog:
+    """Event log behaviour shared by both storages, mixed in before Dagster's event log class: a run's check
+    evaluations held until the next other event, then stored as one batch by `_store_checks` (each storage's own);
+    the asset and check entries of stored events written on one connection; table existence asked once."""
 
     def _hold_checks(self) -> None:
         # Called before the event log's own __init__, which may already open the index.
@@ -132,15 +133,23 @@ class HeldCheckEvaluations:
         finally:
             self._shared_index.conn = None
 
-    def _store_check_rows(self, conn: Connection, events: list[EventLogEntry], rows: list[dict[str, Any]]) -> None:
-        """Mirror the evaluations' rows on `conn` and store each one's check execution row there too."""
-        event_ids = _insert_returning_ids(conn, rows)
+    def _store_asset_entries(self, conn: Connection, events: Sequence[EventLogEntry], event_ids: Sequence[int]) -> None:
+        """On `conn`, what `store_event` stores for each stored asset event: its tags and its asset's entry."""
+        self._store_asset_event_tags(conn, events, event_ids)  # type: ignore[attr-defined]
+        # Each event would overwrite its asset's entry in turn: the last one per asset is what stays.
+        last = {event.get_dagster_event().asset_key: (event, event_id)
+                for event, event_id in zip(events, event_ids, strict=True)}
+        for event, event_id in last.values():
+            self._store_asset_event(conn, event, event_id)  # type: ignore[attr-defined]
+
+    def _store_check_entries(self, conn: Connection, events: Sequence[EventLogEntry], event_ids: Sequence[int]) -> None:
+        """On `conn`, each stored check event's execution row (Dagster's own method, joining `conn`'s transaction)."""
         with self._sharing_index(conn):
             for event, event_id in zip(events, event_ids, strict=True):
                 self.store_asset_check_event(event, event_id)  # type: ignore[attr-defined]
 
 
-class BatchingSqliteEventLogStorage(HeldCheckEvaluations, SqliteEventLogStorage):
+class BatchingSqliteEventLogStorage(BatchingEventLog, SqliteEventLogStorage):
     """`SqliteEventLogStorage` that writes a batch of events in one transaction per database."""
 
     def __init__(self, base_dir: str, inst_data: ConfigurableClassData | None = None) -> None:
@@ -169,22 +178,17 @@ class BatchingSqliteEventLogStorage(HeldCheckEvaluations, SqliteEventLogStorage)
         checks = [i for i, event in enumerate(events) if event.dagster_event_type in ASSET_CHECK_EVENTS]
         if assets:
             # The cross-run index: the events mirrored, their tags, and each asset's entry, in one transaction.
-            asset_events = [events[i] for i in assets]
             with self.index_transaction() as conn:
-                event_ids = _insert_returning_ids(conn, [rows[i] for i in assets])
-                self._store_asset_event_tags(conn, asset_events, event_ids)
-                # Each event would overwrite its asset's entry in turn: the last one per asset is what stays.
-                last = {event.get_dagster_event().asset_key: (event, event_id)
-                        for event, event_id in zip(asset_events, event_ids, strict=True)}
-                for event, event_id in last.values():
-                    self._store_asset_event(conn, event, event_id)
+                self._store_asset_entries(conn, [events[i] for i in assets],
+                                          _insert_returning_ids(conn, [rows[i] for i in assets]))
         if checks and self.supports_asset_checks:  # asked first: SQLite answers on a connection of its own
             # The events mirrored and each check's execution row, in one transaction.
             with SqliteEventLogStorage.index_connection(self) as conn:
-                self._store_check_rows(conn, [events[i] for i in checks], [rows[i] for i in checks])
+                self._store_check_entries(conn, [events[i] for i in checks],
+                                          _insert_returning_ids(conn, [rows[i] for i in checks]))
 
 
-class BatchingPostgresEventLogStorage(HeldCheckEvaluations, PostgresEventLogStorage):
+class BatchingPostgresEventLogStorage(BatchingEventLog, PostgresEventLogStorage):
     """`PostgresEventLogStorage` that stores a batch of planned events, and held check evaluations, in one
     transaction (dagster-postgres writes a batch of materializations in one statement, but planned events one
     by one: two connections each)."""
@@ -202,18 +206,11 @@ class BatchingPostgresEventLogStorage(HeldCheckEvaluations, PostgresEventLogStor
         # As `store_event` stores each (the event's row; an asset's tags and entry; a check's planned row), in one
         # transaction. A run's planned batch holds both kinds, each step's checks after its assets.
         with PostgresEventLogStorage.index_transaction(self) as conn:
-            event_ids = _insert_returning_ids(conn, [self._event_to_row(event) for event in events])
-            assets = [(event, event_id) for event, event_id in zip(events, event_ids, strict=True)
-                      if event.dagster_event_type in ASSET_EVENTS]
-            self._store_asset_event_tags(conn, [event for event, _ in assets], [event_id for _, event_id in assets])
-            # Each event would overwrite its asset's entry in turn: the last one per asset is what stays.
-            last = {event.get_dagster_event().asset_key: (event, event_id) for event, event_id in assets}
-            for event, event_id in last.values():
-                self._store_asset_event(conn, event, event_id)
-            with self._sharing_index(conn):
-                for event, event_id in zip(events, event_ids, strict=True):
-                    if event.dagster_event_type in ASSET_CHECK_EVENTS:
-                        self.store_asset_check_event(event, event_id)
+            stored = list(zip(events, _insert_returning_ids(conn, [self._event_to_row(event) for event in events]),
+                              strict=True))
+            for kinds, store in ((ASSET_EVENTS, self._store_asset_entries), (ASSET_CHECK_EVENTS, self._store_check_entries)):
+                of_kind = [(event, event_id) for event, event_id in stored if event.dagster_event_type in kinds]
+                store(conn, [event for event, _ in of_kind], [event_id for _, event_id in of_kind])
 
     def _store_checks(self, events: list[EventLogEntry]) -> None:
         events = [event for event in events if event.is_dagster_event]
@@ -221,7 +218,8 @@ class BatchingPostgresEventLogStorage(HeldCheckEvaluations, PostgresEventLogStor
             return
         # One table holds every run's events on Postgres: the rows and the check rows in one transaction.
         with PostgresEventLogStorage.index_transaction(self) as conn:
-            self._store_check_rows(conn, events, [self._event_to_row(event) for event in events])
+            self._store_check_entries(conn, events,
+                                      _insert_returning_ids(conn, [self._event_to_row(event) for event in events]))
 
 
 #: The events Dagster stores when a run starts, in batches: planned materializations and planned checks.

@@ -16,8 +16,8 @@ from dagster_postgres import PostgresEventLogStorage
 
 from outreach_pipeline.instance_storage import (
     EVENT_BATCH_VARIABLE,
+    BatchingEventLog,
     BatchingSqliteEventLogStorage,
-    HeldCheckEvaluations,
 )
 from outreach_pipeline.profiles import Profile, instance_config_source
 
@@ -56,7 +56,7 @@ def test_a_ranged_run_on_a_profiles_storage_stores_every_window(profile: Profile
     defs = dg.Definitions(assets=[counted], asset_checks=[rows_ok],
                           jobs=[dg.define_asset_job("counted_job", executor_def=dg.in_process_executor)])
     with dg.DagsterInstance.from_config(str(tmp_path)) as instance:
-        assert isinstance(instance.event_log_storage, HeldCheckEvaluations)
+        assert isinstance(instance.event_log_storage, BatchingEventLog)
         assert isinstance(instance.event_log_storage, BatchingSqliteEventLogStorage if profile is Profile.SANDBOX
                           else PostgresEventLogStorage)
         result = defs.resolve_job_def("counted_job").execute_in_process(
