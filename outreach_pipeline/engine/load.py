@@ -8,7 +8,8 @@ The loop per entity and range of windows:
    earlier in the same run) and, for ids the ledger does not know, through Workbooks. The Outreach records
    sharing each record's natural key (`outreach_sharers`) are asked of Outreach before the load, by a step
    that holds Outreach's pool, and handed in as data: the loader itself calls Workbooks only.
-3. Write in batches of at most 100 with per-object transactions.
+3. Write in batches of at most 100 with per-object transactions, one batch ahead: Workbooks commits the next
+   batch while the client records the last (`engine.one_ahead`; still one request in flight, in order).
 4. Reconcile what is uncertain: a batch whose reply was lost (the server may have committed it) and
    objects refused for a stale lock_version are looked up afresh and re-planned, so a create that did
    land is found by its link key instead of being created twice. Bounded rounds; what is still uncertain
@@ -42,6 +43,7 @@ from outreach_pipeline.clients.workbooks import (
 from outreach_pipeline.engine.chunks import key_sharing_chunks
 from outreach_pipeline.engine.extract import WINDOW_COLUMN
 from outreach_pipeline.engine.ledger import PendingRelation, RecordOutcome, SyncLedger, SyncWindow
+from outreach_pipeline.engine.one_ahead import sent_one_ahead
 from outreach_pipeline.engine.outcome import Outcome
 from outreach_pipeline.engine.plan import (
     ERROR_MESSAGE_LIMIT,
@@ -376,16 +378,19 @@ class EntityLoader:
                 writes.append((decision, op))
         self.on_done(decision.outreach_id for decision in plan.decisions if decision.outreach_id in final)
         uncertain: dict[int, str] = {}
-        for offset in range(0, len(writes), MAX_OBJECTS_PER_WRITE):
-            chunk = writes[offset : offset + MAX_OBJECTS_PER_WRITE]
-            try:
-                results = self.client.write_batch(self.entity.workbooks_controller, [op for _, op in chunk])
-            except WriteOutcomeUnknown as exc:
-                for decision, _ in chunk:
-                    uncertain[decision.outreach_id] = f"reply lost: {exc}"
+        refused: list[Decision] = []
+        batches = [writes[offset : offset + MAX_OBJECTS_PER_WRITE] for offset in range(0, len(writes), MAX_OBJECTS_PER_WRITE)]
+
+        def send(batch: list[tuple[Decision, WriteOp]]) -> list[ObjectOutcome]:
+            return self.client.write_batch(self.entity.workbooks_controller, [op for _, op in batch])
+
+        # Workbooks commits the next batch while this one's outcomes are recorded (engine/one_ahead.py).
+        for reply in sent_one_ahead(batches, send, carry_on=(WriteOutcomeUnknown,)):
+            if isinstance(reply.error, WriteOutcomeUnknown):
+                for decision, _ in reply.item:
+                    uncertain[decision.outreach_id] = f"reply lost: {reply.error}"
                 continue
-            refused: list[Decision] = []
-            for (decision, _), result in zip(chunk, results, strict=True):
+            for (decision, _), result in zip(reply.item, reply.result(), strict=True):
                 if result.ok:
                     final[decision.outreach_id] = self._outcome(decision, applied=result, intended=intended)
                     self.ledger.record_conflicts(self.run_id, decision.conflicts)
@@ -396,9 +401,11 @@ class EntityLoader:
                     final[decision.outreach_id] = self._outcome(decision, applied=result, error=message)
                     if decision.workbooks_id is not None and decision.action != "failed":
                         refused.append(decision.model_copy(update={"error": message}))
-            self._record(final, (decision.outreach_id for decision, _ in chunk))
-            self._flag_refused(refused)
-            self.on_done(decision.outreach_id for decision, _ in chunk if decision.outreach_id in final)
+            self._record(final, (decision.outreach_id for decision, _ in reply.item))
+            self.on_done(decision.outreach_id for decision, _ in reply.item if decision.outreach_id in final)
+        # After the batches, not between them: one request at a time, and the refused records are failed in the
+        # ledger already (a flag lost to a stop here is set again by their retry).
+        self._flag_refused(refused)
         if plan.duplicate_flags:
             # A lost reply is harmless: the flag is re-planned from the same duplicates on the next run.
             with contextlib.suppress(WriteOutcomeUnknown):
