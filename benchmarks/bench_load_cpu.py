@@ -1,10 +1,11 @@
-"""Client CPU of the load path's pure parts, per 1,000 prospects: staging, planning, batch and form encoding.
+"""Client CPU of the load path, per 1,000 prospects: staging, planning, batch and form encoding, ledger records.
 
     .venv/bin/python benchmarks/bench_load_cpu.py [--prospects 5000] [--profile]
 
 No sandbox and no Dagster: synthetic extracted prospects are staged with the default mapping, half of them
 get a linked Workbooks twin (a changed first name, a ledger base) so the planner merges as well as creates,
-and the write ops are encoded as 100-object batches and form bodies. CPU time (`time.process_time`) of each
+and the write ops are encoded as 100-object batches and form bodies; the outcomes are then recorded, 100 at a
+time as the load records each confirmed batch, in a fresh SQLite ledger in a temporary directory. CPU time (`time.process_time`) of each
 part, so the figure does not depend on what else the machine runs. BENCHMARKS.md ("Client CPU") records it.
 """
 
@@ -14,17 +15,18 @@ import argparse
 import cProfile
 import pstats
 import sys
+import tempfile
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pandas as pd
 
 from outreach_pipeline.clients.workbooks_wire import MAX_OBJECTS_PER_WRITE, encode_batch, encode_form
-from outreach_pipeline.engine.ledger import RecordState
+from outreach_pipeline.engine.ledger import RecordOutcome, RecordState, SyncLedger, SyncWindow
 from outreach_pipeline.engine.load import _op_for
-from outreach_pipeline.engine.plan import plan_sync
+from outreach_pipeline.engine.plan import Decision, plan_sync
 from outreach_pipeline.mapping.models import EntityMapping, load_mapping_set
 from outreach_pipeline.mapping.transform import stage_records
 
@@ -66,6 +68,25 @@ def twins_and_states(count: int) -> tuple[list[dict[str, Any]], dict[int, Record
     return twins, states
 
 
+def record_in_ledger(decisions: list[Decision]) -> None:
+    """Each decision's outcome built and recorded as the loader does it, one write batch (100) at a time."""
+    window = SyncWindow(start=UPDATED_AT.to_pydatetime(), end=UPDATED_AT.to_pydatetime() + timedelta(hours=1))
+    with tempfile.TemporaryDirectory() as directory:
+        ledger = SyncLedger(f"sqlite:///{directory}/ledger.db")
+        ledger.start_run("bench", "prospects", window)
+        for offset in range(0, len(decisions), MAX_OBJECTS_PER_WRITE):
+            outcomes = [
+                RecordOutcome(entity="prospects", outreach_id=d.outreach_id, outcome=d.ledger_outcome,
+                              workbooks_id=d.workbooks_id or 200_000 + d.outreach_id,
+                              outreach_updated_at=d.outreach_updated_at,
+                              values=d.values if d.ledger_outcome.applied else None, diff=d.fields or None,
+                              reason=d.reason, error=d.error, window_start=window.start, workbooks_lock_version=1)
+                for d in decisions[offset:offset + MAX_OBJECTS_PER_WRITE]
+            ]
+            ledger.record_outcomes("bench", window, outcomes)
+        ledger.dispose()
+
+
 def timed(label: str, count: int, work: Callable[[], Any]) -> Any:
     started = time.process_time()
     result = work()
@@ -85,6 +106,7 @@ def run(entity: EntityMapping, count: int) -> None:
         encode_batch(ops[offset:offset + MAX_OBJECTS_PER_WRITE]) for offset in range(0, len(ops), MAX_OBJECTS_PER_WRITE)
     ])
     timed("encode_form (request body)", count, lambda: [encode_form(batch) for batch in batches])
+    timed("record_outcomes (ledger)", count, lambda: record_in_ledger(plan.decisions))
     print(f"decisions: {plan.counts()}")
 
 

@@ -19,6 +19,7 @@ from outreach_pipeline.engine.ledger_models import (
     RecordState,
     SyncWindow,
     from_json,
+    json_hash,
     to_json,
     values_hash,
 )
@@ -45,8 +46,7 @@ def state_row(
         "outreach_updated_at": outcome.outreach_updated_at
         if applied
         else _get(previous, "outreach_updated_at"),
-        "values_hash": previous.values_hash if keep_values else values_hash(outcome.values),
-        "values_json": to_json(previous.values if keep_values else outcome.values),
+        **_values_columns(outcome, previous if keep_values else None),
         "last_outcome": outcome.outcome,
         "last_reason": outcome.reason,
         "last_error": outcome.error,
@@ -69,6 +69,14 @@ def state_row(
         row |= {"error_field": previous.error_field, "error_kind": previous.error_kind,
                 "first_failed_at": previous.first_failed_at, "fail_streak": previous.fail_streak}
     return row
+
+
+def _values_columns(outcome: RecordOutcome, kept: RecordState | None) -> dict[str, Any]:
+    """`values_hash` and `values_json`: the kept record's, or the outcome's serialised once and hashed."""
+    if kept is not None:
+        return {"values_hash": kept.values_hash, "values_json": to_json(kept.values)}
+    text = to_json(outcome.values)
+    return {"values_hash": json_hash(text), "values_json": text}
 
 
 def _workbooks_lock_version(outcome: RecordOutcome, previous: RecordState | None) -> int | None:
@@ -98,7 +106,8 @@ def history_row(
         "outreach_updated_at": outcome.outreach_updated_at,
         "window_start": own.start,
         "window_end": own.end,
-        "values_hash": values_hash(outcome.values),
+        # The state row hashed the same values when they were applied; otherwise they are None.
+        "values_hash": state["values_hash"] if outcome.outcome.applied else values_hash(outcome.values),
         "diff_json": to_json(outcome.diff),
         "recorded_at": now,
         "old_json": to_json(old),

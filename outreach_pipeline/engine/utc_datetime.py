@@ -42,6 +42,8 @@ class UtcDateTime(sa.types.TypeDecorator[datetime]):
 
 def to_utc(moment: datetime) -> datetime:
     """An aware ``datetime`` (pandas ``Timestamp`` included) as a plain ``datetime`` in UTC."""
+    if moment.tzinfo is UTC and type(moment) is datetime:
+        return moment  # the usual case, on every value the ledger writes
     if hasattr(moment, "to_pydatetime"):
         moment = moment.to_pydatetime()
     if moment.tzinfo is None:

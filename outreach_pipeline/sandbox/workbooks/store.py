@@ -437,8 +437,10 @@ class WorkbooksStore:
                 )
             writer = _BatchWriter(self, spec, strict_attribute_checking, actor, created_through)
             if per_object_transactions:
-                outcomes = [self._in_transaction(lambda conn, o=o: [writer.apply(conn, o)]) for o in objects]
-                outcomes = [outcome for batch in outcomes for outcome in batch]
+                # One connection for the batch, one transaction per object on it (checking a connection out of
+                # the pool per object, and its reset on return, cost as much as the transaction itself).
+                with self._engine.connect() as conn:
+                    outcomes = [self._in_transaction(lambda c, o=o: [writer.apply(c, o)], conn)[0] for o in objects]
             else:
                 outcomes = self._in_transaction(lambda conn: [writer.apply(conn, o) for o in objects])
                 if not all(outcome.success for outcome in outcomes):
@@ -447,19 +449,24 @@ class WorkbooksStore:
                 self._registry = self._load_registry()
             return outcomes
 
-    def _in_transaction(self, work: Callable[[Connection], list[ObjectOutcome]]) -> list[ObjectOutcome]:
-        with self._engine.connect() as conn:
-            transaction = conn.begin()
-            try:
-                outcomes = work(conn)
-            except Exception:
-                transaction.rollback()
-                raise
-            if all(outcome.success for outcome in outcomes):
-                transaction.commit()
-            else:
-                transaction.rollback()
-            return outcomes
+    def _in_transaction(
+        self, work: Callable[[Connection], list[ObjectOutcome]], conn: Connection | None = None
+    ) -> list[ObjectOutcome]:
+        """Run `work` in one transaction (on `conn` if given): committed when every outcome succeeded."""
+        if conn is None:
+            with self._engine.connect() as own:
+                return self._in_transaction(work, own)
+        transaction = conn.begin()
+        try:
+            outcomes = work(conn)
+        except Exception:
+            transaction.rollback()
+            raise
+        if all(outcome.success for outcome in outcomes):
+            transaction.commit()
+        else:
+            transaction.rollback()
+        return outcomes
 
     def bulk_insert(self, controller_path: str, records: Iterable[Mapping[str, object]]) -> list[int]:
         """Insert many records at once (seeding): values are Python values or wire strings.
