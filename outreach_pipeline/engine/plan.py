@@ -27,17 +27,19 @@ Rules, in order, for each staged record:
 Links whose target is not synced yet are withheld from the write (the existing Workbooks value is kept) and
 reported as pending relations, which the ledger stores and later runs retry; the record itself is still written,
 because holding back a person until their organisation syncs would delay every other field for no benefit.
+
+The decision, flag write and plan models are in `engine.plan_models`; how cells and record fields are read, in
+`engine.plan_values` (both re-exported here where callers use them).
 """
 
 from __future__ import annotations
 
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Callable, Hashable, Iterable, Mapping
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field
 
 from outreach_pipeline.engine.ledger import FieldConflict, PendingRelation, RecordState
 from outreach_pipeline.engine.merge import (
@@ -49,104 +51,43 @@ from outreach_pipeline.engine.merge import (
     record_time,
     resolve_field,
 )
-from outreach_pipeline.engine.outcome import Outcome
+from outreach_pipeline.engine.plan_models import (
+    ERROR_MESSAGE_LIMIT,
+    SHARERS_COLUMN,
+    Action,
+    Decision,
+    FlagWrite,
+    IdMaps,
+    SkipReason,
+    SyncPlan,
+)
+from outreach_pipeline.engine.plan_values import (
+    as_datetime,
+    as_dicts,
+    blank_value,
+    error_set_by_us,
+    flag_transform,
+    is_stale,
+    jsonable,
+    optional_int,
+    read_field,
+    timestamp_key,
+    truthy,
+)
 from outreach_pipeline.mapping.errors import ErrorKind, ValidationError, read_errors
 from outreach_pipeline.mapping.models import (
-    BooleanTransform,
     EntityMapping,
     FieldMapping,
     LinkTransform,
-    StringTransform,
 )
 from outreach_pipeline.mapping.normalise import (
-    is_blank,
     normalise_link_key,
     normalise_natural_key,
     normalise_value,
     normaliser_for,
 )
 
-Action = Literal["create", "update", "unchanged", "skip", "failed"]
-SkipReason = Literal[
-    "stale_version",
-    "superseded",
-    "duplicate_match",
-    "sync_disabled",
-    "duplicate_flag",
-    "sync_error_flag",
-    "no_match",
-]
-IdMaps = Mapping[str, Mapping[int, int]]
-#: Optional staged column: other Outreach ids holding the row's natural key, as found in Outreach by the caller.
-SHARERS_COLUMN = "natural_key_sharers"
-ERROR_MESSAGE_LIMIT = 4000
-
-_OUTCOME_OF_ACTION: dict[str, Outcome] = {
-    "create": Outcome.CREATED,
-    "update": Outcome.UPDATED,
-    "unchanged": Outcome.UNCHANGED,
-    "skip": Outcome.SKIPPED,
-    "failed": Outcome.FAILED,
-}
-
-
-class PlanModel(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
-
-
-class Decision(PlanModel):
-    """What to do with one staged record.
-
-    Attributes:
-        fields: what to write: every non-blank field for a create, only the changed ones for an update,
-            the error flag and message for a failure on an existing record; empty otherwise.
-        values: the canonical values Workbooks holds after the write (for the ledger's hash), or None when
-            nothing is applied.
-        error: the message written to Outreach Sync Error Message (failed decisions).
-    """
-
-    outreach_id: int
-    action: Action
-    reason: SkipReason | None = None
-    workbooks_id: int | None = None
-    lock_version: int | None = None
-    fields: dict[str, Any] = Field(default_factory=dict)
-    values: dict[str, Any] | None = None
-    errors: list[ValidationError] = Field(default_factory=list)
-    error: str | None = None
-    pending_relations: list[PendingRelation] = Field(default_factory=list)
-    outreach_updated_at: datetime | None = None
-    conflicts: list[FieldConflict] = Field(default_factory=list)
-
-    @property
-    def ledger_outcome(self) -> Outcome:
-        """The ledger outcome this decision records once applied."""
-        return _OUTCOME_OF_ACTION[self.action]
-
-
-class FlagWrite(PlanModel):
-    """An update of one Workbooks record's flags outside any decision (Outreach Duplicate = TRUE)."""
-
-    workbooks_id: int
-    lock_version: int | None
-    fields: dict[str, Any]
-
-
-class SyncPlan(PlanModel):
-    """The plan of one entity for one window: decisions in outreach-id order, flag writes in id order."""
-
-    entity: str
-    decisions: list[Decision]
-    duplicate_flags: list[FlagWrite] = Field(default_factory=list)
-
-    def counts(self) -> dict[str, int]:
-        """Number of decisions per action."""
-        return dict(Counter(decision.action for decision in self.decisions))
-
-    @property
-    def pending_relations(self) -> list[PendingRelation]:
-        """Every unresolved link of the plan."""
-        return [relation for decision in self.decisions for relation in decision.pending_relations]
+__all__ = ["ERROR_MESSAGE_LIMIT", "SHARERS_COLUMN", "Decision", "FlagWrite", "SyncPlan", "plan_sync", "read_field"]
 
 
 def plan_sync(
@@ -169,9 +110,9 @@ def plan_sync(
     Returns:
         The SyncPlan.
     """
-    records = _as_dicts(workbooks_records)
+    records = as_dicts(workbooks_records)
     planner = _Planner(entity, records, states or {}, id_maps or {})
-    rows = sorted(_as_dicts(staged), key=lambda row: int(row["outreach_id"]))
+    rows = sorted(as_dicts(staged), key=lambda row: int(row["outreach_id"]))
     return planner.plan(rows)
 
 
@@ -253,7 +194,7 @@ class _Planner:
         superseded: set[int] = set()
         for group in groups.values():
             latest = max(
-                group, key=lambda row: (_timestamp_key(row.get("outreach_updated_at")), row["outreach_id"])
+                group, key=lambda row: (timestamp_key(row.get("outreach_updated_at")), row["outreach_id"])
             )
             superseded.update(int(row["outreach_id"]) for row in group if row is not latest)
         return superseded
@@ -264,10 +205,10 @@ class _Planner:
         self, row: dict[str, Any], superseded: set[int], natural_holders: Mapping[tuple, set[int]]
     ) -> Decision:
         outreach_id = int(row["outreach_id"])
-        updated_at = _as_datetime(row.get("outreach_updated_at"))
+        updated_at = as_datetime(row.get("outreach_updated_at"))
         base = {"outreach_id": outreach_id, "outreach_updated_at": updated_at}
         state = self.states.get(outreach_id)
-        if _is_stale(updated_at, state):
+        if is_stale(updated_at, state):
             return Decision(action="skip", reason="stale_version", **base)
         if outreach_id in superseded:
             return Decision(action="skip", reason="superseded", **base)
@@ -287,7 +228,7 @@ class _Planner:
         if target is not None:
             base |= {
                 "workbooks_id": int(target["id"]),
-                "lock_version": _optional_int(target.get("lock_version")),
+                "lock_version": optional_int(target.get("lock_version")),
             }
             if (reason := self._flag_skip_reason(target, state)) is not None:
                 return Decision(action="skip", reason=reason, **base)
@@ -342,11 +283,11 @@ class _Planner:
         flags = self.entity.flags
         if flags is None:
             return None
-        if not _truthy(read_field(target, flags.sync_to_outreach)):
+        if not truthy(read_field(target, flags.sync_to_outreach)):
             return "sync_disabled"
-        if flags.duplicate and _truthy(read_field(target, flags.duplicate)):
+        if flags.duplicate and truthy(read_field(target, flags.duplicate)):
             return "duplicate_flag"
-        if _truthy(read_field(target, flags.sync_error)) and not _error_set_by_us(
+        if truthy(read_field(target, flags.sync_error)) and not error_set_by_us(
             read_field(target, flags.sync_error_message), state, self.entity.outreach_type
         ):
             return "sync_error_flag"
@@ -357,11 +298,11 @@ class _Planner:
         if field is None:
             return
         for record in candidates:
-            if not _truthy(read_field(record, field)):
+            if not truthy(read_field(record, field)):
                 workbooks_id = int(record["id"])
                 self.duplicate_flags[workbooks_id] = FlagWrite(
                     workbooks_id=workbooks_id,
-                    lock_version=_optional_int(record.get("lock_version")),
+                    lock_version=optional_int(record.get("lock_version")),
                     fields={field: True},
                 )
 
@@ -376,14 +317,14 @@ class _Planner:
             fields = {
                 name: value
                 for name, value in wanted.items()
-                if normalise_value(read_field(target, name), _flag_transform(name, flags.sync_error))
-                != normalise_value(value, _flag_transform(name, flags.sync_error))
+                if normalise_value(read_field(target, name), flag_transform(name, flags.sync_error))
+                != normalise_value(value, flag_transform(name, flags.sync_error))
             }
         return Decision(action="failed", errors=errors, error=message, fields=fields, **base)
 
     def _create(self, row: dict[str, Any], base: dict[str, Any]) -> Decision:
         desired, pending = self._desired_values(row)
-        fields = {name: value for name, value in desired.items() if not _blank_value(value)}
+        fields = {name: value for name, value in desired.items() if not blank_value(value)}
         for name, value in self.entity.create_defaults.items():
             fields.setdefault(name, value)
         fields[self.entity.match.link_key] = row[self.entity.match.link_key]
@@ -413,7 +354,7 @@ class _Planner:
         if matched_by_natural:
             changed[self.entity.match.link_key] = row[self.entity.match.link_key]
         flags = self.entity.flags
-        if flags is not None and _truthy(read_field(target, flags.sync_error)):
+        if flags is not None and truthy(read_field(target, flags.sync_error)):
             # Reaching here with the flag set means we set it (rule 4); the record is valid now.
             changed |= {flags.sync_error: False, flags.sync_error_message: None}
         action: Action = "update" if changed else "unchanged"
@@ -483,7 +424,7 @@ class _Planner:
                     kept = [item is not None for item in value]
                     kept_positions[field.source.relation or ""] = kept
                     value = [item for item in value if item is not None]
-            if field.skip_blank and _blank_value(value):
+            if field.skip_blank and blank_value(value):
                 continue
             desired[field.workbooks] = value
         for field in self.aligned_fields if kept_positions else ():
@@ -501,7 +442,7 @@ class _Planner:
             outreach_ids = [int(item) for item in (value or [])]
             missing = sorted({item for item in outreach_ids if item not in id_map})
             return [id_map.get(item) for item in outreach_ids], missing
-        if _blank_value(value):
+        if blank_value(value):
             return None, []
         outreach_id = int(value)
         return (id_map[outreach_id], []) if outreach_id in id_map else (None, [outreach_id])
@@ -535,100 +476,6 @@ class _Planner:
     ) -> dict[str, Any]:
         """The values the ledger records (JSON-ready); `canonical` when the caller already normalised `desired`."""
         canonical = self._canonical_values(desired) if canonical is None else canonical
-        values: dict[str, Any] = {name: _jsonable(value) for name, value in canonical.items()}
+        values: dict[str, Any] = {name: jsonable(value) for name, value in canonical.items()}
         values[self.entity.match.link_key] = normalise_link_key(row.get(self.entity.match.link_key))
         return values
-
-
-def read_field(record: Mapping[str, Any], name: str) -> Any:
-    """A field of a Workbooks record, flat (``main_location[email]``) or nested (``{"main_location": {...}}``)."""
-    if name in record:
-        return record[name]
-    if "[" in name and name.endswith("]"):
-        parent, child = name[:-1].split("[", 1)
-        nested = record.get(parent)
-        if isinstance(nested, Mapping):
-            return read_field(nested, child)
-    return None
-
-
-def _as_dicts(data: Iterable[Mapping[str, Any]] | pd.DataFrame) -> list[dict[str, Any]]:
-    if isinstance(data, pd.DataFrame):
-        # Column by column (one tolist per column) rather than to_dict("records"), which boxes every cell.
-        names = list(data.columns)
-        columns = [list(map(_python_value, data.iloc[:, position].tolist())) for position in range(len(names))]
-        return [dict(zip(names, values, strict=True)) for values in zip(*columns, strict=True)] if names else [
-            {} for _ in range(len(data))
-        ]
-    return [{key: _python_value(value) for key, value in row.items()} for row in data]
-
-
-def _python_value(value: Any) -> Any:
-    kind = type(value)
-    if kind is str or kind is int or kind is bool:  # the common cells, as the general way below returns them
-        return value
-    if kind is float:
-        return None if value != value else value
-    if value is pd.NA:  # the missing cell of nullable columns (strings, Int64, boolean)
-        return None
-    if isinstance(value, list | tuple | dict):
-        return value
-    if hasattr(value, "tolist") and not isinstance(value, pd.Timestamp):
-        return value.tolist()
-    return None if is_blank(value) and not isinstance(value, str) else value
-
-
-def _blank_value(value: Any) -> bool:
-    return value is None or (isinstance(value, str) and not value.strip())
-
-
-def _truthy(value: Any) -> bool:
-    return normalise_value(value, _BOOLEAN) is True
-
-
-def _error_set_by_us(message: Any, state: RecordState | None, outreach_type: str) -> bool:
-    """Whether the Sync Error flag on a record is this integration's own, from a failure it recorded.
-
-    Every message the integration writes starts with the record's label (``prospect 17: ...``), and the ledger
-    says the record's last outcome was a failure. The exact text may differ from the ledger's last error (a
-    later failure of another kind did not rewrite the flag), so the label, not the text, identifies it.
-    """
-    if state is None or state.last_outcome is not Outcome.FAILED:
-        return False
-    text = normalise_value(message, _STRING)
-    return isinstance(text, str) and text.startswith(f"{outreach_type} {state.outreach_id}: ")
-
-
-def _is_stale(incoming: datetime | None, state: RecordState | None) -> bool:
-    """Whether the ledger already applied a newer ``updatedAt`` than the row's (`incoming`)."""
-    if state is None or state.outreach_updated_at is None:
-        return False
-    return incoming is not None and incoming < state.outreach_updated_at
-
-
-def _as_datetime(value: Any) -> datetime | None:
-    if is_blank(value):
-        return None
-    moment = pd.Timestamp(value)
-    return (moment.tz_localize("UTC") if moment.tzinfo is None else moment.tz_convert("UTC")).to_pydatetime()
-
-
-def _timestamp_key(value: Any) -> float:
-    moment = _as_datetime(value)
-    return moment.timestamp() if moment is not None else float("-inf")
-
-
-def _optional_int(value: Any) -> int | None:
-    return None if is_blank(value) else int(value)
-
-
-def _jsonable(value: Hashable) -> Any:
-    return list(value) if isinstance(value, tuple) else value
-
-
-def _flag_transform(name: str, error_field: str) -> Any:
-    return _BOOLEAN if name == error_field else _STRING
-
-
-_BOOLEAN = BooleanTransform()
-_STRING = StringTransform()
