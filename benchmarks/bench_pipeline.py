@@ -41,11 +41,12 @@ from outreach_pipeline.defs.headless import sync_windows_of
 from outreach_pipeline.defs.io_manager import WindowedParquetIOManager
 from outreach_pipeline.defs.jobs import SYNC_JOB
 from outreach_pipeline.defs.resources import LedgerResource, OutreachResource, SyncSettings, WorkbooksResource
+from outreach_pipeline.defs.scaleout import execute_sync_job
 from outreach_pipeline.engine.install import install
 from outreach_pipeline.mapping.models import load_mapping_set
 from outreach_pipeline.sandbox.credentials import SANDBOX_WORKBOOKS_AUTH
 from outreach_pipeline.sandbox.runtime import SandboxConfig
-from outreach_pipeline.settings import load_settings
+from outreach_pipeline.settings import ExecutorKind, load_settings
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SANDBOX_COMMAND = str(Path(sys.executable).with_name("outreach-pipeline"))
@@ -275,10 +276,10 @@ def measure_run(
     server_cpu_before, cpu_before, started = sandbox.cpu_seconds(), _cpu_seconds_self(), time.perf_counter()
     if profiler is not None:
         profiler.enable()
-    result = defs.resolve_job_def(SYNC_JOB).execute_in_process(
-        instance=instance,
+    # As `outreach-pipeline sync` runs it (defs/headless.py): in this process, step outputs not kept in memory.
+    result = execute_sync_job(
+        defs, SYNC_JOB, executor=ExecutorKind.IN_PROCESS, instance=instance,
         tags={"dagster/asset_partition_range_start": windows[0], "dagster/asset_partition_range_end": windows[1]},
-        raise_on_error=False,
         run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
     )
     if profiler is not None:

@@ -13,9 +13,7 @@ import time
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-import requests
 from pydantic import SecretStr
 
 from outreach_pipeline.clients.credentials import MissingCredentials
@@ -43,7 +41,23 @@ from outreach_pipeline.clients.outreach_records import (
     write_resource,
 )
 from outreach_pipeline.clients.outreach_schema import OPENAPI_PATH, OutreachSchema, parse_openapi
+from outreach_pipeline.clients.outreach_wire import (
+    UNAUTHORIZED_SCOPE_ERROR,
+    MissingScope,
+    bearer,
+    outreach_error,
+    query_value,
+    require_collection,
+    require_resource,
+    require_token,
+    scope_for_request,
+    token_scopes,
+    with_query,
+)
 from outreach_pipeline.clients.tokens import MemoryTokenStore, StoredTokens, TokenStore
+
+__all__ = ["API_PREFIX", "JSON_API", "MAX_PAGE_SIZE", "REAL_OUTREACH_URL", "UNAUTHORIZED_SCOPE_ERROR", "MissingScope",
+           "OutreachClient", "outreach_error", "require_token", "scope_for_request", "token_scopes"]
 
 REAL_OUTREACH_URL = "https://api.outreach.io"
 
@@ -55,80 +69,6 @@ TOKEN_REFRESH_MARGIN_SECONDS = 300.0
 
 
 # --------------------------------------------------------------------------- client
-
-
-def outreach_error(response: requests.Response) -> tuple[str | None, str | None, str | None]:
-    """(error id, detail, source pointer) of an Outreach error response (the pointer also in the detail)."""
-    body = response.json()
-    if isinstance(body, dict) and isinstance(body.get("errors"), list) and body["errors"]:
-        first = body["errors"][0]
-        detail = first.get("detail") or first.get("details") or first.get("title")
-        pointer = (first.get("source") or {}).get("pointer")
-        if pointer:
-            detail = f"{detail} (at {pointer})"
-        return first.get("id"), detail, pointer if isinstance(pointer, str) else None
-    if isinstance(body, dict) and "error" in body:  # OAuth token endpoint (RFC 6749 section 5.2)
-        return body.get("error"), body.get("error_description"), None
-    return None, None, None
-
-
-def _bearer(access_token: SecretStr) -> dict[str, str]:
-    return {"Authorization": f"Bearer {access_token.get_secret_value()}"}
-
-
-def _require_collection(body: Any) -> None:
-    if not isinstance(body, dict) or not isinstance(body.get("data"), list):
-        raise ValueError("body has no top-level 'data' array")
-
-
-def _require_resource(body: Any) -> None:
-    if not isinstance(body, dict) or not isinstance(body.get("data"), dict):
-        raise ValueError("body has no top-level 'data' object")
-
-
-UNAUTHORIZED_SCOPE_ERROR = "unauthorizedOauthScope"
-
-
-def scope_for_request(method: str, path: str) -> str | None:
-    """The scope an API request needs: ``GET /api/v2/prospects/1`` -> ``prospects.read``; None off the API."""
-    parts = [part for part in urlsplit(path).path.split("/") if part]
-    if len(parts) < 3 or parts[:2] != ["api", "v2"]:
-        return None
-    action = {"GET": "read", "DELETE": "delete"}.get(method.upper(), "write")
-    return f"{parts[2]}.{action}"
-
-
-class MissingScope(AuthenticationError):
-    """Outreach refused a request because the connected account's grant lacks the scope it needs.
-
-    Attributes:
-        scope: The scope the request needs (from its method and collection), e.g. ``prospects.write``.
-    """
-
-    scope: str | None
-
-    @classmethod
-    def of(cls, error: ApiError) -> MissingScope:
-        scope = scope_for_request(error.method, error.path)
-        missing = cls(
-            f"the connected Outreach account was not granted scope {scope or '(unknown)'}: connect again with "
-            "`outreach-pipeline auth connect`, which asks for every scope the mapping needs",
-            method=error.method, path=error.path, status=error.status, error_id=error.error_id, detail=error.detail,
-        )
-        missing.scope = scope
-        return missing
-
-
-def token_scopes(raw: object) -> tuple[str, ...] | None:
-    """Scopes of a token response (space- or plus-separated), sorted; None when it names none."""
-    if not isinstance(raw, str) or not raw.strip():
-        return None
-    return tuple(sorted({part for part in raw.replace("+", " ").split() if part}))
-
-
-def require_token(body: Any) -> None:
-    if not isinstance(body, dict) or not isinstance(body.get("access_token"), str):
-        raise ValueError("token response has no 'access_token'")
 
 
 class OutreachClient:
@@ -323,7 +263,7 @@ class OutreachClient:
         access_token = self._current_access_token()
         try:
             return self.transport.request_json(
-                method, path_or_url, idempotent=idempotent, headers={**headers, **_bearer(access_token)}, **kwargs
+                method, path_or_url, idempotent=idempotent, headers={**headers, **bearer(access_token)}, **kwargs
             )
         except AuthenticationError as exc:
             if exc.status == 403 and exc.error_id == UNAUTHORIZED_SCOPE_ERROR:
@@ -333,7 +273,7 @@ class OutreachClient:
         # A 401 is rejected before any work, so even a write is safe to resend once.
         renewed = self._current_access_token(rejected=access_token)
         return self.transport.request_json(
-            method, path_or_url, idempotent=idempotent, headers={**headers, **_bearer(renewed)}, **kwargs
+            method, path_or_url, idempotent=idempotent, headers={**headers, **bearer(renewed)}, **kwargs
         )
 
     # ----------------------------------------------------------------- reads
@@ -351,7 +291,7 @@ class OutreachClient:
         """
         url = self._api_url(path)
         if params:
-            url = _with_query(url, {
+            url = with_query(url, {
                 key: [str(item) for item in value] if isinstance(value, list | tuple) else str(value)
                 for key, value in params.items()
             })
@@ -363,18 +303,18 @@ class OutreachClient:
 
     def _get_collection(self, url: str) -> Any:
         while True:
-            page_size = _query_value(url, "page[size]")
+            page_size = query_value(url, "page[size]")
             size = int(page_size) if page_size and page_size.isdigit() else None
             halvable = size is not None and size > 1
             try:
                 return self._call(
-                    "GET", url, idempotent=True, validate=_require_collection,
+                    "GET", url, idempotent=True, validate=require_collection,
                     fail_fast_statuses=frozenset({502}) if halvable else frozenset(),
                 )
             except ServerError as exc:
                 if exc.status != 502 or not halvable or size is None:
                     raise
-                url = _with_query(url, {"page[size]": str(max(1, size // 2))})
+                url = with_query(url, {"page[size]": str(max(1, size // 2))})
 
     def iter_pages(self, path: str, params: Mapping[str, Any] | None = None) -> Iterator[list[OutreachRecord]]:
         """Yield each page's records (see :meth:`iter_documents`)."""
@@ -456,7 +396,7 @@ class OutreachClient:
         params = {"include": ",".join(include)} if include else None
         body = self._call(
             "GET", f"{API_PREFIX}/{resource}/{int(record_id)}", idempotent=True, params=params,
-            validate=_require_resource,
+            validate=require_resource,
         )
         return parse_resource(body["data"], f"GET {resource}/{record_id}")
 
@@ -476,7 +416,7 @@ class OutreachClient:
         Its entries carry ``type`` and ``meta.validations`` but no ``id`` (the spec's introduction), so
         they are returned as the raw objects, not parsed as JSON:API resources.
         """
-        body = self._call("GET", f"{API_PREFIX}/types", idempotent=True, validate=_require_collection)
+        body = self._call("GET", f"{API_PREFIX}/types", idempotent=True, validate=require_collection)
         return [entry for entry in body["data"] if isinstance(entry, dict)]
 
     def get_schema(self) -> OutreachSchema:
@@ -510,7 +450,7 @@ class OutreachClient:
         body = {"data": write_resource(resource, None, attributes, relationships)}
         reply = self._call(
             "POST", f"{API_PREFIX}/{resource}", idempotent=False, json=body,
-            headers={"Content-Type": JSON_API}, validate=_require_resource,
+            headers={"Content-Type": JSON_API}, validate=require_resource,
         )
         return parse_resource(reply["data"], f"POST {resource}")
 
@@ -525,7 +465,7 @@ class OutreachClient:
         body = {"data": write_resource(resource, record_id, attributes, relationships)}
         reply = self._call(
             "PATCH", f"{API_PREFIX}/{resource}/{int(record_id)}", idempotent=False, json=body,
-            headers={"Content-Type": JSON_API}, validate=_require_resource,
+            headers={"Content-Type": JSON_API}, validate=require_resource,
         )
         return parse_resource(reply["data"], f"PATCH {resource}/{record_id}")
 
@@ -538,7 +478,7 @@ class OutreachClient:
         """
         reply = self._call(
             "POST", f"{API_PREFIX}/tasks/{int(task_id)}/actions/markComplete", idempotent=False,
-            headers={"Content-Type": JSON_API}, validate=_require_resource,
+            headers={"Content-Type": JSON_API}, validate=require_resource,
         )
         return parse_resource(reply["data"], f"POST tasks/{task_id}/actions/markComplete")
 
@@ -562,22 +502,3 @@ def _out_of_order(resource: str, record: OutreachRecord, previous: tuple[datetim
         detail=f"{record.type} {record.id} (updatedAt {record.updated_at}) came after id {previous[1]} "
         f"(updatedAt {previous[0]})",
     )
-
-
-def _query_value(url: str, key: str) -> str | None:
-    return dict(parse_qsl(urlsplit(url).query, keep_blank_values=True)).get(key)
-
-
-def _with_query(url: str, updates: Mapping[str, str | list[str]]) -> str:
-    """``url`` with the given query parameters set (replacing existing ones, keeping the rest in order).
-
-    A list value sets its key once per item, in order.
-    """
-    parts = urlsplit(url)
-    pairs = [(key, value) for key, value in parse_qsl(parts.query, keep_blank_values=True) if key not in updates]
-    for key, value in updates.items():
-        if isinstance(value, list):
-            pairs.extend((key, item) for item in value)
-        else:
-            pairs.append((key, value))
-    return urlunsplit(parts._replace(query=urlencode(pairs)))

@@ -106,13 +106,42 @@ def execute_sync_job(
     """
     if executor is ExecutorKind.IN_PROCESS:
         job = defs.resolve_job_def(job_name)
-        return (job.with_hooks(set(hooks)) if hooks else job).execute_in_process(
-            instance=instance, run_id=run_id, tags=dict(tags), run_config=dict(run_config), raise_on_error=False
+        return execute_in_process_uncaptured(
+            job.with_hooks(set(hooks)) if hooks else job, instance=instance, run_id=run_id, tags=tags,
+            run_config=run_config,
         )
     # Events and materialisations are read off the result; only outputs would need it opened as a context.
     return dg.execute_job(
         reconstructable_job(job_name), instance=instance, tags=dict(tags), run_config=dict(run_config),
         raise_on_error=False,
+    )
+
+
+def execute_in_process_uncaptured(
+    job: dg.JobDefinition,
+    *,
+    instance: dg.DagsterInstance,
+    tags: Mapping[str, str],
+    run_config: Mapping[str, Any],
+    run_id: str | None = None,
+) -> dg.ExecuteInProcessResult:
+    """`job.execute_in_process(..., raise_on_error=False)`, without holding every step's output until the run ends.
+
+    Dagster's `execute_in_process` keeps each output value in memory for `result.output_for_node`: a ranged run
+    held every DataFrame it produced (every entity's extract, staged frame and outcomes over the whole range) at
+    once, so its memory grew with the range. A run launched by the daemon or the UI keeps none; the sync reads only
+    events off the result, so it keeps none either. The same Dagster calls as `execute_in_process` (1.13), with
+    output capture off; `output_for_node` of the result is therefore empty.
+    """
+    from dagster._core.definitions.job_base import InMemoryJob
+    from dagster._core.execution.execute_in_process import core_execute_in_process, merge_run_tags
+
+    ephemeral = job.as_ephemeral_job(resource_defs={}, input_values={})
+    return core_execute_in_process(
+        job=InMemoryJob(job_def=ephemeral), run_config=dict(run_config), instance=instance,
+        output_capturing_enabled=False, raise_on_error=False, run_id=run_id,
+        run_tags=merge_run_tags(job_def=job, partition_key=None, tags=dict(tags), asset_selection=None,
+                                instance=instance, run_config=dict(run_config)),
     )
 
 
