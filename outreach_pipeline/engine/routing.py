@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
@@ -32,6 +33,9 @@ from outreach_pipeline.mapping.models import EntityMapping, MappingSet
 from outreach_pipeline.mapping.transform import stage_records
 
 ROUTE_COLUMN = "_route"
+#: Extracted rows staged at a time. Staging 100,000 prospects at once took 173 MiB of transient memory for a
+#: 29 MiB result; in chunks of 10,000, 58 MiB (the step's peak grows with the chunk, not with the range).
+STAGE_CHUNK_ROWS = 10_000
 #: The planner's reason for an update-only record without a Workbooks twin (see engine.plan).
 NO_MATCH = "no_match"
 
@@ -70,7 +74,37 @@ def stage_extracted(
 ) -> pd.DataFrame:
     """The staged frame of an extract (`stage_routed`) with each row's sync window, and an unreadable API record
     failing alone with the reader's message rather than its empty fields'. The hourly `staged/*` assets and the
-    low-latency lane (engine/lane.py) stage through this one function."""
+    low-latency lane (engine/lane.py) stage through this one function.
+
+    The rows are staged `STAGE_CHUNK_ROWS` at a time (`staging_chunks`), so the transient memory of staging is
+    bounded by the chunk, not the range; the result is the one the whole frame would give, in the extracted order.
+    """
+    extracted = extracted.reset_index(drop=True)
+    chunks = staging_chunks(extracted["id"], STAGE_CHUNK_ROWS) if "id" in extracted.columns else []
+    if len(chunks) <= 1:
+        return _stage_chunk(extracted, mappings, entity, lookups)
+    parts = []
+    for positions in chunks:
+        part = _stage_chunk(extracted.iloc[positions].reset_index(drop=True), mappings, entity, lookups)
+        part.index = positions
+        parts.append(part)
+    return pd.concat(parts).sort_index().reset_index(drop=True)
+
+
+def staging_chunks(ids: pd.Series, size: int) -> list[np.ndarray]:
+    """Row positions to stage together: runs of about `size` rows in order, and every row whose id appears more
+    than once in one chunk of its own (staging reports a repeated id on each of its rows, so they must meet)."""
+    repeated = ids.duplicated(keep=False).to_numpy()
+    single = np.flatnonzero(~repeated)
+    chunks = [single[start : start + size] for start in range(0, len(single), size)]
+    if repeated.any():
+        chunks.append(np.flatnonzero(repeated))
+    return chunks
+
+
+def _stage_chunk(
+    extracted: pd.DataFrame, mappings: MappingSet, entity: EntityMapping, lookups: dict[str, pd.DataFrame] | None
+) -> pd.DataFrame:
     frame = stage_routed(extracted, mappings, entity, lookups=lookups)
     frame[WINDOW_COLUMN] = extracted[WINDOW_COLUMN].to_numpy()
     if EXTRACT_ERROR_COLUMN in extracted:
