@@ -7,7 +7,7 @@ sync window it belongs to, so the window-aware IO manager can store and reload a
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
@@ -117,20 +117,20 @@ def window_of(timestamps: pd.Series, start: datetime, end: datetime) -> pd.Serie
 @dataclass
 class _Read:
     """What a read collected. Primary records become one small frame per page as they arrive, so a range of
-    100,000 records is never held as record objects and as a frame at once; `keep_records` keeps the objects
-    instead, for the small related reads (roles, stages) whose relationships are used directly."""
+    100,000 records is never held as record objects and as a frame at once; `keep` keeps, instead, only what a
+    related read (roles, stages) uses of each record, not the whole typed records."""
 
-    keep_records: bool = False
+    keep: Callable[[OutreachRecord], Any] | None = None
     frames: list[pd.DataFrame] = field(default_factory=list)
     ids: set[int] = field(default_factory=set)
-    records: list[OutreachRecord] = field(default_factory=list)
+    records: list[Any] = field(default_factory=list)  # what `keep` kept of each record
     included: list[OutreachRecord] = field(default_factory=list)
     rejected: list[RejectedResource] = field(default_factory=list)
 
     def add(self, page: OutreachPage) -> None:
         self.ids.update(record.id for record in page.records)
-        if self.keep_records:
-            self.records.extend(page.records)
+        if self.keep is not None:
+            self.records.extend(map(self.keep, page.records))
         elif page.records:
             self.frames.append(records_to_frame(page.records))
             page_read(len(page.records), max((r.updated_at for r in page.records if r.updated_at), default=None))
@@ -240,10 +240,10 @@ def extract_opportunities(
     read = _Read()
     _read_window(client, read, "opportunities", start, end, lower_open=from_beginning, include=("opportunityStage",),
                  params=params, plan=window)
-    roles_changed = _Read(keep_records=True)
+    roles_changed = _Read(keep=lambda role: role.relationships.get("opportunity"))
     _read_window(client, roles_changed, "opportunityProspectRoles", start, end, lower_open=from_beginning, plan=window)
     seen = read.ids | {r.id for r in read.rejected}
-    extra = {role.relationships.get("opportunity") for role in roles_changed.records} | set(retry_ids)
+    extra = set(roles_changed.records) | set(retry_ids)
     extra_ids = sorted(i for i in extra if isinstance(i, int) and i not in seen)
     _read_by_ids(client, read, "opportunities", extra_ids, {"include": "opportunityStage", **(params or {})})
     frame = _dedupe(_frame(read, start, end))
@@ -251,21 +251,19 @@ def extract_opportunities(
     stages = {r.id: r.attributes.get("name") for r in read.included if r.type == "opportunityStage"}
     stage_ids = frame["opportunityStageId"].dropna().astype(int) if "opportunityStageId" in frame else pd.Series(dtype=int)
     if missing := set(stage_ids) - stages.keys():
-        stage_read = _Read(keep_records=True)
+        stage_read = _Read(keep=lambda stage: (stage.id, stage.attributes.get("name")))
         _read_by_ids(client, stage_read, "opportunityStages", missing)
-        stages |= {r.id: r.attributes.get("name") for r in stage_read.records}
+        stages |= dict(stage_read.records)
     frame[STAGE_NAME_COLUMN] = stage_ids.map(stages).reindex(frame.index)
 
-    role_read = _Read(keep_records=True)
+    role_read = _Read(keep=lambda role: (role.relationships.get("opportunity"), {
+        "id": role.id, "prospectId": role.relationships.get("prospect"), "role": role.attributes.get("role"),
+        "primary": role.attributes.get("primary")}))
     _read_by_ids(client, role_read, "opportunityProspectRoles", frame["id"].tolist(), relationship="opportunity")
     roles: dict[int, list[dict[str, object]]] = {}
-    for role in role_read.records:
-        opportunity_id = role.relationships.get("opportunity")
+    for opportunity_id, role in role_read.records:
         if isinstance(opportunity_id, int):
-            roles.setdefault(opportunity_id, []).append(
-                {"id": role.id, "prospectId": role.relationships.get("prospect"), "role": role.attributes.get("role"),
-                 "primary": role.attributes.get("primary")}
-            )
+            roles.setdefault(opportunity_id, []).append(role)
     frame[ROLES_COLUMN] = frame["id"].map(lambda i: sorted(roles.get(i, []), key=lambda r: r["id"]))
     return Extract(frame=frame, retried_ids=sorted(set(retry_ids) - seen))
 

@@ -124,9 +124,9 @@ def extract_sequence_states(
     ):
         ids = set(frame[column].dropna().astype(int)) if column in frame else set()
         if missing := ids - known.keys():
-            related = _Read(keep_records=True)
+            related = _Read(keep=lambda record, attribute=attribute: (record.id, record.attributes.get(attribute)))
             _read_by_ids(client, related, resource_name, missing)
-            known |= {r.id: r.attributes.get(attribute) for r in related.records}
+            known |= dict(related.records)
     frame[SEQUENCE_NAME_COLUMN] = _mapped(frame, "sequenceId", names)
     frame[STEP_ORDER_COLUMN] = _mapped(frame, "sequenceStepId", orders)
     return Extract(frame=frame, retried_ids=retry)
