@@ -46,6 +46,8 @@ from upath import UPath
 
 from outreach_pipeline.defs.partitions import WINDOW_COLUMN
 
+#: Input metadata (`dg.AssetIn(metadata={INPUT_COLUMNS: [...]})`): the columns a consumer reads, the rest left on disk.
+INPUT_COLUMNS = "columns"
 _JSON_COLUMNS_KEY = b"outreach_pipeline.json_columns"
 _ROW_GROUPS_KEY = b"outreach_pipeline.window_row_groups"  # {window key: row group index}
 _RANGE_SEPARATOR = "~"
@@ -121,17 +123,20 @@ class WindowedParquetIOManager(dg.ConfigurableIOManager):
         context.add_output_metadata({"windows_written": len(keys), "window_files_written": len(segments)})
 
     def load_input(self, context: dg.InputContext) -> pd.DataFrame:
+        """The stored rows of the input's windows; only the columns its `INPUT_COLUMNS` metadata names, if any
+        (a named column the stored output lacks is left out, as a frame without it would have it)."""
         asset_key = context.asset_key
         directory = self._dir(asset_key)
+        columns = (context.definition_metadata or {}).get(INPUT_COLUMNS)
         if not context.has_asset_partitions:
             path = directory / "all.parquet"
             if not path.exists():
                 raise FileNotFoundError(f"{asset_key.to_user_string()} has no stored output: materialize it first")
-            return _read(path)
+            return _read(path, columns)
         keys = sorted(context.asset_partition_keys)
         for attempt in range(_READ_ATTEMPTS):
             try:
-                return _read_windows(directory, keys, asset_key)
+                return _read_windows(directory, keys, asset_key, columns)
             except FileNotFoundError:
                 if attempt == _READ_ATTEMPTS - 1:
                     raise
@@ -155,7 +160,9 @@ def _list(directory: UPath) -> tuple[list[RangeFile], set[str]]:
     return ranges, singles
 
 
-def _read_windows(directory: UPath, keys: Sequence[str], asset_key: dg.AssetKey) -> pd.DataFrame:
+def _read_windows(
+    directory: UPath, keys: Sequence[str], asset_key: dg.AssetKey, columns: Sequence[str] | None = None
+) -> pd.DataFrame:
     """The rows of `keys` (sorted), each window from the newest file covering it, in window order."""
     ranges, singles = _list(directory)
     # Consecutive windows served by the same file are read together: one read per file in the usual case.
@@ -171,7 +178,7 @@ def _read_windows(directory: UPath, keys: Sequence[str], asset_key: dg.AssetKey)
             sources[-1][1].append(key)
         else:
             sources.append((source, [key]))
-    frames = [_read_range(source.path, window) if isinstance(source, RangeFile) else _read(source)
+    frames = [_read_range(source.path, window, columns) if isinstance(source, RangeFile) else _read(source, columns)
               for source, window in sources]
     if len(frames) == 1:
         return frames[0]
@@ -203,15 +210,26 @@ def _write_range(directory: UPath, keys: Sequence[str], frame: pd.DataFrame, win
     return written
 
 
-def _read_range(path: UPath, keys: Sequence[str]) -> pd.DataFrame:
+def _read_range(path: UPath, keys: Sequence[str], columns: Sequence[str] | None = None) -> pd.DataFrame:
     """The row groups of `keys` from a range file (none: an empty frame with the file's columns)."""
     with _opened(path) as source:
         parquet = pq.ParquetFile(source)
-        metadata = parquet.schema_arrow.metadata or {}
-        row_groups = json.loads(metadata.get(_ROW_GROUPS_KEY, b"{}"))
+        schema = parquet.schema_arrow
+        row_groups = json.loads((schema.metadata or {}).get(_ROW_GROUPS_KEY, b"{}"))
         wanted = [row_groups[key] for key in keys if key in row_groups]
-        table = parquet.read_row_groups(wanted) if wanted else parquet.schema_arrow.empty_table()
+        present = _present(schema, columns)
+        table = parquet.read_row_groups(wanted, columns=present) if wanted else _empty(schema, present)
     return _to_frame(table)
+
+
+def _present(schema: pa.Schema, columns: Sequence[str] | None) -> list[str] | None:
+    """The `columns` (all when None) that a stored output has."""
+    return None if columns is None else [name for name in columns if name in schema.names]
+
+
+def _empty(schema: pa.Schema, columns: list[str] | None) -> pa.Table:
+    table = schema.empty_table()
+    return table if columns is None else table.select(columns)
 
 
 def _delete_superseded(directory: UPath, written: RangeFile, keys: Sequence[str]) -> None:
@@ -303,9 +321,10 @@ def _opened(path: UPath) -> Iterator[Any]:
         yield stream
 
 
-def _read(path: UPath) -> pd.DataFrame:
+def _read(path: UPath, columns: Sequence[str] | None = None) -> pd.DataFrame:
     with _opened(path) as source:
-        table = pq.read_table(source)
+        parquet = pq.ParquetFile(source)
+        table = parquet.read(columns=_present(parquet.schema_arrow, columns))
     return _to_frame(table)
 
 
@@ -317,6 +336,6 @@ def _to_frame(table: pa.Table) -> pd.DataFrame:
     for arrow_field in table.schema:
         if pa.types.is_list(arrow_field.type) or pa.types.is_large_list(arrow_field.type):
             frame[arrow_field.name] = pd.Series(table.column(arrow_field.name).to_pylist(), dtype=object)
-    for column in json_columns:
+    for column in (c for c in json_columns if c in frame.columns):
         frame[column] = frame[column].map(lambda v: json.loads(v) if isinstance(v, str) else None).astype(object)
     return frame

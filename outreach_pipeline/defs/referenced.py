@@ -15,6 +15,7 @@ import pandas as pd
 from outreach_pipeline.defs.assets import FLOWS, EntityFlow, outreach_frame_asset
 from outreach_pipeline.defs.audit import range_label, row_counts_per_window
 from outreach_pipeline.defs.budget import outreach_budget
+from outreach_pipeline.defs.io_manager import INPUT_COLUMNS
 from outreach_pipeline.defs.progress import reporting_extract
 from outreach_pipeline.defs.resources import LedgerResource, OutreachResource, SyncSettings
 from outreach_pipeline.engine.link_targets import never_synced, no_targets, read_targets, targets
@@ -33,11 +34,12 @@ def _pulled_input(name: str) -> str:
 
 def referenced_ins(flow: EntityFlow) -> dict[str, dg.AssetIn]:
     """The asset's inputs: its entity's extract, each referencing extract, and what was pulled for those."""
-    ins = {"extracted": dg.AssetIn(flow.extract_key)}
-    for name, _ in flow.referenced_by:
-        ins[_referencing_input(name)] = dg.AssetIn(_BY_NAME[name].extract_key)
+    # Only the columns the pull reads: the whole frames of the range's extracts were most of this step's memory.
+    ins = {"extracted": dg.AssetIn(flow.extract_key, metadata={INPUT_COLUMNS: ["id"]})}
+    for name, column in flow.referenced_by:
+        ins[_referencing_input(name)] = dg.AssetIn(_BY_NAME[name].extract_key, metadata={INPUT_COLUMNS: [column]})
         if (pulled := _BY_NAME[name].referenced_key) is not None:
-            ins[_pulled_input(name)] = dg.AssetIn(pulled)
+            ins[_pulled_input(name)] = dg.AssetIn(pulled, metadata={INPUT_COLUMNS: [column]})
     return ins
 
 

@@ -13,7 +13,7 @@ import pytest
 from upath import UPath
 
 from outreach_pipeline.defs.headless import last_complete_windows, parse_window
-from outreach_pipeline.defs.io_manager import WindowedParquetIOManager, window_store
+from outreach_pipeline.defs.io_manager import INPUT_COLUMNS, WindowedParquetIOManager, window_store
 from outreach_pipeline.defs.partitions import WINDOW_COLUMN, sync_windows
 from outreach_pipeline.engine.extract import window_of
 from outreach_pipeline.settings import load_settings
@@ -184,3 +184,27 @@ def test_the_window_store_setting_overrides_the_default(monkeypatch, tmp_path):
     assert window_store(load_settings().window_store, tmp_path / "windows") == str(tmp_path / "windows")
     monkeypatch.setenv("OUTREACH_PIPELINE_WINDOW_STORE", "s3://bucket/windows")
     assert window_store(load_settings().window_store, tmp_path / "windows") == "s3://bucket/windows"
+
+
+@dg.asset(partitions_def=SYNC_WINDOWS, backfill_policy=dg.BackfillPolicy.single_run(),
+          ins={"produced": dg.AssetIn(metadata={INPUT_COLUMNS: ["id", "extra", "not_stored"]})})
+def narrow(produced: pd.DataFrame) -> dg.MaterializeResult:
+    return dg.MaterializeResult(metadata={"columns_seen": list(produced.columns), "rows": len(produced),
+                                          "extra_of_1": dg.MetadataValue.json(
+                                              produced.loc[produced["id"] == 1, "extra"].iloc[0])})
+
+
+def test_an_input_reads_only_the_columns_its_metadata_names(tmp_path):
+    job = dg.define_asset_job("narrow_job", selection=[produced, narrow], executor_def=dg.in_process_executor)
+    defs = dg.Definitions(assets=[produced, narrow], jobs=[job],
+                          resources={"windows": WindowedParquetIOManager(base_dir=str(tmp_path))})
+    with dg.instance_for_test() as instance:
+        result = defs.resolve_job_def("narrow_job").execute_in_process(
+            instance=instance,
+            tags={"dagster/asset_partition_range_start": FIRST, "dagster/asset_partition_range_end": LAST},
+        )
+        assert result.success
+        seen = result.asset_materializations_for_node("narrow")[0].metadata  # one per window, the same
+        assert seen["columns_seen"].value == ["id", "extra"], "a named column the output lacks is left out"
+        assert seen["rows"].value == 3
+        assert seen["extra_of_1"].value == {"k": [1, 2]}, "a JSON column read alone still decodes"
