@@ -39,7 +39,7 @@ def _extracted(rows: list[dict]) -> pd.DataFrame:
     return frame
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=30, deadline=None)
 @given(rows=prospect_rows, size=st.integers(min_value=1, max_value=8))
 def test_staging_in_chunks_equals_staging_the_whole(rows: list[dict], size: int) -> None:
     if not rows:
