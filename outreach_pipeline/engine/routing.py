@@ -20,7 +20,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
@@ -91,14 +90,15 @@ def stage_extracted(
     return pd.concat(parts).sort_index().reset_index(drop=True)
 
 
-def staging_chunks(ids: pd.Series, size: int) -> list[np.ndarray]:
+def staging_chunks(ids: pd.Series, size: int) -> list[pd.Index]:
     """Row positions to stage together: runs of about `size` rows in order, and every row whose id appears more
     than once in one chunk of its own (staging reports a repeated id on each of its rows, so they must meet)."""
     repeated = ids.duplicated(keep=False).to_numpy()
-    single = np.flatnonzero(~repeated)
+    positions = pd.RangeIndex(len(ids))
+    single = positions[~repeated]
     chunks = [single[start : start + size] for start in range(0, len(single), size)]
     if repeated.any():
-        chunks.append(np.flatnonzero(repeated))
+        chunks.append(positions[repeated])
     return chunks
 
 
